@@ -1,0 +1,167 @@
+"""Which addresses a callback may reach, and the URL rules checked when a task is registered.
+
+A callback may only connect to a public address. The check is made twice: here, on the URL alone
+(IP literals in any notation, ``localhost``), and at dispatch on the address actually connected.
+Networks listed in ``allowed`` (the local stack allows loopback) are let through explicitly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
+
+from .errors import InvalidRequest
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Refused on top of what ``ipaddress`` already calls non-global (private, loopback, reserved,
+# unspecified, documentation, benchmarking, IPv6 unique-local): named here so that no Python
+# version's idea of "global" can let them through.
+_LINK_LOCAL: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "169.254.0.0/16",  # cloud metadata (169.254.169.254), Lambda and ECS credentials
+        "fe80::/10",
+        "fd00:ec2::/32",  # EC2 IPv6 metadata
+    )
+)
+_NOT_PUBLIC: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # carrier-grade NAT
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, broadcast
+        "fc00::/7",  # unique-local
+        "ff00::/8",  # multicast
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """``allowed``: networks let through although not public (e.g. loopback on the local stack)."""
+
+    allowed: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_text(cls, text: str) -> EgressPolicy:
+        """Parse a comma-separated list of networks, e.g. ``127.0.0.0/8,::1/128``."""
+        networks = []
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError as exc:
+                raise ValueError(f"invalid network {part!r} in the allowed callback networks") from exc
+        return cls(tuple(networks))
+
+    def refusal(self, address: IPAddress | str) -> str | None:
+        """Why a connection to ``address`` is refused, or None when it is allowed."""
+        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+            ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+        if any(ip in net for net in self.allowed):
+            return None
+        for embedded in _embedded_ipv4(ip):
+            if any(embedded in net for net in self.allowed):
+                return None
+            reason = _refusal_of(embedded)
+            if reason:
+                return f"{ip} embeds {embedded}, {reason}"
+        return _refusal_of(ip)
+
+    def allows_loopback(self) -> bool:
+        return any(ipaddress.ip_address("127.0.0.1") in net for net in self.allowed)
+
+
+def _refusal_of(ip: IPAddress) -> str | None:
+    if ip.is_loopback:
+        return f"{ip} is a loopback address"
+    if ip.is_unspecified:
+        return f"{ip} is the unspecified address"
+    if ip.is_link_local or any(ip in net for net in _LINK_LOCAL):
+        return f"{ip} is a link-local address (where cloud metadata lives)"
+    if ip.is_multicast:
+        return f"{ip} is a multicast address"
+    if any(ip in net for net in _NOT_PUBLIC) or not ip.is_global:
+        return f"{ip} is not a public address"
+    return None
+
+
+def _embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses carried inside an IPv6 one (mapped, 6to4, Teredo, NAT64)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found = []
+    if ip.ipv4_mapped:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour:
+        found.append(ip.sixtofour)
+    if ip.teredo:
+        found.extend(ip.teredo)
+    if ip in _NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a host names by itself, in any notation a resolver accepts (``127.1``,
+    ``0x7f.0.0.1``, ``2130706433``, ``[::ffff:127.0.0.1]``), or None for a DNS name."""
+    host = host.rstrip(".")
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        pass
+    if host and all(c in "0123456789abcdefxABCDEFX." for c in host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def check_callback_url(url: object, policy: EgressPolicy, max_length: int, field: str = "callback") -> str:
+    """Check what can be checked of a callback URL without resolving it; return it unchanged."""
+    if not isinstance(url, str):
+        raise InvalidRequest(f"{field} must be a string holding an absolute http(s) URL")
+    if len(url) > max_length:
+        raise InvalidRequest(f"{field} is {len(url)} characters long; the limit is {max_length}")
+    if not url.isascii() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise InvalidRequest(f"{field} {url!r} contains spaces, control or non-ASCII characters; percent-encode them")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidRequest(f"{field} {url!r} is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise InvalidRequest(f"{field} {url!r} must be an absolute http:// or https:// URL")
+    host = parts.hostname
+    if not host:
+        raise InvalidRequest(f"{field} {url!r} has no host")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InvalidRequest(f"{field} {url!r} must not carry credentials (user:password@)")
+    if port == 0:
+        raise InvalidRequest(f"{field} {url!r} has port 0")
+    _check_host(host, parts, policy, field, url)
+    return url
+
+
+def _check_host(host: str, parts: SplitResult, policy: EgressPolicy, field: str, url: str) -> None:
+    address = literal_address(host)
+    if address is not None:
+        reason = policy.refusal(address)
+        if reason:
+            raise InvalidRequest(f"{field} {url!r} points to {reason}; callbacks may only reach public addresses")
+        return
+    name = host.rstrip(".").lower()
+    if (name == "localhost" or name.endswith(".localhost")) and not policy.allows_loopback():
+        raise InvalidRequest(f"{field} {url!r} points to localhost; callbacks may only reach public addresses")

@@ -1,0 +1,390 @@
+"""The only code that talks to DynamoDB.
+
+Table ``tasks``: hash key ``task_name`` (S), range key ``trigger_at`` (N). Sparse GSI ``due``:
+hash ``due_shard`` (N), range ``due_minute`` (N), projecting all attributes; only active entries
+(pending, running) carry the two keys, so the index holds exactly the work still to do.
+Table ``leases``: hash key ``shard`` (N); one item per shard names the dispatcher run holding it.
+
+Every write is conditional. A write that timed out but landed, then was retried by botocore and
+failed its condition, is recognised by its ``revision`` token and counted as done.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .errors import ServiceUnavailable
+from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
+
+DUE_INDEX = "due"
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class EntryExists(Exception):
+    def __init__(self, existing: Task | None) -> None:
+        super().__init__("entry exists")
+        self.existing = existing
+
+
+class StaleEntry(Exception):
+    """The entry changed (or vanished) since it was read: the conditional write did not apply."""
+
+    def __init__(self, current: Task | None) -> None:
+        super().__init__("entry changed")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class Page:
+    tasks: list[Task]
+    more: bool
+
+
+@dataclass(frozen=True)
+class Lease:
+    shard: int
+    owner: str
+    until: float
+    previous_released_at: float | None
+
+
+class TaskRepository(Protocol):
+    """What the service and the dispatch engine need from storage."""
+
+    shards: int
+
+    def insert(self, task: Task) -> None: ...
+    def save(self, task: Task, expected_revision: str) -> None: ...
+    def get(self, key: TaskKey) -> Task | None: ...
+    def get_many(self, keys: list[TaskKey]) -> list[Task]: ...
+    def entries_of(self, name: str, lowest: int | None, now: float, limit: int) -> Page: ...
+    def all_entries(self, after: TaskKey | None, lowest: int | None, now: float, limit: int) -> Page: ...
+    def has_due(self, shard: int, up_to: int) -> bool: ...
+    def due(self, shard: int, up_to: int) -> Iterator[Task]: ...
+    def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Lease | None: ...
+    def release_lease(self, shard: int, owner: str, now: float) -> None: ...
+
+
+def connect(
+    table: str, lease_table: str, shards: int, region: str, endpoint: str | None = None, max_pool: int = 10
+) -> DynamoDBTaskRepository:
+    """A repository on a boto3 client with standard retries (throttling, 5xx) and short timeouts."""
+    config = Config(
+        region_name=region,
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=2,
+        read_timeout=5,
+        max_pool_connections=max_pool,
+    )
+    client = boto3.session.Session().client("dynamodb", endpoint_url=endpoint, config=config)
+    return DynamoDBTaskRepository(client, table, lease_table, shards)
+
+
+def shard_of(key: TaskKey, shards: int) -> int:
+    """Spread entries over the ``due`` index partitions, stably."""
+    return zlib.crc32(str(key).encode()) % shards
+
+
+class DynamoDBTaskRepository:
+    def __init__(self, client: Any, table: str, lease_table: str, shards: int) -> None:
+        self._client = client
+        self._table = table
+        self._lease_table = lease_table
+        self.shards = shards
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def insert(self, task: Task) -> None:
+        try:
+            self._call(
+                "put_item",
+                TableName=self._table,
+                Item=self._row(task),
+                ConditionExpression="attribute_not_exists(task_name)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except _ConditionFailed as failed:
+            existing = to_task(failed.item) if failed.item else None
+            if existing is not None and existing.revision == task.revision:
+                return  # our own write, retried after a lost response
+            raise EntryExists(existing) from None
+
+    def save(self, task: Task, expected_revision: str) -> None:
+        try:
+            self._call(
+                "put_item",
+                TableName=self._table,
+                Item=self._row(task),
+                ConditionExpression="revision = :expected",
+                ExpressionAttributeValues={":expected": {"S": expected_revision}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except _ConditionFailed as failed:
+            current = to_task(failed.item) if failed.item else None
+            if current is not None and current.revision == task.revision:
+                return
+            raise StaleEntry(current) from None
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, key: TaskKey) -> Task | None:
+        response = self._call("get_item", TableName=self._table, Key=_key(key), ConsistentRead=True)
+        item = response.get("Item")
+        return to_task(item) if item else None
+
+    def get_many(self, keys: list[TaskKey]) -> list[Task]:
+        """Strongly consistent reads of many entries (missing ones are left out)."""
+        found: list[Task] = []
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self._table: {"Keys": [_key(k) for k in keys[start : start + 100]], "ConsistentRead": True}
+            }
+            while request:
+                response = self._call("batch_get_item", RequestItems=request)
+                found.extend(to_task(item) for item in response["Responses"].get(self._table, []))
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def entries_of(self, name: str, lowest: int | None, now: float, limit: int) -> Page:
+        """Entries of one task in trigger order, from ``lowest`` on, hiding expired ones."""
+        condition = "task_name = :name"
+        values: dict[str, Any] = {":name": {"S": name}}
+        if lowest is not None:
+            condition += " AND trigger_at >= :lowest"
+            values[":lowest"] = {"N": str(lowest)}
+        return self._collect(
+            "query",
+            limit,
+            {"TableName": self._table, "KeyConditionExpression": condition},
+            values,
+            now,
+            None,
+        )
+
+    def all_entries(self, after: TaskKey | None, lowest: int | None, now: float, limit: int) -> Page:
+        """Every entry of every task, in the table's own (stable) order, resuming after ``after``."""
+        extra = None
+        values: dict[str, Any] = {}
+        if lowest is not None:
+            extra = "trigger_at >= :lowest"
+            values[":lowest"] = {"N": str(lowest)}
+        request: dict[str, Any] = {"TableName": self._table}
+        if after is not None:
+            request["ExclusiveStartKey"] = _key(after)
+        return self._collect("scan", limit, request, values, now, extra)
+
+    def _collect(
+        self, operation: str, limit: int, request: dict[str, Any], values: dict[str, Any], now: float, extra: str | None
+    ) -> Page:
+        # One item beyond the page tells whether more remain, so `next` is only given when true.
+        live = "(attribute_not_exists(expires_at) OR expires_at > :now)"
+        request["FilterExpression"] = f"{live} AND {extra}" if extra else live
+        request["ExpressionAttributeValues"] = {**values, ":now": {"N": str(int(now))}}
+        found: list[Task] = []
+        while len(found) <= limit:
+            request["Limit"] = limit + 1 - len(found)
+            response = self._call(operation, **request)
+            found.extend(to_task(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return Page(found[:limit], len(found) > limit)
+
+    def has_due(self, shard: int, up_to: int) -> bool:
+        response = self._call("query", **self._due_query(shard, up_to), Limit=1, Select="COUNT")
+        return bool(response.get("Count")) or "LastEvaluatedKey" in response
+
+    def due(self, shard: int, up_to: int) -> Iterator[Task]:
+        """Every active entry of ``shard`` whose trigger minute is ``up_to`` or earlier, all pages."""
+        request = self._due_query(shard, up_to)
+        while True:
+            response = self._call("query", **request)
+            for item in response.get("Items", []):
+                yield to_task(item)
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _due_query(self, shard: int, up_to: int) -> dict[str, Any]:
+        return {
+            "TableName": self._table,
+            "IndexName": DUE_INDEX,
+            "KeyConditionExpression": "due_shard = :shard AND due_minute <= :up_to",
+            "ExpressionAttributeValues": {":shard": {"N": str(shard)}, ":up_to": {"N": str(up_to)}},
+        }
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
+        """Take the shard if it is free or its holder's lease ran out; None if someone holds it."""
+        try:
+            response = self._call(
+                "put_item",
+                TableName=self._lease_table,
+                Item={
+                    "shard": {"N": str(shard)},
+                    "owner": {"S": owner},
+                    "lease_until": {"N": _number(until)},
+                    "acquired_at": {"N": _number(now)},
+                },
+                ConditionExpression="attribute_not_exists(#owner) OR lease_until < :now",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":now": {"N": _number(now)}},
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except _ConditionFailed as failed:
+            if failed.item and failed.item.get("owner", {}).get("S") == owner:
+                return Lease(shard, owner, until, None)  # our own put, retried
+            return None
+        old = response.get("Attributes") or {}
+        released = old.get("released_at") or (old.get("lease_until") if "owner" in old else None)
+        return Lease(shard, owner, until, float(released["N"]) if released else None)
+
+    def release_lease(self, shard: int, owner: str, now: float) -> None:
+        try:
+            self._call(
+                "put_item",
+                TableName=self._lease_table,
+                Item={"shard": {"N": str(shard)}, "released_at": {"N": _number(now)}},
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except _ConditionFailed:
+            pass  # the lease ran out and another run took the shard: nothing of ours to release
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _row(self, task: Task) -> dict[str, Any]:
+        return to_row(task, self.shards)
+
+    def _call(self, operation: str, **request: Any) -> Any:
+        try:
+            return getattr(self._client, operation)(**request)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                raise _ConditionFailed(exc.response.get("Item")) from None
+            raise ServiceUnavailable(f"storage is unavailable ({code or 'error'}); retry the request") from exc
+        except BotoCoreError as exc:
+            raise ServiceUnavailable(f"storage is unavailable ({type(exc).__name__}); retry the request") from exc
+
+
+class _ConditionFailed(Exception):
+    def __init__(self, item: dict[str, Any] | None) -> None:
+        super().__init__("condition failed")
+        self.item = item
+
+
+def _key(key: TaskKey) -> dict[str, Any]:
+    return {"task_name": {"S": key.name}, "trigger_at": {"N": str(key.trigger_at)}}
+
+
+def _number(value: float) -> str:
+    return str(round(value, 3))
+
+
+def to_row(task: Task, shards: int) -> dict[str, Any]:
+    """The stored form of an entry. Active entries carry the ``due`` index keys."""
+    d = task.definition
+    row: dict[str, Any] = {
+        "task_name": task.key.name,
+        "trigger_at": task.key.trigger_at,
+        "callback": d.callback,
+        "callback_method": d.callback_method,
+        "payload": d.payload,
+        "expected_http_status": d.expected_http_status,
+        "retry": d.retry,
+        "max_delay": d.max_delay,
+        "task_state": task.state.value,
+        "created_at": _decimal(task.created_at),
+        "updated_at": _decimal(task.updated_at),
+        "webhook_id": task.webhook_id,
+        "revision": task.revision,
+        "attempts": task.attempts,
+    }
+    if task.history:
+        row["history"] = [_attempt_row(a) for a in task.history]
+    optional = {
+        "response_status": task.response_status,
+        "response_body": task.response_body,
+        "executed_at": _decimal(task.executed_at),
+        "next_attempt_at": _decimal(task.next_attempt_at),
+        "rescheduled_from": task.rescheduled_from,
+        "rescheduled_to": task.rescheduled_to,
+        "expires_at": task.expires_at,
+    }
+    row.update({k: v for k, v in optional.items() if v is not None})
+    if task.state.active:
+        row["due_shard"] = shard_of(task.key, shards)
+        row["due_minute"] = task.key.trigger_at
+    return {k: _serializer.serialize(v) for k, v in row.items()}
+
+
+def _attempt_row(attempt: Attempt) -> dict[str, Any]:
+    row: dict[str, Any] = {"at": _decimal(attempt.at), "ms": attempt.duration_ms}
+    if attempt.status is not None:
+        row["status"] = attempt.status
+    if attempt.error is not None:
+        row["error"] = attempt.error
+    return row
+
+
+def _decimal(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(_number(value))
+
+
+def to_task(item: Mapping[str, Any]) -> Task:
+    row = {k: _deserializer.deserialize(v) for k, v in item.items()}
+    return Task(
+        key=TaskKey(row["task_name"], int(row["trigger_at"])),
+        definition=TaskDefinition(
+            callback=row["callback"],
+            callback_method=row["callback_method"],
+            payload=row.get("payload", ""),
+            expected_http_status=int(row["expected_http_status"]),
+            retry=int(row["retry"]),
+            max_delay=int(row["max_delay"]),
+        ),
+        state=TaskState(row["task_state"]),
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+        webhook_id=row["webhook_id"],
+        revision=row["revision"],
+        attempts=int(row.get("attempts", 0)),
+        history=tuple(
+            Attempt(
+                at=float(a["at"]),
+                duration_ms=int(a["ms"]),
+                status=int(a["status"]) if "status" in a else None,
+                error=a.get("error"),
+            )
+            for a in row.get("history", [])
+        ),
+        response_status=_int(row.get("response_status")),
+        response_body=row.get("response_body"),
+        executed_at=_float(row.get("executed_at")),
+        next_attempt_at=_float(row.get("next_attempt_at")),
+        rescheduled_from=row.get("rescheduled_from"),
+        rescheduled_to=row.get("rescheduled_to"),
+        expires_at=_int(row.get("expires_at")),
+    )
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

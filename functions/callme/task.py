@@ -1,0 +1,217 @@
+"""The task entry and its state machine.
+
+An *entry* is one scheduled call: a task name plus a trigger minute (``name@ts``). Its state moves
+pending -> (running ->)* successful | failed | skipped, or pending/running -> cancelled. ``running``
+means at least one attempt was made and a retry is still to come. Every transition lives here.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from .errors import Conflict, InvalidRequest
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+RESPONSE_BODY_LIMIT = 256
+HISTORY_LIMIT = 20
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        """Still to be called (and therefore in the ``due`` index)."""
+        return self in (TaskState.PENDING, TaskState.RUNNING)
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidRequest(
+            f"task name {name!r} is invalid: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+        )
+    return name
+
+
+@dataclass(frozen=True, order=True)
+class TaskKey:
+    """Identifies one entry: ``name@trigger_at``."""
+
+    name: str
+    trigger_at: int
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.trigger_at}"
+
+    @classmethod
+    def parse(cls, text: str, field: str = "entry") -> TaskKey:
+        name, at, ts = text.partition("@")
+        if not at:
+            raise InvalidRequest(f"{field} {text!r} must have the form <task_name>@<trigger_at>")
+        check_name(name)
+        if not ts.isdigit() or not ts.isascii() or len(ts) > 15:
+            raise InvalidRequest(f"{field} {text!r}: trigger_at {ts!r} is not a Unix timestamp")
+        trigger_at = int(ts)
+        if trigger_at % 60:
+            raise InvalidRequest(f"{field} {text!r}: trigger_at {trigger_at} is not on a minute boundary")
+        return cls(name, trigger_at)
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    """How to make the call: what a client sends in ``PUT /task/<name>``."""
+
+    callback: str
+    callback_method: str = "GET"
+    payload: str = ""
+    expected_http_status: int = 200
+    retry: int = 1
+    max_delay: int = 10
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call of the callback: when, what came back (status or error), how long it took."""
+
+    at: float
+    duration_ms: int
+    status: int | None = None
+    error: str | None = None
+
+
+def new_revision() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass(frozen=True)
+class Task:
+    key: TaskKey
+    definition: TaskDefinition
+    state: TaskState
+    created_at: float
+    updated_at: float
+    webhook_id: str
+    revision: str = field(default_factory=new_revision)
+    attempts: int = 0
+    history: tuple[Attempt, ...] = ()
+    response_status: int | None = None
+    response_body: str | None = None
+    executed_at: float | None = None
+    next_attempt_at: float | None = None
+    rescheduled_from: str | None = None
+    rescheduled_to: str | None = None
+    expires_at: int | None = None
+
+    @classmethod
+    def new(cls, key: TaskKey, definition: TaskDefinition, now: float, rescheduled_from: str | None = None) -> Task:
+        return cls(
+            key=key,
+            definition=definition,
+            state=TaskState.PENDING,
+            created_at=now,
+            updated_at=now,
+            webhook_id=f"msg_{uuid.uuid4().hex}",
+            rescheduled_from=rescheduled_from,
+        )
+
+    # -- API-side transitions -------------------------------------------------------------
+
+    def replaced_by(self, definition: TaskDefinition, now: float) -> Task:
+        """A re-PUT: only an entry that has not been called yet (pending or cancelled) takes it."""
+        if self.state not in (TaskState.PENDING, TaskState.CANCELLED) or self.attempts:
+            raise Conflict(
+                f"entry {self.key} is {self.state} and has already been called; it cannot be replaced "
+                f"(use POST /reschedule/{self.key} or another trigger_at)"
+            )
+        return Task.new(self.key, definition, now, self.rescheduled_from)
+
+    def cancelled(self, now: float, retention_seconds: int) -> Task:
+        if not self.state.active:
+            raise Conflict(f"entry {self.key} is already {self.state} and cannot be cancelled")
+        return self._finish(TaskState.CANCELLED, now, retention_seconds)
+
+    def rescheduled(self, to: TaskKey, now: float) -> Task:
+        return replace(self, rescheduled_to=str(to), updated_at=now, revision=new_revision())
+
+    # -- dispatch-side transitions -------------------------------------------------------
+
+    def missed(self, now: float, retention_seconds: int) -> Task:
+        """``max_delay`` passed before the next call could be made: skipped if it was never
+        called, failed if earlier attempts failed."""
+        return self._finish(TaskState.FAILED if self.attempts else TaskState.SKIPPED, now, retention_seconds)
+
+    def after_attempt(
+        self,
+        attempt: Attempt,
+        response_body: str | None,
+        verdict: Verdict,
+        next_attempt_at: float | None,
+        retention_seconds: int,
+    ) -> Task:
+        """Record one attempt. A retryable failure with a slot left stays active (``running``)."""
+        recorded = replace(
+            self,
+            attempts=self.attempts + 1,
+            history=(*self.history, attempt)[-HISTORY_LIMIT:],
+            response_status=attempt.status,
+            response_body=None if response_body is None else response_body[:RESPONSE_BODY_LIMIT],
+            executed_at=attempt.at,
+        )
+        now = attempt.at + attempt.duration_ms / 1000
+        if verdict is Verdict.SUCCESS:
+            return recorded._finish(TaskState.SUCCESSFUL, now, retention_seconds)
+        if verdict is Verdict.RETRY and next_attempt_at is not None:
+            return replace(
+                recorded,
+                state=TaskState.RUNNING,
+                next_attempt_at=next_attempt_at,
+                updated_at=now,
+                revision=new_revision(),
+            )
+        return recorded._finish(TaskState.FAILED, now, retention_seconds)
+
+    def _finish(self, state: TaskState, now: float, retention_seconds: int) -> Task:
+        return replace(
+            self,
+            state=state,
+            updated_at=now,
+            next_attempt_at=None,
+            expires_at=int(now) + retention_seconds,
+            revision=new_revision(),
+        )
+
+    def retries_left(self) -> int:
+        return self.definition.retry + 1 - self.attempts
+
+    def deadline(self) -> int:
+        """The instant from which the call must not be made any more (``max_delay``)."""
+        return self.key.trigger_at + self.definition.max_delay * 60
+
+
+class Verdict(StrEnum):
+    """What one attempt means for the entry."""
+
+    SUCCESS = "success"
+    RETRY = "retry"
+    FAIL = "fail"
+
+
+RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+def judge(status: int | None, expected: int) -> Verdict:
+    """Success is exactly the expected status; no status (network error), 5xx, 408 and 429 retry."""
+    if status is not None and status == expected:
+        return Verdict.SUCCESS
+    if status is None or status >= 500 or status in RETRYABLE_STATUSES:
+        return Verdict.RETRY
+    return Verdict.FAIL

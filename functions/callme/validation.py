@@ -1,0 +1,188 @@
+"""Turning what a client sent (JSON bodies, query strings, path parts) into domain values.
+
+Every rejection names the field and what is wrong with it. Unknown fields are errors, not
+silently dropped. Numbers may arrive as JSON numbers or as strings of digits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .egress import EgressPolicy, check_callback_url
+from .errors import InvalidRequest, PayloadTooLarge
+from .limits import Limits
+from .task import METHODS, TaskDefinition, TaskKey, check_name
+from .trigger import parse_trigger_at
+
+TASK_FIELDS = (
+    "task_name",
+    "trigger_at",
+    "callback",
+    "callback_method",
+    "payload",
+    "expected_http_status",
+    "retry",
+    "max_delay",
+)
+_TRUE = ("", "true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+def parse_json_object(body: str | None, limits: Limits, required: bool = True) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object (an empty optional body is ``{}``)."""
+    if body is None or not body.strip():
+        if required:
+            raise InvalidRequest("request body is missing: send a JSON object")
+        return {}
+    size = len(body.encode("utf-8"))
+    if size > limits.max_body_bytes:
+        raise PayloadTooLarge(f"request body is {size} bytes; the limit is {limits.max_body_bytes}")
+    try:
+        value = json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except RecursionError:
+        raise InvalidRequest("request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"request body must be a JSON object, not {_json_type(value)}")
+    return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"field {key!r} appears twice")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _reject_unknown(body: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(known)}"
+        )
+
+
+def integer(value: object, field: str, low: int, high: int) -> int:
+    """An integer given as a JSON number or a string of digits, within ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidRequest(f"{field} must be an integer, not {_json_type(value)}")
+    if isinstance(value, str):
+        text = value[1:] if value.startswith("-") else value
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+            raise InvalidRequest(f"{field} must be an integer, got {value!r}")
+        value = int(value)
+    if not low <= value <= high:
+        raise InvalidRequest(f"{field} must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_task_request(
+    name: str, body: Mapping[str, Any], now: float, limits: Limits, policy: EgressPolicy
+) -> tuple[int, TaskDefinition]:
+    """The trigger minute and the definition of ``PUT /task/<name>``."""
+    check_name(name)
+    _reject_unknown(body, TASK_FIELDS)
+    for required in ("trigger_at", "callback"):
+        if body.get(required) is None:
+            raise InvalidRequest(f"{required} is required")
+    if "task_name" in body and body["task_name"] != name:
+        raise InvalidRequest(f"task_name {body['task_name']!r} in the body differs from {name!r} in the path")
+    trigger_at = parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
+    callback = check_callback_url(body["callback"], policy, limits.max_url_length)
+    method = body.get("callback_method", "GET")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise InvalidRequest(f"callback_method must be one of {', '.join(METHODS)}, got {method!r}")
+    payload = body.get("payload", "")
+    if not isinstance(payload, str):
+        raise InvalidRequest(f"payload must be a string, not {_json_type(payload)} (send JSON as an encoded string)")
+    payload_size = len(payload.encode("utf-8"))
+    if payload_size > limits.max_payload_bytes:
+        raise PayloadTooLarge(f"payload is {payload_size} bytes; the limit is {limits.max_payload_bytes}")
+    definition = TaskDefinition(
+        callback=callback,
+        callback_method=method.upper(),
+        payload=payload,
+        expected_http_status=integer(body.get("expected_http_status", 200), "expected_http_status", 100, 599),
+        retry=integer(body.get("retry", 1), "retry", 0, limits.max_retry),
+        max_delay=integer(body.get("max_delay", 10), "max_delay", 1, limits.max_max_delay),
+    )
+    return trigger_at, definition
+
+
+def parse_reschedule_request(body: Mapping[str, Any], now: float, limits: Limits) -> int | None:
+    """The new trigger minute of ``POST /reschedule/...``, or None for "the next minute"."""
+    _reject_unknown(body, ("trigger_at",))
+    if body.get("trigger_at") is None:
+        return None
+    return parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
+
+
+def check_query(params: Mapping[str, str], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(params) - set(allowed) - {"pretty"})
+    if unknown:
+        allowed_text = ", ".join(("pretty", *allowed))
+        raise InvalidRequest(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"allowed here: {allowed_text}"
+        )
+
+
+def flag(params: Mapping[str, str], name: str) -> bool:
+    """A boolean query parameter: present with no value, ``true`` or ``1`` mean yes."""
+    if name not in params:
+        return False
+    value = (params[name] or "").lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidRequest(f"query parameter {name} must be true or false, got {params[name]!r}")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A page request of ``GET /status/...``."""
+
+    start_from: TaskKey | None
+    future_only: bool
+    limit: int
+
+
+def parse_listing(params: Mapping[str, str], limits: Limits, name: str | None = None) -> Listing:
+    check_query(params, ("start_from", "future_only", "limit"))
+    start_from = None
+    if params.get("start_from"):
+        start_from = TaskKey.parse(params["start_from"], "start_from")
+        if name is not None and start_from.name != name:
+            raise InvalidRequest(
+                f"start_from {params['start_from']!r} belongs to task {start_from.name!r}, not {name!r}"
+            )
+    limit = limits.default_page_size
+    if "limit" in params:
+        limit = integer(params["limit"], "limit", 1, limits.max_page_size)
+    return Listing(start_from, flag(params, "future_only"), limit)

@@ -1,0 +1,161 @@
+"""The task API: API Gateway (REST) -> Powertools resolver -> TaskService.
+
+This module is the one place where HTTP meets the domain: routes, query strings, status codes,
+and the mapping of domain errors to responses.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from callme.errors import CallmeError, InvalidRequest, MethodNotAllowed, ServiceUnavailable
+from callme.task import TaskKey, check_name
+from callme.validation import check_query, flag, parse_json_object, parse_listing
+from callme.views import task_view, tasks_view
+
+from . import wiring
+from .observability import logger
+
+app = APIGatewayRestResolver()
+_ROUTES: dict[str, list[str]] = {}
+_NAMED_PREFIXES = ("/task/", "/status/", "/reschedule/")
+
+
+def route(rule: str, method: str) -> Callable[[Callable[..., Response[str]]], Callable[..., Response[str]]]:
+    """Register a route, remembering its methods so that other methods get a 405."""
+    _ROUTES.setdefault(rule, []).append(method)
+    return app.route(rule, method)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+@route("/task/<ident>", "GET")
+@route("/status/<ident>", "GET")
+def read(ident: str) -> Response[str]:
+    if "@" in ident:
+        check_query(_query(), ())
+        return _json(200, task_view(wiring.task_service().get_entry(TaskKey.parse(ident))))
+    service = wiring.task_service()
+    listed = service.list_entries(ident, parse_listing(_query(), service.limits, name=ident))
+    return _json(200, tasks_view(listed.tasks, listed.next))
+
+
+@route("/task", "GET")
+@route("/status", "GET")
+def read_all() -> Response[str]:
+    service = wiring.task_service()
+    listed = service.list_entries(None, parse_listing(_query(), service.limits))
+    return _json(200, tasks_view(listed.tasks, listed.next))
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+@route("/task/<ident>", "PUT")
+def put_task(ident: str) -> Response[str]:
+    check_query(_query(), ())
+    service = wiring.task_service()
+    check_name(ident)
+    task, created = service.put_task(ident, parse_json_object(_body(), service.limits))
+    return _json(201 if created else 200, task_view(task))
+
+
+@route("/task/<ident>", "DELETE")
+def cancel(ident: str) -> Response[str]:
+    check_query(_query(), ())
+    service = wiring.task_service()
+    if "@" in ident:
+        return _json(200, task_view(service.cancel_entry(TaskKey.parse(ident))))
+    return _json(200, tasks_view(service.cancel_name(ident)))
+
+
+@route("/reschedule/<ident>", "POST")
+def reschedule(ident: str) -> Response[str]:
+    query = _query()
+    check_query(query, ("all",))
+    service = wiring.task_service()
+    target: TaskKey | str = TaskKey.parse(ident) if "@" in ident else check_name(ident)
+    body = parse_json_object(_body(), service.limits, required=False)
+    created = service.reschedule(target, body, everything=flag(query, "all"))
+    return _json(201 if created else 200, tasks_view(created))
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+@app.exception_handler(CallmeError)  # type: ignore[untyped-decorator]
+def domain_error(error: CallmeError) -> Response[str]:
+    return error_response(error)
+
+
+def error_response(error: CallmeError) -> Response[str]:
+    """The one mapping of domain errors to HTTP: status, ``{"error": ...}`` and headers."""
+    headers: dict[str, str] = {}
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = ", ".join(error.allowed)
+    if isinstance(error, ServiceUnavailable):
+        headers["Retry-After"] = "1"
+        logger.warning("storage unavailable", extra={"error": error.message})
+    return _json(error.status, {"error": error.message}, headers)
+
+
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+def unexpected_error(error: Exception) -> Response[str]:
+    logger.exception("unexpected error")
+    return _json(500, {"error": "internal error; it has been logged"})
+
+
+@app.not_found
+def no_route(_: Exception) -> Response[str]:
+    event = app.current_event
+    path = event.path.rstrip("/") or "/"
+    allowed = next((methods for rule, methods in _ROUTES.items() if _matches(rule, path)), None)
+    if allowed is not None:
+        return error_response(MethodNotAllowed(event.http_method, sorted(set(allowed))))
+    for prefix in _NAMED_PREFIXES:
+        if path.startswith(prefix):
+            rest = path[len(prefix) :]
+            return error_response(
+                InvalidRequest(f"{rest!r} is not a task name or <task_name>@<trigger_at>; names cannot contain '/'")
+            )
+    return _json(404, {"error": f"no route {event.http_method} {event.path}; see the API reference in the README"})
+
+
+def _matches(rule: str, path: str) -> bool:
+    pattern = re.sub(r"<\w+>", "[^/]+", rule.rstrip("/"))
+    return re.fullmatch(pattern, path) is not None
+
+
+# -- plumbing -----------------------------------------------------------------------------------
+
+
+def _query() -> dict[str, str]:
+    return app.current_event.query_string_parameters or {}
+
+
+def _body() -> str | None:
+    try:
+        return app.current_event.decoded_body
+    except (UnicodeDecodeError, binascii.Error):
+        raise InvalidRequest("request body is not UTF-8 text") from None
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    query = app.current_event.query_string_parameters or {}
+    pretty = "pretty" in query and (query["pretty"] or "").lower() not in ("false", "0", "no")
+    text = json.dumps(body, indent=2 if pretty else None, ensure_ascii=False) + ("\n" if pretty else "")
+    return Response(status_code=status, content_type="application/json", body=text, headers=headers)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

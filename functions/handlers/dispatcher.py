@@ -1,0 +1,111 @@
+"""The dispatcher: EventBridge Scheduler invokes it every minute.
+
+A scheduled invocation peeks at every shard of the ``due`` index. In AWS (CALLME_FANOUT=lambda) it
+invokes itself asynchronously once per busy shard, so shards run in parallel in their own
+invocations; locally (inline) it dispatches the busy shards itself. An invocation carrying a
+``shard`` dispatches that shard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from callme.clock import Clock, SystemClock, minute_of
+from callme.dispatch import CallResult
+from callme.task import Task, TaskState, Verdict
+
+from . import wiring
+from .observability import logger, metrics
+
+_FINAL_METRICS = {
+    TaskState.SUCCESSFUL: "succeeded",
+    TaskState.FAILED: "failed",
+    TaskState.SKIPPED: "skipped",
+}
+
+
+class MetricsObserver:
+    """Logs every attempt and outcome keyed by ``name@ts``, and counts them as metrics."""
+
+    def attempted(self, task: Task, result: CallResult, verdict: Verdict, lateness: float) -> None:
+        _metric("calls", 1, MetricUnit.Count)
+        _metric("lateness", round(lateness, 3), MetricUnit.Seconds)
+        if verdict is Verdict.RETRY and task.retries_left() > 1:
+            _metric("retried", 1, MetricUnit.Count)
+        logger.info(
+            "callback called",
+            extra={
+                "entry": str(task.key),
+                "attempt": task.attempts + 1,
+                "status": result.status,
+                "error": result.error,
+                "verdict": verdict.value,
+                "duration_ms": result.duration_ms,
+                "lateness_s": round(lateness, 3),
+            },
+        )
+
+    def finished(self, task: Task) -> None:
+        name = _FINAL_METRICS.get(task.state)
+        if name:
+            _metric(name, 1, MetricUnit.Count)
+        logger.info("entry finished", extra={"entry": str(task.key), "state": task.state.value})
+
+    def record_failed(self, task: Task, reason: str) -> None:
+        logger.warning("outcome not recorded", extra={"entry": str(task.key), "reason": reason})
+
+
+def _metric(name: str, value: float, unit: MetricUnit) -> None:
+    metrics.add_metric(name=name, unit=unit, value=value)
+    if len(metrics.metric_set.get(name, {}).get("Value", [])) >= 100:
+        metrics.flush_metrics()  # EMF takes at most 100 values of a metric per document
+
+
+@cache
+def _lambda_client() -> Any:
+    return boto3.client("lambda")
+
+
+def dispatch(
+    event: dict[str, Any],
+    context: LambdaContext,
+    clock: Clock | None = None,
+    on_leased: Callable[[list[int]], None] | None = None,
+) -> dict[str, Any]:
+    """One dispatcher invocation; ``clock`` and ``on_leased`` let the local stack's tests steer it."""
+    clock = clock or SystemClock()
+    settings = wiring.settings()
+    engine = wiring.dispatch_engine(clock, MetricsObserver(), on_leased)
+    deadline = clock.now() + context.get_remaining_time_in_millis() / 1000
+    if "shard" in event:
+        shards = [int(event["shard"])]
+    else:
+        shards = engine.busy_shards(minute_of(clock.now()))
+        if settings.fanout == "lambda" and shards:
+            for shard in shards:
+                _lambda_client().invoke(
+                    FunctionName=settings.dispatcher_function or context.function_name,
+                    InvocationType="Event",
+                    Payload=json.dumps({**event, "shard": shard}).encode(),
+                )
+            logger.info("fanned out", extra={"shards": shards, "scheduled_time": event.get("scheduled_time")})
+            return {"fanned_out": shards}
+    if not shards:
+        return {"due": 0}
+    report = engine.run(shards, deadline)
+    logger.info("dispatch run", extra=asdict(report))
+    return asdict(report)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(log_event=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dispatch(event or {}, context)

@@ -1,0 +1,88 @@
+"""The composition root: settings from the environment, and the objects built from them, once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cache
+
+from callme.callback import CallerConfig, HttpCaller
+from callme.clock import Clock, SystemClock
+from callme.dispatch import DispatchConfig, DispatchEngine, DispatchObserver
+from callme.repository import DynamoDBTaskRepository, connect
+from callme.service import TaskService
+from callme.settings import Settings
+from callme.signing import Signer
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_environ(os.environ)
+
+
+@cache
+def repository() -> DynamoDBTaskRepository:
+    s = settings()
+    return connect(
+        s.table_name,
+        s.lease_table_name,
+        s.due_shards,
+        s.region,
+        s.dynamodb_endpoint,
+        max_pool=max(10, s.dispatch_concurrency),
+    )
+
+
+@cache
+def task_service() -> TaskService:
+    s = settings()
+    return TaskService(repository(), SystemClock(), s.limits, s.egress)
+
+
+def reset() -> None:
+    """Forget everything built (tests change the environment between cases)."""
+    for built in (settings, repository, task_service, caller, _static_signer):
+        built.cache_clear()
+
+
+def signer() -> Signer | None:
+    """The signing keys: CALLME_SIGNING_SECRET (local), else the Secrets Manager secret, cached
+    for five minutes by Powertools so that a rotation reaches running functions quickly."""
+    s = settings()
+    if s.signing_secret:
+        return _static_signer(s.signing_secret)
+    if s.signing_secret_id:
+        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 (only AWS needs it)
+
+        document = parameters.get_secret(s.signing_secret_id, max_age=300)
+        return _static_signer(str(document))
+    return None
+
+
+@cache
+def _static_signer(document: str) -> Signer:
+    return Signer.from_secret_document(document)
+
+
+@cache
+def caller() -> HttpCaller:
+    s = settings()
+    return HttpCaller(
+        s.egress,
+        signer,
+        CallerConfig(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout, call_budget=s.call_budget),
+    )
+
+
+def dispatch_engine(
+    clock: Clock | None = None,
+    observer: DispatchObserver | None = None,
+    on_leased: Callable[[list[int]], None] | None = None,
+) -> DispatchEngine:
+    s = settings()
+    config = DispatchConfig(
+        concurrency=s.dispatch_concurrency,
+        call_budget=s.call_budget,
+        retention_seconds=s.limits.retention_seconds,
+    )
+    return DispatchEngine(repository(), caller(), clock or SystemClock(), config, observer, on_leased=on_leased)

@@ -1,0 +1,204 @@
+"""An embedded DynamoDB: moto's server in a thread, with a write journal so that state survives
+a restart (even a kill -9: each write is appended before its answer is sent).
+
+Every successful write request is appended to ``dynamodb-journal.jsonl`` in the state folder; at
+start the journal is replayed into the fresh moto, then compacted to one PutItem per live item.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import DomainDispatcherApplication, create_backend_app  # type: ignore[attr-defined]
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.test import Client
+
+from .template import load_template, table_definitions
+
+log = logging.getLogger("callme-local")
+REGION = "us-east-1"
+_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
+_AUTH = (
+    f"AWS4-HMAC-SHA256 Credential=local/20260101/{REGION}/dynamodb/aws4_request, "
+    "SignedHeaders=host;x-amz-target, Signature=local"
+)
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Journal:
+    """An append-only log of the write requests DynamoDB accepted."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._handle: io.TextIOWrapper | None = None
+
+    def entries(self) -> list[tuple[str, str]]:
+        if not self.path.exists():
+            return []
+        entries = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill: its write was never answered
+            entries.append((record["op"], record["body"]))
+        return entries
+
+    def rewrite(self, entries: Iterable[tuple[str, str]]) -> None:
+        temporary = self.path.with_suffix(".tmp")
+        with temporary.open("w") as handle:
+            for op, body in entries:
+                handle.write(json.dumps({"op": op, "body": body}) + "\n")
+        temporary.replace(self.path)
+
+    def append(self, op: str, body: str) -> None:
+        if self._handle is None:
+            self._handle = self.path.open("a")
+        self._handle.write(json.dumps({"op": op, "body": body}) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle:
+            self._handle.close()
+            self._handle = None
+
+
+def journaled(app: WSGIApp, journal: Journal) -> WSGIApp:
+    """WSGI middleware: writes are applied one at a time and journaled before they are answered."""
+    lock = threading.Lock()
+
+    def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        op = target.rpartition(".")[2]
+        if op not in _WRITES:
+            return app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        status: list[str] = []
+
+        def capture(status_line: str, headers: list[Any], exc_info: Any = None) -> Any:
+            status.append(status_line)
+            return start_response(status_line, headers, exc_info)
+
+        with lock:
+            chunks = list(app(environ, capture))
+            if status and status[0].startswith("200"):
+                journal.append(op, body.decode())
+        return chunks
+
+    return middleware
+
+
+class EmbeddedDynamoDB:
+    """moto's DynamoDB on 127.0.0.1, tables from template.yaml, state kept in ``state_dir``."""
+
+    def __init__(self, state_dir: Path | None, port: int = 0) -> None:
+        self.journal = Journal(state_dir / "dynamodb-journal.jsonl") if state_dir else None
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self.endpoint = ""
+
+    def start(self) -> None:
+        app: WSGIApp = DomainDispatcherApplication(create_backend_app)
+        replayed = 0
+        if self.journal:
+            replayed = self._replay(app)
+            app = journaled(app, self.journal)
+        self._server = make_server("127.0.0.1", self._port, app, threaded=True)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="dynamodb", daemon=True)
+        self._thread.start()
+        if not self.journal:
+            ensure_tables(self.endpoint)
+        if replayed:
+            log.info("embedded DynamoDB restored %d writes from %s", replayed, self.journal and self.journal.path)
+
+    def _replay(self, app: WSGIApp) -> int:
+        assert self.journal is not None
+        client = Client(app)
+        entries = self.journal.entries()
+        create_tables_with(lambda op, body: _post(client, op, body))
+        for op, body in entries:
+            _post(client, op, body)
+        self.journal.rewrite(_snapshot(client))
+        return len(entries)
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+        if self.journal:
+            self.journal.close()
+
+
+def _post(client: Client, op: str, body: str) -> dict[str, Any]:
+    response = client.post(
+        "/",
+        data=body,
+        headers={
+            "X-Amz-Target": f"DynamoDB_20120810.{op}",
+            "Content-Type": "application/x-amz-json-1.0",
+            "Authorization": _AUTH,
+            "Host": f"dynamodb.{REGION}.amazonaws.com",
+        },
+    )
+    answer: dict[str, Any] = json.loads(response.get_data(as_text=True) or "{}")
+    return answer
+
+
+def _snapshot(client: Client) -> Iterable[tuple[str, str]]:
+    """One PutItem per live item of every table: the compacted journal."""
+    for table in _post(client, "ListTables", "{}").get("TableNames", []):
+        request: dict[str, Any] = {"TableName": table}
+        while True:
+            page = _post(client, "Scan", json.dumps(request))
+            for item in page.get("Items", []):
+                yield "PutItem", json.dumps({"TableName": table, "Item": item})
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+TABLE_NAMES = {"TasksTable": "callme-tasks", "LeasesTable": "callme-leases"}
+
+
+def create_tables_with(post: Callable[[str, str], Any]) -> None:
+    """Create the template's tables (idempotent) through ``post(operation, json_body)``."""
+    for logical_id, definition in table_definitions(load_template()).items():
+        name = TABLE_NAMES[logical_id]
+        post("CreateTable", json.dumps({"TableName": name, **definition["create"]}))
+        if definition["ttl_attribute"]:
+            post(
+                "UpdateTimeToLive",
+                json.dumps(
+                    {
+                        "TableName": name,
+                        "TimeToLiveSpecification": {"AttributeName": definition["ttl_attribute"], "Enabled": True},
+                    }
+                ),
+            )
+
+
+def ensure_tables(endpoint: str) -> None:
+    """Create the template's tables on any DynamoDB endpoint that does not have them yet."""
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
+    existing = set(client.list_tables()["TableNames"])
+
+    def post(op: str, body: str) -> None:
+        request = json.loads(body)
+        if op == "CreateTable" and request["TableName"] not in existing:
+            client.create_table(**request)
+            client.get_waiter("table_exists").wait(TableName=request["TableName"])
+        elif op == "UpdateTimeToLive" and request["TableName"] not in existing:
+            client.update_time_to_live(**request)
+
+    create_tables_with(post)

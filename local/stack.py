@@ -1,0 +1,155 @@
+"""Wiring the local stack together and running it until Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .dynamodb import REGION, TABLE_NAMES, EmbeddedDynamoDB, ensure_tables
+from .gateway import LocalApiGateway
+from .lambda_context import LocalContext
+from .ticker import MinuteTicker
+
+log = logging.getLogger("callme-local")
+LOOPBACK = "127.0.0.0/8,::1/128"
+
+
+@dataclass
+class Options:
+    host: str = "127.0.0.1"
+    port: int = 6777
+    state_dir: Path = Path(".callme")
+    ticks: bool = True
+    test_hooks: bool = False
+
+
+def prepare_environment(state_dir: Path) -> str:
+    """Set the variables the handlers read, as template.yaml sets them in AWS. Returns the secret."""
+    env = os.environ
+    env.setdefault("CALLME_TABLE_NAME", TABLE_NAMES["TasksTable"])
+    env.setdefault("CALLME_LEASE_TABLE_NAME", TABLE_NAMES["LeasesTable"])
+    env.setdefault("CALLME_ALLOW_NETWORKS", LOOPBACK)
+    env.setdefault("CALLME_FANOUT", "inline")
+    env.setdefault("AWS_DEFAULT_REGION", REGION)
+    env.setdefault("POWERTOOLS_SERVICE_NAME", "callme")
+    env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "callme")
+    env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    if "CALLME_DYNAMODB_ENDPOINT" not in env or "AWS_ACCESS_KEY_ID" not in env:
+        env.setdefault("AWS_ACCESS_KEY_ID", "local")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    if not env.get("CALLME_SIGNING_SECRET"):
+        env["CALLME_SIGNING_SECRET"] = _local_secret(state_dir)
+    return env["CALLME_SIGNING_SECRET"]
+
+
+def _local_secret(state_dir: Path) -> str:
+    from callme.signing import new_secret
+
+    path = state_dir / "signing-secret"
+    if not path.exists():
+        path.write_text(new_secret() + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class LocalStack:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.database: EmbeddedDynamoDB | None = None
+        self.gateway: LocalApiGateway | None = None
+        self.ticker: MinuteTicker | None = None
+
+    def start(self) -> None:
+        options = self.options
+        options.state_dir.mkdir(parents=True, exist_ok=True)
+        secret = prepare_environment(options.state_dir)
+        endpoint = os.environ.get("CALLME_DYNAMODB_ENDPOINT")
+        if endpoint:
+            ensure_tables(endpoint)
+            where = f"DynamoDB at {endpoint}"
+        else:
+            self.database = EmbeddedDynamoDB(options.state_dir)
+            self.database.start()
+            os.environ["CALLME_DYNAMODB_ENDPOINT"] = self.database.endpoint
+            where = f"embedded DynamoDB, state kept in {options.state_dir}/"
+
+        from handlers import api, dispatcher
+
+        routes: dict[str, Any] = {"/_local/tick": self._tick} if options.test_hooks else {}
+        self.gateway = LocalApiGateway((options.host, options.port), api.lambda_handler, routes)
+        if options.ticks:
+            self.ticker = MinuteTicker(lambda event: dispatcher.lambda_handler(event, _dispatcher_context()))
+            self.ticker.start()
+        host, port = self.gateway.server_address[0], self.gateway.server_address[1]
+        host = host.decode() if isinstance(host, bytes) else host
+        allowed = os.environ.get("CALLME_ALLOW_NETWORKS") or "none"
+        print(f"callme API listening on http://{host}:{port}", flush=True)
+        print(f"  storage:    {where}", flush=True)
+        print(f"  dispatcher: {'every minute, at second 0' if options.ticks else 'off (test ticks only)'}", flush=True)
+        print(f"  callbacks to these private networks are allowed (local only): {allowed}", flush=True)
+        print(f"  signing secret (verify webhook-signature with it): {secret}", flush=True)
+
+    def serve_forever(self) -> None:
+        assert self.gateway is not None
+        self.gateway.serve_forever()
+
+    def stop(self) -> None:
+        if self.ticker:
+            self.ticker.stop()
+        if self.gateway:
+            self.gateway.shutdown()
+            self.gateway.server_close()
+        if self.database:
+            self.database.stop()
+
+    def _tick(self, event: dict[str, Any], _: Any) -> dict[str, Any]:
+        """Test hook: run the dispatcher now, as if it were ``at`` (a Unix time) on the clock."""
+        from callme.clock import OffsetClock
+        from handlers import dispatcher
+
+        request = json.loads(event.get("body") or "{}")
+        at = float(request["at"])
+        clock = OffsetClock(at - time.time())
+        on_leased = None
+        if request.get("crash_after_lease"):
+
+            def on_leased(shards: list[int]) -> None:
+                log.warning("test hook: dying after leasing shards %s", shards)
+                os._exit(137)
+
+        context: Any = _dispatcher_context()
+        report = dispatcher.dispatch({"scheduled_time": str(at)}, context, clock, on_leased)
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(report)}
+
+
+def _dispatcher_context() -> LocalContext:
+    return LocalContext.for_function("callme-dispatcher", timeout_seconds=75)
+
+
+def run(options: Options) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server: one line per request
+    stack = LocalStack(options)
+    stack.start()
+
+    def shutdown(signum: int, frame: object) -> None:
+        print("\nstopping callme...", flush=True)
+        threading.Thread(target=stack.stop, daemon=True).start()
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+    try:
+        stack.serve_forever()
+    finally:
+        stack.stop()
+    print("callme stopped", flush=True)
+    sys.exit(0)
