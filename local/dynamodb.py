@@ -188,9 +188,9 @@ def create_tables_with(post: Callable[[str, str], Any]) -> None:
             )
 
 
-def ensure_tables(endpoint: str) -> None:
-    """Create the template's tables on any DynamoDB endpoint that does not have them yet."""
-    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
+def ensure_tables(endpoint: str | None = None, client: Any = None) -> None:
+    """Create the template's tables on a DynamoDB (an endpoint, or a client) that lacks them."""
+    client = client or boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
     existing = set(client.list_tables()["TableNames"])
 
     def post(op: str, body: str) -> None:

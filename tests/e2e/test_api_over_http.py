@@ -1,0 +1,89 @@
+"""The task API over HTTP on the local stack, as a user drives it with curl."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import LocalStack
+
+pytestmark = pytest.mark.e2e
+
+SEED_EXAMPLES = [
+    """curl -s -XPUT -H "Content-Type: application/json" \\
+        --data '{"trigger_at":"+6h", "callback":"http://example.com/that-thing/run-it"}' \\
+        callme:6777/task/simpletask""",
+    "curl -s -XGET callme:6777/task/simpletask?pretty",
+    """curl -s -XPUT -H "Content-Type: application/json" \\
+        --data '{"trigger_at":"1858809600", "callback":"http://example.com/far-far-away", "expected_http_status":204}' \\
+        callme:6777/task/faraway""",
+    """curl -s -XPUT -H "Content-Type: application/json" \\
+        --data '{"trigger_at":"1858816800", "callback":"http://example.com/far-far-away", "expected_http_status":204}' \\
+        callme:6777/task/faraway""",
+    "curl -s -XGET callme:6777/task/faraway?pretty",
+    "curl -s -XGET callme:6777/task/faraway@1858809600?pretty",
+    "curl -s -XGET callme:6777/task/?pretty",
+]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_seed_curl_examples_work_unchanged(stack: LocalStack) -> None:
+    host = stack.url.removeprefix("http://")
+    answers: list[Any] = []
+    for example in SEED_EXAMPLES:
+        command = example.replace("callme:6777", host) + " -w '\\n%{http_code}'"
+        output = subprocess.run(command, shell=True, capture_output=True, text=True, check=True).stdout
+        body, _, status = output.rpartition("\n")
+        answers.append((int(status), json.loads(body)))
+    created, simple, far1, far2, far_both, far_one, everything = answers
+    assert created[0] == 201 and created[1]["task_state"] == "pending"
+    assert simple[0] == 200 and [t["task_name"] for t in simple[1]["tasks"]] == ["simpletask"]
+    assert far1[0] == far2[0] == 201
+    assert [t["trigger_at"] for t in far_both[1]["tasks"]] == [1858809600, 1858816800]
+    assert {t["expected_http_status"] for t in far_both[1]["tasks"]} == {204}
+    assert far_one[0] == 200 and far_one[1]["trigger_at"] == 1858809600
+    assert sorted((t["task_name"], t["trigger_at"]) for t in everything[1]["tasks"]) == [
+        ("faraway", 1858809600),
+        ("faraway", 1858816800),
+        ("simpletask", created[1]["trigger_at"]),
+    ]
+
+
+def test_pretty_output_is_indented_json(stack: LocalStack) -> None:
+    stack.put("job", trigger_at="+1h", callback="http://example.com/")
+    response = stack.request("GET", "/task/job?pretty")
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.text.startswith('{\n  "tasks": [\n')
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "named"),
+    [
+        ("PUT", "/task/job", "{not json", 400, "not valid JSON"),
+        ("PUT", "/task/job", {"trigger_at": "+6hx", "callback": "http://example.com/"}, 400, "trigger_at"),
+        ("PUT", "/task/job", {"trigger_at": "+1h", "callback": "http://example.com/", "x": 1}, 400, "'x'"),
+        ("PUT", "/task/bad%20name", {"trigger_at": "+1h", "callback": "http://example.com/"}, 400, "name"),
+        ("PUT", "/task/job", {"trigger_at": "+1h", "callback": "file:///etc/passwd"}, 400, "http"),
+        ("POST", "/task/job", None, 405, "POST"),
+        ("GET", "/nowhere", None, 404, "no route"),
+        ("GET", "/status/job@61", None, 400, "minute"),
+    ],
+)
+def test_bad_requests_get_a_json_error(
+    stack: LocalStack, method: str, path: str, body: Any, status: int, named: str
+) -> None:
+    response = stack.request(method, path, body)
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/json"
+    assert named in response.json()["error"]
+    assert stack.request("GET", "/status/").json() == {"tasks": []}
+
+
+def test_a_large_body_gets_413(stack: LocalStack) -> None:
+    body = {"trigger_at": "+1h", "callback": "http://example.com/", "payload": "x" * 300_000}
+    response = stack.request("PUT", "/task/job", body)
+    assert response.status_code == 413
