@@ -24,13 +24,17 @@ $(BIN)/.installed: requirements-dev.txt functions/requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
+# SAM CLI and checkov each get a virtual environment of their own: their pins clash with the project's.
+# They are made with the same interpreter as .venv (any python3 on PATH may be too old, or a pyenv shim).
 $(SAM): requirements-sam.txt
-	python3 -m venv $(TOOLS)/sam
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.11+ found (tried python3.13, 3.12, 3.11 on PATH and in pyenv)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)/sam
 	$(TOOLS)/sam/bin/python -m pip install --quiet -r requirements-sam.txt
 	@touch $@
 
 $(CHECKOV): requirements-checkov.txt
-	python3 -m venv $(TOOLS)/checkov
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.11+ found (tried python3.13, 3.12, 3.11 on PATH and in pyenv)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)/checkov
 	$(TOOLS)/checkov/bin/python -m pip install --quiet -r requirements-checkov.txt
 	@touch $@
 

@@ -10,20 +10,26 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3.exceptions
 from requests_hardened.ip_filter import InvalidIPAddress
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from .dispatch import CallResult
 from .egress import EgressPolicy
@@ -48,11 +54,21 @@ class CallerConfig:
 
 
 class _Watchdog:
-    """Cuts the connections of one call when its budget runs out."""
+    """Cuts the sockets of one call when its budget runs out.
+
+    A new connection's socket is watched as soon as it exists, through a duplicate of it: the TLS
+    handshake detaches the original from its socket object, and shutting down the duplicate stops
+    the handshake too. A reused connection's socket is watched as it is. One watched after the
+    budget ran out is cut at once. A call that has finished is never cut (its connection may already
+    be back in the pool, serving another call).
+    """
 
     def __init__(self, budget: float) -> None:
-        self.connections: list[HTTPConnection] = []
         self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._duplicates: list[socket.socket] = []
+        self._finished = False
+        self._lock = threading.Lock()
         self._timer = threading.Timer(budget, self._expire)
         self._timer.daemon = True
 
@@ -62,27 +78,62 @@ class _Watchdog:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._finished = True
+            for duplicate in self._duplicates:
+                duplicate.close()
         self._timer.cancel()
         _watch.current = None
 
+    def watch(self, sock: socket.socket | None, duplicate: bool = False) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            if self._finished:
+                return
+            if duplicate:
+                sock = sock.dup()
+                self._duplicates.append(sock)
+            self._sockets.append(sock)
+            if self.expired:
+                _cut(sock)
+
     def _expire(self) -> None:
-        self.expired = True
-        for connection in self.connections:
-            sock = getattr(connection, "sock", None)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        with self._lock:
+            if self._finished:
+                return
+            self.expired = True
+            for sock in self._sockets:
+                _cut(sock)
+
+
+def _cut(sock: socket.socket) -> None:
+    """Shut a socket down under a thread blocked on it (the plain socket's shutdown, also for TLS:
+    the blocked read sees the end of the stream and fails)."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _current_watchdog() -> _Watchdog | None:
+    return getattr(_watch, "current", None)
 
 
 class _Watched:
-    """A urllib3 connection that tells the current call's watchdog about itself."""
+    """A urllib3 connection that tells the current call's watchdog about its socket."""
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        watchdog = _current_watchdog()
+        if watchdog is not None:
+            watchdog.watch(sock, duplicate=True)
+        return sock
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        watchdog = getattr(_watch, "current", None)
+        watchdog = _current_watchdog()
         if watchdog is not None:
-            watchdog.connections.append(self)
+            watchdog.watch(getattr(self, "sock", None))  # a reused connection
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 
@@ -120,6 +171,9 @@ class GuardedAdapter(IPFilterAdapter):  # type: ignore[misc]
         reason = self._policy.refusal(address)
         if reason:
             raise RefusedAddress(f"refused to connect: {reason}")
+        watchdog = _current_watchdog()
+        if watchdog is not None and watchdog.expired:  # the name took the whole budget to resolve
+            raise requests.ConnectTimeout("call budget exceeded while resolving the callback's host")
         return host_params, pool_kwargs
 
 
@@ -157,6 +211,7 @@ class HttpCaller:
         payload = task.definition.payload
         headers = {
             "User-Agent": USER_AGENT,
+            "Accept-Encoding": "identity",  # the recorded start of the body stays readable
             "callme-entry": str(task.key),
             "callme-attempt": str(task.attempts + 1),
         }
@@ -172,34 +227,20 @@ class HttpCaller:
         clock_start = time.monotonic()
         definition = task.definition
         headers = self.headers_for(task, started)
-        response = None
-        try:
-            with _Watchdog(self.config.call_budget) as watchdog:
-                try:
-                    response = self._session().request(
-                        definition.callback_method,
-                        definition.callback,
-                        data=definition.payload.encode() if definition.payload else None,
-                        headers=headers,
-                        timeout=(self.config.connect_timeout, self.config.read_timeout),
-                        allow_redirects=False,
-                        stream=True,
-                    )
+        budget_error = f"no complete answer within the {self.config.call_budget:g} s call budget"
+        with _Watchdog(self.config.call_budget) as watchdog:
+            try:
+                with self._send(
+                    definition.callback_method, definition.callback, definition.payload, headers
+                ) as response:
                     body = _read_capped(response, READ_CAP, watchdog)
-                except (RefusedAddress, InvalidIPAddress) as exc:
-                    return self._result(started, clock_start, error=_refusal_text(exc), refused=True)
-                except requests.RequestException as exc:
-                    if watchdog.expired:
-                        error = f"no complete answer within the {self.config.call_budget:g} s call budget"
-                    else:
-                        error = _describe(exc)
-                    return self._result(started, clock_start, error=error)
-                if watchdog.expired:
-                    error = f"no complete answer within the {self.config.call_budget:g} s call budget"
-                    return self._result(started, clock_start, status=None, error=error)
-        finally:
-            if response is not None:
-                response.close()
+            except (RefusedAddress, InvalidIPAddress) as exc:
+                return self._result(started, clock_start, error=_refusal_text(exc, self.policy), refused=True)
+            except _NETWORK_ERRORS as exc:
+                error = budget_error if watchdog.expired else _describe(exc)
+                return self._result(started, clock_start, error=error)
+            if watchdog.expired:
+                return self._result(started, clock_start, error=budget_error)
         return self._result(
             started,
             clock_start,
@@ -207,6 +248,28 @@ class HttpCaller:
             body=body[:RESPONSE_BODY_LIMIT].decode("utf-8", errors="replace"),
             retry_after=_retry_after(response.headers.get("Retry-After"), started),
         )
+
+    @contextmanager
+    def _send(self, method: str, url: str, payload: str, headers: dict[str, str]) -> Iterator[requests.Response]:
+        """Send one request through the session's adapter, without ``Session.send``: that one
+        reads the whole body of a redirect (unbounded) even when redirects are not followed, and
+        keeps cookies from one callback for the next."""
+        session = self._session()
+        request = requests.Request(method, url, data=payload.encode() if payload else None, headers=headers)
+        prepared = session.prepare_request(request)
+        adapter = session.get_adapter(prepared.url or url)
+        response = adapter.send(
+            prepared,
+            stream=True,
+            timeout=(self.config.connect_timeout, self.config.read_timeout),
+            verify=session.verify,
+            cert=None,
+            proxies={},
+        )
+        try:
+            yield response
+        finally:
+            response.close()
 
     @staticmethod
     def _result(started: float, clock_start: float, **fields: Any) -> CallResult:
@@ -220,7 +283,7 @@ def _read_capped(response: requests.Response, cap: int, watchdog: _Watchdog) -> 
     size = 0
     raw = response.raw
     while size < cap and not watchdog.expired:
-        chunk = raw.read1(min(8192, cap - size)) if hasattr(raw, "read1") else raw.read(min(8192, cap - size))
+        chunk = raw.read1(min(8192, cap - size))
         if not chunk:
             break
         chunks.append(chunk)
@@ -243,33 +306,81 @@ def _retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²", which isdigit() accepts and float() does not
         return float(value)
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+        moment = parsedate_to_datetime(value)
+        if moment.tzinfo is None:  # "-0000": UTC, not the local time zone
+            moment = moment.replace(tzinfo=UTC)
+        return max(0.0, moment.timestamp() - now)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 
-def _refusal_text(exc: Exception) -> str:
+def _refusal_text(exc: Exception, policy: EgressPolicy) -> str:
+    """requests-hardened refuses before callme's policy is asked: say why in the policy's words."""
     text = str(exc)
     if isinstance(exc, InvalidIPAddress):
-        return f"refused to connect: {text} is not a public address"
+        try:
+            reason = policy.refusal(text)
+        except ValueError:
+            reason = None
+        return f"refused to connect: {reason or f'{text} is not a public address'}"
     return text
 
 
-def _describe(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.ConnectTimeout):
-        return "connect timeout"
-    if isinstance(exc, requests.ReadTimeout):
-        return "read timeout"
-    if isinstance(exc, requests.ConnectionError):
-        cause = str(exc)
-        if "Failed to resolve" in cause or "Name or service not known" in cause:
-            return "could not resolve the callback's host"
-        if "refused" in cause.lower():
-            return "connection refused"
-        if "reset" in cause.lower():
-            return "connection reset"
-        return f"connection error: {cause[:200]}"
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
+# What a call can fail with once the request is on its way: requests' errors, and urllib3's and
+# the standard library's when the body is read from the raw stream.
+_NETWORK_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what lies under it (causes, urllib3's reasons and wrapped errors), outermost first."""
+    found: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending and len(found) < 20:
+        current = pending.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        reason = getattr(current, "reason", None)
+        nested = [current.__cause__, current.__context__, reason, *current.args]
+        pending.extend(e for e in nested if isinstance(e, BaseException))
+    return found
+
+
+# The plain descriptions of what lies under an error, checked in this order.
+_PLAIN: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
+    ((socket.gaierror, urllib3.exceptions.NameResolutionError), "could not resolve the callback's host"),
+    ((ConnectionRefusedError,), "connection refused"),
+    ((http.client.RemoteDisconnected,), "connection closed without a response"),  # (a ConnectionResetError)
+    ((ConnectionResetError,), "connection reset"),
+    ((requests.ConnectTimeout,), "connect timeout"),  # (urllib3's NewConnectionError is a ConnectTimeoutError)
+    ((requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError), "read timeout"),
+    (
+        (http.client.IncompleteRead, urllib3.exceptions.IncompleteRead),
+        "response body cut short or malformed",
+    ),
+)
+_CERTIFICATE = (ssl.SSLCertVerificationError, ssl.CertificateError, CertificateError)
+_INVALID_RESPONSE = (http.client.LineTooLong, http.client.BadStatusLine, urllib3.exceptions.InvalidChunkLength)
+
+
+def _describe(exc: BaseException) -> str:
+    causes = _causes(exc)
+    innermost = " ".join(str(causes[-1]).split())  # a server's bytes may end up in it: one clean line
+    kind = type(causes[-1]).__name__
+    if "Failed to resolve" in str(exc):  # requests-hardened's resolution failure
+        return "could not resolve the callback's host"
+    certificate = next((e for e in causes if isinstance(e, _CERTIFICATE)), None)
+    if certificate is not None:
+        detail = getattr(certificate, "verify_message", None) or str(certificate)
+        return f"TLS certificate verification failed: {detail}"[:200]
+    for kinds, text in _PLAIN:
+        if any(isinstance(e, kinds) for e in causes):
+            return text
+    if any(isinstance(e, (ssl.SSLError, urllib3.exceptions.SSLError)) for e in causes):
+        return f"TLS error: {innermost}"[:200]
+    if any(isinstance(e, _INVALID_RESPONSE) for e in causes):
+        return f"invalid HTTP response: {kind}: {innermost}"[:200]
+    return f"connection error: {kind}: {innermost}"[:200]

@@ -117,6 +117,8 @@ def literal_address(host: str) -> IPAddress | None:
     """The address a host names by itself, in any notation a resolver accepts (``127.1``,
     ``0x7f.0.0.1``, ``2130706433``, ``[::ffff:127.0.0.1]``), or None for a DNS name."""
     host = host.rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     try:
         return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

@@ -51,6 +51,8 @@ class Signer:
             keys = [document.get("current", ""), document.get("previous", "")]
         else:
             keys = [text]
+        if not all(isinstance(k, str) for k in keys):
+            raise ValueError("the signing secret document's current and previous keys must be strings")
         found = tuple(normalise(k) for k in keys if k)
         if not found:
             raise ValueError("the signing secret document holds no key")

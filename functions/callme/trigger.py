@@ -7,8 +7,8 @@ import re
 from .clock import MINUTE, minute_of
 from .errors import InvalidRequest
 
-_RELATIVE = re.compile(r"\+(\d{1,12})([mhd])")
-_ABSOLUTE = re.compile(r"\d{1,15}")
+_RELATIVE = re.compile(r"\+(\d{1,12})([mhd])", re.ASCII)
+_ABSOLUTE = re.compile(r"\d{1,15}", re.ASCII)
 _UNIT_SECONDS = {"m": MINUTE, "h": 60 * MINUTE, "d": 24 * 60 * MINUTE}
 
 

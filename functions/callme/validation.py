@@ -120,7 +120,10 @@ def parse_task_request(
     payload = body.get("payload", "")
     if not isinstance(payload, str):
         raise InvalidRequest(f"payload must be a string, not {_json_type(payload)} (send JSON as an encoded string)")
-    payload_size = len(payload.encode("utf-8"))
+    try:
+        payload_size = len(payload.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidRequest("payload must be Unicode text; it holds an unpaired surrogate (\\ud800-\\udfff)") from None
     if payload_size > limits.max_payload_bytes:
         raise PayloadTooLarge(f"payload is {payload_size} bytes; the limit is {limits.max_payload_bytes}")
     definition = TaskDefinition(

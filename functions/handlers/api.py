@@ -23,10 +23,12 @@ from callme.views import task_view, tasks_view
 
 from . import wiring
 from .observability import logger
+from .openapi import DOCUMENT
 
 app = APIGatewayRestResolver()
 _ROUTES: dict[str, list[str]] = {}
 _NAMED_PREFIXES = ("/task/", "/status/", "/reschedule/")
+_LISTING_PARAMETERS = ("start_from", "future_only", "limit")
 
 
 def route(rule: str, method: str) -> Callable[[Callable[..., Response[str]]], Callable[..., Response[str]]]:
@@ -42,7 +44,7 @@ def route(rule: str, method: str) -> Callable[[Callable[..., Response[str]]], Ca
 @route("/status/<ident>", "GET")
 def read(ident: str) -> Response[str]:
     if "@" in ident:
-        check_query(_query(), ())
+        check_query(_query(), _LISTING_PARAMETERS)  # accepted for symmetry; they shape lists only
         return _json(200, task_view(wiring.task_service().get_entry(TaskKey.parse(ident))))
     service = wiring.task_service()
     listed = service.list_entries(ident, parse_listing(_query(), service.limits, name=ident))
@@ -89,6 +91,11 @@ def reschedule(ident: str) -> Response[str]:
     return _json(201 if created else 200, tasks_view(created))
 
 
+@route("/openapi.json", "GET")
+def openapi() -> Response[str]:
+    return _json(200, DOCUMENT)
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 
@@ -119,13 +126,16 @@ def no_route(_: Exception) -> Response[str]:
     event = app.current_event
     path = event.path.rstrip("/") or "/"
     allowed = next((methods for rule, methods in _ROUTES.items() if _matches(rule, path)), None)
-    if allowed is not None:
+    if allowed is not None and event.http_method not in allowed:
         return error_response(MethodNotAllowed(event.http_method, sorted(set(allowed))))
     for prefix in _NAMED_PREFIXES:
         if path.startswith(prefix):
             rest = path[len(prefix) :]
             return error_response(
-                InvalidRequest(f"{rest!r} is not a task name or <task_name>@<trigger_at>; names cannot contain '/'")
+                InvalidRequest(
+                    f"{rest!r} is not a task name or <task_name>@<trigger_at>: names are 1 to 128 characters "
+                    "of A-Z, a-z, 0-9, '.', '_' and '-'"
+                )
             )
     return _json(404, {"error": f"no route {event.http_method} {event.path}; see the API reference in the README"})
 

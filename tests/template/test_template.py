@@ -1,0 +1,573 @@
+"""The template tier: template.yaml as SAM CLI, cfn-lint and checkov see it, as `sam build` packages it,
+as SAM transforms it, and the promises in it that a user relies on (keys, the due index, the schedule,
+least privilege, authentication, logs).
+
+The tools come from `make test`: .tools/sam and .tools/checkov on PATH, CALLME_PY313 naming a
+python3.13 for `sam build` (empty when there is none). Everything here runs offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from callme.dispatch import DispatchConfig
+from local.template import TEMPLATE, load_template, table_definitions
+
+pytestmark = pytest.mark.template
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+FUNCTIONS = ("ApiFunction", "DispatcherFunction")
+API_GATEWAY_TIMEOUT = 29  # seconds API Gateway waits for a Lambda integration before answering 504
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = template["Resources"]
+    return found
+
+
+def tool(name: str) -> str:
+    """A tool from PATH (`make test` puts .tools/<name>/bin first), else from .tools/<name>/bin."""
+    found = shutil.which(name) or shutil.which(name, path=str(ROOT / ".tools" / name / "bin"))
+    if not found:
+        pytest.skip(f"{name} is not installed; `make test` installs it in .tools/{name}")
+    return os.path.abspath(found)  # `make test` puts relative directories on PATH
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment for the tools: offline, no telemetry, a region, no inherited Python paths."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION, **extra)
+    return env
+
+
+def run(command: list[str], timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=ROOT, env=tool_env(**extra_env), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def explain(result: subprocess.CompletedProcess[str]) -> str:
+    return f"{' '.join(result.args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def python313() -> str:
+    """CALLME_PY313 as `make test` sets it; outside make, whatever scripts/find-python finds."""
+    path = os.environ.get("CALLME_PY313")
+    if path is None:
+        found = subprocess.run(
+            [str(ROOT / "scripts" / "find-python"), "3.13"], capture_output=True, text=True, check=False
+        )
+        path = found.stdout.strip()
+    if not path:
+        pytest.skip("python3.13 is missing: `sam build` needs Lambda's runtime (e.g. `pyenv install 3.13`)")
+    return path
+
+
+def arn(value: Any) -> str:
+    """An intrinsic as the string Fn::Sub would write: !GetAtt T.Arn -> ${T.Arn}, !Ref S -> ${S}."""
+    if isinstance(value, str):
+        return value
+    ((function, argument),) = value.items()
+    if function == "Fn::GetAtt":
+        return "${" + (argument if isinstance(argument, str) else ".".join(argument)) + "}"
+    if function == "Ref":
+        return "${" + argument + "}"
+    if function == "Fn::Sub":
+        return str(argument if isinstance(argument, str) else argument[0])
+    raise AssertionError(f"unexpected intrinsic {value!r}")
+
+
+def grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(action, resource) pairs that the statements allow; every statement must be a plain Allow."""
+    pairs = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow", statement
+        assert not statement.keys() - {"Effect", "Action", "Resource", "Sid"}, statement
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        pairs |= {(action, arn(target)) for action in actions for target in targets}
+    return pairs
+
+
+def inline_statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    """The function's Policies, which must all be inline statements: a SAM policy template or a
+    managed policy would grant more than the code uses."""
+    statements: list[dict[str, Any]] = []
+    for policy in function["Properties"].get("Policies", []):
+        assert isinstance(policy, dict), f"only inline policies, not {policy!r}"
+        assert set(policy) == {"Statement"}, f"only inline policies, not {policy!r}"
+        statements.extend(policy["Statement"])
+    return statements
+
+
+def sample_environment(template: dict[str, Any], function: str) -> dict[str, str]:
+    """The function's environment variables as Lambda would see them, intrinsics replaced by
+    plausible values (parameter defaults, names for resources)."""
+    variables = {
+        **template["Globals"]["Function"]["Environment"]["Variables"],
+        **template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {}),
+    }
+
+    def value(raw: Any) -> str:
+        if not isinstance(raw, dict):
+            return str(raw)
+        if "Ref" in raw:
+            parameter = template["Parameters"].get(raw["Ref"])
+            return str(parameter["Default"]) if parameter else f"callme-{raw['Ref']}"
+        return re.sub(r"\$\{[^}]+\}", "callme", arn(raw))
+
+    return {name: value(raw) for name, raw in variables.items()}
+
+
+# -- the linters ----------------------------------------------------------------------------------
+
+
+def test_sam_validate_lint() -> None:
+    result = run([tool("sam"), "validate", "--lint", "--region", REGION, "--template-file", str(TEMPLATE)])
+    assert result.returncode == 0, explain(result)
+    assert "is a valid SAM Template" in result.stdout, explain(result)
+
+
+def test_cfn_lint() -> None:
+    cfn_lint = [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())"]
+    result = run([*cfn_lint, "--", str(TEMPLATE)])
+    assert result.returncode == 0, explain(result)
+
+
+def test_checkov_reports_no_failed_check() -> None:
+    checkov = [tool("checkov"), "--file", str(TEMPLATE), "--framework", "cloudformation"]
+    result = run([*checkov, "--skip-download", "--output", "json"])  # --skip-download: stay offline
+    assert result.stdout.strip(), explain(result)
+    report = json.loads(result.stdout)
+    summary, results = report["summary"], report["results"]
+    failed = [f"{c['check_id']} on {c['resource']}: {c['check_name']}" for c in results["failed_checks"]]
+    assert not failed, "fix these, or skip them in template.yaml with a reason:\n" + "\n".join(failed)
+    assert summary["parsing_errors"] == 0, explain(result)
+    assert summary["passed"] > 0, "checkov checked nothing"
+    assert result.returncode == 0, explain(result)
+    # Every suppression says why, in the template (Metadata: checkov: skip: [{id, comment}]).
+    assert len(results["skipped_checks"]) == summary["skipped"]
+    for skipped in results["skipped_checks"]:
+        reason = skipped["check_result"].get("suppress_comment") or ""
+        assert len(reason) >= 20, f"{skipped['check_id']} on {skipped['resource']} is skipped without a reason"
+
+
+# -- sam build --------------------------------------------------------------------------------------
+
+# Runs in python3.13 with nothing but the artifact and the standard library importable (-I -S: no
+# site-packages, no PYTHONPATH, no current directory), so every third-party import must be vendored.
+IMPORT_PROBE = """
+import json, sys
+artifact = sys.argv[1]
+sys.path.insert(0, artifact)
+import handlers.api
+import handlers.dispatcher
+import aws_lambda_powertools.utilities.parameters  # wiring.signer() imports it lazily, in AWS only
+from handlers import wiring
+wiring.settings()
+wiring.task_service()
+wiring.dispatch_engine()
+modules = {name: getattr(module, "__file__", None) or "" for name, module in list(sys.modules.items())}
+print(json.dumps({
+    "python": list(sys.version_info[:2]),
+    "handlers": handlers.api.__file__,
+    "outside": sorted(
+        name for name, path in modules.items()
+        if path and not path.startswith(artifact) and not path.startswith(sys.base_prefix)
+    ),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sam build` of the repository's template into a temporary folder, once per session."""
+    sam = tool("sam")
+    interpreter = python313()
+    build_dir = tmp_path_factory.mktemp("sam") / "build"
+    result = run(
+        [sam, "build", "--template-file", str(TEMPLATE), "--build-dir", str(build_dir), "--no-cached"],
+        timeout=600,
+        PATH=f"{Path(interpreter).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    assert result.returncode == 0, explain(result)
+    return build_dir
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_built_artifact_imports_with_only_vendored_dependencies(
+    built: Path, template: dict[str, Any], function: str
+) -> None:
+    artifact = built / function
+    assert (artifact / "handlers" / "api.py").is_file(), f"no handlers package in {artifact}"
+    env = {
+        **sample_environment(template, function),
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "LANG": "C.UTF-8",
+    }
+    result = subprocess.run(
+        [python313(), "-I", "-S", "-c", IMPORT_PROBE, str(artifact)],
+        cwd=artifact,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, explain(result)
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["python"] == [3, 13]
+    assert probe["handlers"].startswith(str(artifact)), probe
+    assert probe["outside"] == [], f"modules loaded from outside the artifact: {probe['outside']}"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_built_artifact_is_lean(built: Path, function: str) -> None:
+    """Only runtime code is packaged: no test tooling, no local stack, within Lambda's size limit."""
+    artifact = built / function
+    for unwanted in ("moto", "pytest", "local", "tests", "hypothesis"):
+        assert not (artifact / unwanted).exists(), f"{unwanted} is packaged into {function}"
+    size = sum(path.stat().st_size for path in artifact.rglob("*") if path.is_file())
+    assert size < LAMBDA_UNZIPPED_LIMIT, f"{function} is {size} bytes unzipped"
+
+
+# -- what SAM generates ------------------------------------------------------------------------------
+
+TRANSLATE = """
+import json, sys
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+class NoManagedPolicies:
+    def load(self):
+        return {}
+
+with open(sys.argv[1]) as handle:
+    template = yaml_parse(handle.read())
+template["Globals"]["Function"]["CodeUri"] = "s3://callme-artifacts/functions.zip"
+for resource in template["Resources"].values():
+    if resource["Type"] == "AWS::Serverless::Function" and "CodeUri" in resource["Properties"]:
+        resource["Properties"]["CodeUri"] = "s3://callme-artifacts/functions.zip"
+print(json.dumps(transform(template, {"AWS::Region": "us-east-1"}, NoManagedPolicies())))
+"""
+
+
+@pytest.fixture(scope="module")
+def generated() -> dict[str, Any]:
+    """The CloudFormation resources SAM generates from the template (samtranslator, offline)."""
+    sam_python = Path(tool("sam")).parent / "python"
+    if not sam_python.exists():
+        sam_python = ROOT / ".tools" / "sam" / "bin" / "python"
+    if not sam_python.exists():
+        pytest.skip("samtranslator is not installed; `make test` installs it with the SAM CLI in .tools/sam")
+    result = run([str(sam_python), "-c", TRANSLATE, str(TEMPLATE)], timeout=120)
+    assert result.returncode == 0, explain(result)
+    resources: dict[str, Any] = json.loads(result.stdout)["Resources"]
+    return resources
+
+
+def only(resources: dict[str, Any], kind: str) -> dict[str, Any]:
+    (found,) = [r for r in resources.values() if r["Type"] == kind]
+    return found
+
+
+def role_grants(role: dict[str, Any]) -> set[tuple[str, str]]:
+    statements = [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+    return grants(statements)
+
+
+def test_scheduler_may_invoke_the_dispatcher_and_send_to_the_failure_queue(generated: dict[str, Any]) -> None:
+    schedule = only(generated, "AWS::Scheduler::Schedule")["Properties"]
+    assert schedule["ScheduleExpression"] == "cron(* * * * ? *)"
+    assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    target = schedule["Target"]
+    assert arn(target["Arn"]) == "${DispatcherFunction.Arn}"
+    assert arn(target["DeadLetterConfig"]["Arn"]) == "${DispatchFailureQueue.Arn}"
+    role = generated[target["RoleArn"]["Fn::GetAtt"][0]]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": ["scheduler.amazonaws.com"]
+    }
+    assert role_grants(role) == {
+        ("lambda:InvokeFunction", "${DispatcherFunction.Arn}"),
+        ("sqs:SendMessage", "${DispatchFailureQueue.Arn}"),
+    }
+
+
+def test_failed_dispatcher_invocations_are_not_retried_and_land_in_the_queue(generated: dict[str, Any]) -> None:
+    (config,) = [
+        r["Properties"]
+        for r in generated.values()
+        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and r["Properties"]["FunctionName"] == {"Ref": "DispatcherFunction"}
+    ]
+    assert config["MaximumRetryAttempts"] == 0  # the next minute's run picks the work up
+    assert arn(config["DestinationConfig"]["OnFailure"]["Destination"]) == "${DispatchFailureQueue.Arn}"
+    role = generated[generated["DispatcherFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]]
+    assert ("sqs:SendMessage", "${DispatchFailureQueue.Arn}") in role_grants(role)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_generated_functions_run_as_designed(generated: dict[str, Any], function: str) -> None:
+    props = generated[function]["Properties"]
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert "ReservedConcurrentExecutions" in props
+    assert props["LoggingConfig"]["LogGroup"]["Ref"] in generated
+    role = generated[props["Role"]["Fn::GetAtt"][0]]["Properties"]
+    assert set(role["ManagedPolicyArns"]) <= {
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    }
+
+
+def test_generated_api_role_is_only_the_declared_policy(generated: dict[str, Any], resources: dict[str, Any]) -> None:
+    role = generated[generated["ApiFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]]
+    assert role_grants(role) == grants(inline_statements(resources["ApiFunction"]))
+
+
+# -- the tables ---------------------------------------------------------------------------------------
+
+
+def test_tasks_table_keys(resources: dict[str, Any]) -> None:
+    props = resources["TasksTable"]["Properties"]
+    attributes = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    assert attributes == {"task_name": "S", "trigger_at": "N", "due_shard": "N", "due_minute": "N"}
+    assert props["KeySchema"] == [
+        {"AttributeName": "task_name", "KeyType": "HASH"},
+        {"AttributeName": "trigger_at", "KeyType": "RANGE"},
+    ]
+
+
+def test_tasks_table_due_index(resources: dict[str, Any]) -> None:
+    (index,) = resources["TasksTable"]["Properties"]["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "due"
+    assert index["KeySchema"] == [
+        {"AttributeName": "due_shard", "KeyType": "HASH"},
+        {"AttributeName": "due_minute", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+
+
+def test_tasks_table_keeps_data_safe_and_expires_finished_entries(resources: dict[str, Any]) -> None:
+    table = resources["TasksTable"]
+    props = table["Properties"]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["DeletionProtectionEnabled"] is True
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_leases_table(resources: dict[str, Any]) -> None:
+    props = resources["LeasesTable"]["Properties"]
+    assert props["AttributeDefinitions"] == [{"AttributeName": "shard", "AttributeType": "N"}]
+    assert props["KeySchema"] == [{"AttributeName": "shard", "KeyType": "HASH"}]
+    assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_local_table_definitions_match_the_template(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """The local stack creates its tables from template.yaml: the requests are the template's tables,
+    and DynamoDB (moto) accepts them and reports the same keys, index and TTL back."""
+    definitions = table_definitions(template)
+    assert set(definitions) == {"TasksTable", "LeasesTable"}
+    assert definitions["TasksTable"]["ttl_attribute"] == "expires_at"
+    assert definitions["LeasesTable"]["ttl_attribute"] is None
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        for logical_id, definition in definitions.items():
+            props = resources[logical_id]["Properties"]
+            request = definition["create"]
+            assert request["KeySchema"] == props["KeySchema"]
+            assert request["AttributeDefinitions"] == props["AttributeDefinitions"]
+            client.create_table(TableName=logical_id, **request)
+            if definition["ttl_attribute"]:
+                client.update_time_to_live(
+                    TableName=logical_id,
+                    TimeToLiveSpecification={"AttributeName": definition["ttl_attribute"], "Enabled": True},
+                )
+            described = client.describe_table(TableName=logical_id)["Table"]
+            assert described["KeySchema"] == props["KeySchema"]
+            indexes = [
+                {"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
+                for i in described.get("GlobalSecondaryIndexes", [])
+            ]
+            assert indexes == [
+                {k: v for k, v in i.items() if k in ("IndexName", "KeySchema", "Projection")}
+                for i in props.get("GlobalSecondaryIndexes", [])
+            ]
+        ttl = client.describe_time_to_live(TableName="TasksTable")["TimeToLiveDescription"]
+        assert ttl["AttributeName"] == "expires_at"
+        assert ttl["TimeToLiveStatus"] == "ENABLED"
+
+
+# -- the functions ------------------------------------------------------------------------------------
+
+
+def test_handlers_and_code(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    globals_ = template["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.13"
+    assert globals_["Architectures"] == ["arm64"]
+    assert globals_["Tracing"] == "Active"
+    code = ROOT / globals_["CodeUri"]
+    for function, module in (("ApiFunction", "api"), ("DispatcherFunction", "dispatcher")):
+        props = resources[function]["Properties"]
+        assert "CodeUri" not in props  # both functions are one codebase
+        assert props["Handler"] == f"handlers.{module}.lambda_handler"
+        assert "def lambda_handler(" in (code / "handlers" / f"{module}.py").read_text()
+
+
+def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    read = set(re.findall(r'"(CALLME_[A-Z0-9_]+)"', (ROOT / "functions" / "callme" / "settings.py").read_text()))
+    common = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert common["CALLME_TABLE_NAME"] == {"Ref": "TasksTable"}
+    assert common["CALLME_LEASE_TABLE_NAME"] == {"Ref": "LeasesTable"}
+    for function in FUNCTIONS:
+        variables = {**common, **resources[function]["Properties"].get("Environment", {}).get("Variables", {})}
+        unknown = {name for name in variables if name.startswith("CALLME_")} - read
+        assert not unknown, f"{function} sets variables that callme never reads: {sorted(unknown)}"
+    dispatcher = resources["DispatcherFunction"]["Properties"]
+    own = dispatcher["Environment"]["Variables"]
+    assert own["CALLME_FANOUT"] == "lambda"
+    assert own["CALLME_DISPATCHER_FUNCTION"] == dispatcher["FunctionName"]  # it fans out to itself
+    assert own["CALLME_SIGNING_SECRET_ID"] == {"Ref": "SigningSecret"}
+    assert resources["SigningSecret"]["Type"] == "AWS::SecretsManager::Secret"
+
+
+def test_api_function_grants(resources: dict[str, Any]) -> None:
+    """The API reads and writes entries of the tasks table, and nothing else: no leases, no index
+    beyond the table, no invoking anything."""
+    assert grants(inline_statements(resources["ApiFunction"])) == {
+        (f"dynamodb:{operation}", "${TasksTable.Arn}") for operation in ("GetItem", "PutItem", "Query", "Scan")
+    }
+
+
+def test_dispatcher_grants(resources: dict[str, Any]) -> None:
+    dispatcher = resources["DispatcherFunction"]["Properties"]
+    itself = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-dispatcher"
+    assert itself.endswith(":function:" + arn(dispatcher["FunctionName"]))
+    assert grants(inline_statements(resources["DispatcherFunction"])) == {
+        ("dynamodb:Query", "${TasksTable.Arn}/index/due"),
+        ("dynamodb:BatchGetItem", "${TasksTable.Arn}"),
+        ("dynamodb:PutItem", "${TasksTable.Arn}"),
+        ("dynamodb:PutItem", "${LeasesTable.Arn}"),
+        ("lambda:InvokeFunction", itself),
+        ("secretsmanager:GetSecretValue", "${SigningSecret}"),
+    }
+
+
+def test_dispatcher_schedule(resources: dict[str, Any]) -> None:
+    dispatcher = resources["DispatcherFunction"]["Properties"]
+    ((name, event),) = dispatcher["Events"].items()
+    assert event["Type"] == "ScheduleV2", f"{name}: EventBridge Scheduler, not a legacy scheduled rule"
+    props = event["Properties"]
+    cron = re.fullmatch(r"cron\((.+)\)", props["ScheduleExpression"])
+    assert cron, props["ScheduleExpression"]
+    minutes, *rest = cron.group(1).split()
+    assert minutes == "*", "the dispatcher must run every minute"
+    assert len(rest) == 5
+    assert set(rest) <= {"*", "?"}, "the dispatcher must run every minute"
+    assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}  # a flexible window would delay callbacks
+    assert arn(props["DeadLetterConfig"]["Arn"]) == "${DispatchFailureQueue.Arn}"
+    assert resources["DispatchFailureQueue"]["Type"] == "AWS::SQS::Queue"
+    invoke = dispatcher["EventInvokeConfig"]
+    assert invoke["MaximumRetryAttempts"] == 0
+    assert invoke["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
+    assert arn(invoke["DestinationConfig"]["OnFailure"]["Destination"]) == "${DispatchFailureQueue.Arn}"
+
+
+def test_timeouts_fit_the_dispatch_lease_and_api_gateway(resources: dict[str, Any]) -> None:
+    defaults = {f.name: f.default for f in fields(DispatchConfig)}
+    dispatcher_timeout = resources["DispatcherFunction"]["Properties"]["Timeout"]
+    # A run must end before its shard lease does, or a second run could call the same entries;
+    # it must also have time for its last call to start and finish.
+    assert dispatcher_timeout < defaults["lease_seconds"]
+    assert dispatcher_timeout >= defaults["run_seconds"] + defaults["call_budget"]
+    assert resources["ApiFunction"]["Properties"]["Timeout"] < API_GATEWAY_TIMEOUT
+
+
+def test_concurrency_is_reserved(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    api = resources["ApiFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    dispatcher = resources["DispatcherFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    assert api == {"Ref": "ApiReservedConcurrency"}
+    assert dispatcher == {"Ref": "DispatcherReservedConcurrency"}
+    # API Gateway turns a throttled invocation into a 500: the API may take its whole burst at once.
+    assert parameters["ApiReservedConcurrency"]["Default"] >= parameters["ThrottleBurstLimit"]["Default"]
+    # One coordinator and one invocation per shard each minute.
+    assert parameters["DispatcherReservedConcurrency"]["Default"] > parameters["DueShards"]["Default"]
+
+
+def test_log_groups_have_retention(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    retention = template["Parameters"]["LogRetentionDays"]
+    assert retention["Default"] in retention["AllowedValues"]
+    groups = [resources[f]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for f in FUNCTIONS]
+    assert groups == ["ApiLogGroup", "DispatcherLogGroup"]
+    access_log = arn(resources["Api"]["Properties"]["AccessLogSetting"]["DestinationArn"])
+    assert access_log == "${ApiAccessLogGroup.Arn}"
+    for group in [*groups, "ApiAccessLogGroup"]:
+        assert resources[group]["Type"] == "AWS::Logs::LogGroup"
+        assert resources[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+# -- the API --------------------------------------------------------------------------------------------
+
+
+def test_auth_mode(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """API_KEY by default, IAM as the alternative, and no method of the API without one of them."""
+    parameter = template["Parameters"]["AuthMode"]
+    assert parameter["Default"] == "API_KEY"
+    assert set(parameter["AllowedValues"]) == {"API_KEY", "IAM"}
+    assert template["Conditions"]["UseApiKey"] == {"Fn::Equals": [{"Ref": "AuthMode"}, "API_KEY"]}
+    for name in ("ApiKey", "ApiUsagePlan", "ApiUsagePlanKey"):
+        assert resources[name]["Condition"] == "UseApiKey"
+    body = resources["Api"]["Properties"]["DefinitionBody"]
+    schemes = body["components"]["securitySchemes"]
+    assert schemes["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    assert schemes["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    assert body["x-amazon-apigateway-api-key-source"] == "HEADER"
+    methods = [(path, method, spec) for path, item in body["paths"].items() for method, spec in item.items()]
+    assert methods
+    for path, method, spec in methods:
+        assert spec["security"] == {"Fn::If": ["UseApiKey", [{"api_key": []}], [{"sigv4": []}]]}, (path, method)
+        integration = spec["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy"
+        assert "${ApiFunction.Arn}" in arn(integration["uri"])
+
+
+def test_alarms_notify_and_watch_this_stack(resources: dict[str, Any]) -> None:
+    api_name = resources["Api"]["Properties"]["Name"]
+    alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        for dimension in alarm.get("Dimensions", []):
+            if dimension["Name"] == "ApiName":
+                assert dimension["Value"] == api_name, name
+            if dimension["Name"] == "FunctionName":
+                assert dimension["Value"]["Ref"] in FUNCTIONS, name

@@ -1,0 +1,115 @@
+"""Configuration from CALLME_* environment variables: defaults, and a clear error for each bad one."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from callme.limits import DAY, Limits
+from callme.settings import Settings
+
+REQUIRED = {"CALLME_TABLE_NAME": "tasks", "CALLME_LEASE_TABLE_NAME": "leases"}
+
+
+def test_only_the_table_names_are_required_and_the_rest_has_defaults() -> None:
+    settings = Settings.from_environ(REQUIRED)
+    assert (settings.table_name, settings.lease_table_name) == ("tasks", "leases")
+    assert settings.region == "us-east-1"
+    assert settings.dynamodb_endpoint is None
+    assert settings.due_shards == 8
+    assert settings.limits == Limits()
+    assert settings.egress.allowed == ()
+    assert settings.dispatch_concurrency == 64
+    assert (settings.connect_timeout, settings.read_timeout, settings.call_budget) == (3.0, 10.0, 15.0)
+    assert settings.fanout == "inline"
+    assert settings.dispatcher_function is None
+    assert settings.signing_secret is None
+    assert settings.signing_secret_id is None
+
+
+def test_empty_variables_mean_their_defaults() -> None:
+    env = {**REQUIRED, "CALLME_MAX_RETRY": "", "CALLME_DYNAMODB_ENDPOINT": "", "CALLME_SIGNING_SECRET": ""}
+    settings = Settings.from_environ(env)
+    assert settings.limits.max_retry == Limits().max_retry
+    assert settings.dynamodb_endpoint is None
+    assert settings.signing_secret is None
+
+
+def test_given_values_are_used() -> None:
+    env = {
+        **REQUIRED,
+        "AWS_REGION": "eu-west-1",
+        "CALLME_DYNAMODB_ENDPOINT": "http://127.0.0.1:8000",
+        "CALLME_DUE_SHARDS": "4",
+        "CALLME_MAX_RETRY": "3",
+        "CALLME_MAX_AHEAD_DAYS": "2",
+        "CALLME_RETENTION_DAYS": "7",
+        "CALLME_ALLOW_NETWORKS": "127.0.0.0/8",
+        "CALLME_READ_TIMEOUT": "2.5",
+        "CALLME_FANOUT": "lambda",
+        "CALLME_DISPATCHER_FUNCTION": "dispatcher",
+        "CALLME_SIGNING_SECRET_ID": "arn:secret",
+    }
+    settings = Settings.from_environ(env)
+    assert settings.region == "eu-west-1"
+    assert settings.dynamodb_endpoint == "http://127.0.0.1:8000"
+    assert settings.due_shards == 4
+    assert settings.limits.max_retry == 3
+    assert settings.limits.max_ahead_seconds == 2 * DAY
+    assert settings.limits.retention_seconds == 7 * DAY
+    assert settings.egress.allowed == (ipaddress.ip_network("127.0.0.0/8"),)
+    assert settings.read_timeout == 2.5
+    assert (settings.fanout, settings.dispatcher_function) == ("lambda", "dispatcher")
+    assert settings.signing_secret_id == "arn:secret"
+
+
+def test_region_falls_back_to_aws_default_region() -> None:
+    assert Settings.from_environ({**REQUIRED, "AWS_DEFAULT_REGION": "ap-south-1"}).region == "ap-south-1"
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_missing_table_name_is_named(name: str) -> None:
+    env = {k: v for k, v in REQUIRED.items() if k != name}
+    with pytest.raises(ValueError, match=f"^{name} is not set$"):
+        Settings.from_environ(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CALLME_MAX_BODY_BYTES", "lots"),
+        ("CALLME_MAX_BODY_BYTES", "100"),
+        ("CALLME_MAX_PAYLOAD_BYTES", "-1"),
+        ("CALLME_MAX_PAYLOAD_BYTES", str(300 * 1024 + 1)),
+        ("CALLME_MAX_URL_LENGTH", "15"),
+        ("CALLME_MAX_URL_LENGTH", "8193"),
+        ("CALLME_MAX_RETRY", "101"),
+        ("CALLME_MAX_RETRY", "1.5"),
+        ("CALLME_MAX_MAX_DELAY", "0"),
+        ("CALLME_MAX_AHEAD_DAYS", "0"),
+        ("CALLME_DEFAULT_PAGE_SIZE", "0"),
+        ("CALLME_MAX_PAGE_SIZE", "x"),
+        ("CALLME_RETENTION_DAYS", "0"),
+        ("CALLME_DUE_SHARDS", "0"),
+        ("CALLME_DUE_SHARDS", "1001"),
+        ("CALLME_DISPATCH_CONCURRENCY", "0"),
+        ("CALLME_CONNECT_TIMEOUT", "0"),
+        ("CALLME_CONNECT_TIMEOUT", "soon"),
+        ("CALLME_READ_TIMEOUT", "-1"),
+        ("CALLME_READ_TIMEOUT", "900"),
+        ("CALLME_CALL_BUDGET", "nan"),
+        ("CALLME_CALL_BUDGET", "inf"),
+        ("CALLME_ALLOW_NETWORKS", "loopback"),
+        ("CALLME_ALLOW_NETWORKS", "127.0.0.0/8,10.0.0.0/40"),
+        ("CALLME_FANOUT", "sqs"),
+    ],
+)
+def test_bad_variable_is_a_value_error_naming_it(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"^{name}[ :]"):
+        Settings.from_environ({**REQUIRED, name: value})
+
+
+def test_integer_error_states_the_allowed_range() -> None:
+    with pytest.raises(ValueError, match=r"CALLME_MAX_RETRY must be between 0 and 100, got 101"):
+        Settings.from_environ({**REQUIRED, "CALLME_MAX_RETRY": "101"})

@@ -1,0 +1,423 @@
+"""What a client sends: JSON bodies, the task definition, the reschedule body, query strings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from callme.egress import EgressPolicy
+from callme.errors import InvalidRequest, PayloadTooLarge
+from callme.limits import Limits
+from callme.task import METHODS, TaskKey
+from callme.validation import (
+    check_query,
+    flag,
+    parse_json_object,
+    parse_listing,
+    parse_reschedule_request,
+    parse_task_request,
+)
+from tests.unit.conftest import CURRENT_MINUTE, NOW, PUBLIC_URL, rejected, task_body
+
+# -- parse_json_object ---------------------------------------------------------------------------
+
+
+class TestJsonBody:
+    def test_object_is_returned_as_a_dict(self, limits: Limits) -> None:
+        assert parse_json_object('{"trigger_at": "+6h", "retry": 2}', limits) == {"trigger_at": "+6h", "retry": 2}
+
+    def test_malformed_json_is_rejected(self, limits: Limits) -> None:
+        error = rejected(lambda: parse_json_object('{"trigger_at": "+6h",', limits))
+        assert error.status == 400
+        assert "request body is not valid JSON" in error.message
+
+    @pytest.mark.parametrize(
+        ("body", "kind"),
+        [("[1, 2]", "an array"), ('"+6h"', "a string"), ("42", "a number"), ("null", "null"), ("true", "a boolean")],
+    )
+    def test_json_that_is_not_an_object_is_rejected_naming_what_it_is(
+        self, limits: Limits, body: str, kind: str
+    ) -> None:
+        error = rejected(lambda: parse_json_object(body, limits))
+        assert error.status == 400
+        assert error.message == f"request body must be a JSON object, not {kind}"
+
+    def test_duplicate_key_is_rejected_naming_the_key(self, limits: Limits) -> None:
+        # Given a body where "retry" appears twice (json.loads would silently keep the last)
+        error = rejected(lambda: parse_json_object('{"retry": 1, "trigger_at": "+1m", "retry": 5}', limits))
+        # Then the client is told which field is doubled
+        assert error.status == 400
+        assert "'retry' appears twice" in error.message
+
+    def test_duplicate_key_in_a_nested_object_is_rejected(self, limits: Limits) -> None:
+        error = rejected(lambda: parse_json_object('{"a": {"b": 1, "b": 2}}', limits))
+        assert "'b' appears twice" in error.message
+
+    @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+    def test_nan_and_infinity_are_rejected(self, limits: Limits, constant: str) -> None:
+        error = rejected(lambda: parse_json_object(f'{{"retry": {constant}}}', limits))
+        assert error.status == 400
+        assert "not valid JSON" in error.message
+        assert constant.lstrip("-") in error.message
+
+    def test_body_over_the_limit_is_payload_too_large(self) -> None:
+        # Given a 100-byte limit and a 101-byte body
+        limits = Limits(max_body_bytes=100)
+        body = json.dumps({"payload": "x" * 86})
+        assert len(body) == 101
+        # When it is parsed / Then it is a 413 naming both sizes
+        error = rejected(lambda: parse_json_object(body, limits))
+        assert isinstance(error, PayloadTooLarge)
+        assert error.status == 413
+        assert "101 bytes" in error.message
+        assert "limit is 100" in error.message
+
+    def test_body_size_counts_utf8_bytes_not_characters(self) -> None:
+        # Given 60 characters that take 120 bytes in UTF-8
+        body = '{"payload": "' + "é" * 46 + '"}'
+        assert len(body) < 100 < len(body.encode())
+        error = rejected(lambda: parse_json_object(body, Limits(max_body_bytes=100)))
+        assert error.status == 413
+
+    def test_body_exactly_at_the_limit_is_accepted(self) -> None:
+        body = json.dumps({"payload": "x" * 85})
+        assert parse_json_object(body, Limits(max_body_bytes=len(body))) == {"payload": "x" * 85}
+
+    def test_deeply_nested_body_is_a_client_error(self, limits: Limits) -> None:
+        error = rejected(lambda: parse_json_object("[" * 100_000, limits))
+        assert error.status == 400
+        assert "nested too deeply" in error.message
+
+    @pytest.mark.parametrize("body", [None, "", "  \n\t"])
+    def test_missing_required_body_is_rejected(self, limits: Limits, body: str | None) -> None:
+        error = rejected(lambda: parse_json_object(body, limits))
+        assert error.status == 400
+        assert "request body is missing" in error.message
+
+    @pytest.mark.parametrize("body", [None, "", "  \n"])
+    def test_missing_optional_body_is_an_empty_object(self, limits: Limits, body: str | None) -> None:
+        assert parse_json_object(body, limits, required=False) == {}
+
+    def test_optional_body_that_is_present_must_still_be_an_object(self, limits: Limits) -> None:
+        error = rejected(lambda: parse_json_object("[]", limits, required=False))
+        assert "must be a JSON object" in error.message
+
+
+# -- parse_task_request ----------------------------------------------------------------------------
+
+
+def parse_task(body: dict[str, Any], name: str = "simpletask", limits: Limits | None = None) -> Any:
+    return parse_task_request(name, body, NOW, limits or Limits(), EgressPolicy())
+
+
+class TestTaskRequest:
+    def test_minimal_body_gets_the_documented_defaults(self) -> None:
+        # Given the seed's simplest example
+        trigger_at, definition = parse_task({"trigger_at": "+6h", "callback": "http://example.com/that-thing/run-it"})
+        # Then trigger_at is resolved and every optional field has its default
+        assert trigger_at == CURRENT_MINUTE + 6 * 3600
+        assert definition.callback == "http://example.com/that-thing/run-it"
+        assert definition.callback_method == "GET"
+        assert definition.payload == ""
+        assert definition.expected_http_status == 200
+        assert definition.retry == 1
+        assert definition.max_delay == 10
+
+    def test_every_field_is_taken_as_given(self) -> None:
+        body = task_body(
+            task_name="simpletask",
+            trigger_at=str(CURRENT_MINUTE + 120),
+            callback_method="POST",
+            payload='{"x": 1}',
+            expected_http_status=204,
+            retry=3,
+            max_delay=60,
+        )
+        trigger_at, definition = parse_task(body)
+        assert trigger_at == CURRENT_MINUTE + 120
+        assert (definition.callback_method, definition.payload) == ("POST", '{"x": 1}')
+        assert (definition.expected_http_status, definition.retry, definition.max_delay) == (204, 3, 60)
+
+    def test_unknown_field_is_rejected_naming_it_and_the_allowed_ones(self) -> None:
+        error = rejected(lambda: parse_task(task_body(retries=3)))
+        assert error.status == 400
+        assert "unknown field 'retries'" in error.message
+        assert "retry" in error.message.split("allowed:")[1]
+
+    def test_several_unknown_fields_are_all_named(self) -> None:
+        error = rejected(lambda: parse_task(task_body(headers={}, method="POST")))
+        assert "unknown fields 'headers', 'method'" in error.message
+
+    @pytest.mark.parametrize("field", ["trigger_at", "callback"])
+    def test_missing_required_field_is_named(self, field: str) -> None:
+        body = task_body()
+        del body[field]
+        error = rejected(lambda: parse_task(body))
+        assert error.status == 400
+        assert error.message == f"{field} is required"
+
+    @pytest.mark.parametrize("field", ["trigger_at", "callback"])
+    def test_null_required_field_is_missing(self, field: str) -> None:
+        error = rejected(lambda: parse_task({**task_body(), field: None}))
+        assert error.message == f"{field} is required"
+
+    def test_task_name_in_the_body_must_match_the_path(self) -> None:
+        error = rejected(lambda: parse_task(task_body(task_name="other"), name="simpletask"))
+        assert error.status == 400
+        assert "task_name 'other'" in error.message
+        assert "'simpletask'" in error.message
+
+    def test_task_name_in_the_body_equal_to_the_path_is_accepted(self) -> None:
+        _, definition = parse_task(task_body(task_name="simpletask"), name="simpletask")
+        assert definition.callback == PUBLIC_URL
+
+    def test_invalid_name_in_the_path_is_rejected(self) -> None:
+        error = rejected(lambda: parse_task(task_body(), name="bad name"))
+        assert "task name 'bad name' is invalid" in error.message
+
+    def test_invalid_trigger_at_is_named(self) -> None:
+        error = rejected(lambda: parse_task(task_body(trigger_at="+6hx")))
+        assert error.message.startswith("trigger_at")
+
+    def test_invalid_callback_is_named(self) -> None:
+        error = rejected(lambda: parse_task(task_body(callback="ftp://example.com/x")))
+        assert error.message.startswith("callback")
+
+    @pytest.mark.parametrize(("sent", "stored"), [("post", "POST"), ("Delete", "DELETE"), ("pAtCh", "PATCH")])
+    def test_callback_method_is_case_insensitive(self, sent: str, stored: str) -> None:
+        _, definition = parse_task(task_body(callback_method=sent))
+        assert definition.callback_method == stored
+
+    @pytest.mark.parametrize("method", METHODS)
+    def test_each_documented_method_is_accepted(self, method: str) -> None:
+        _, definition = parse_task(task_body(callback_method=method))
+        assert definition.callback_method == method
+
+    def test_the_documented_methods_are_exactly_get_post_put_patch_delete(self) -> None:
+        assert set(METHODS) == {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+    @pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "CONNECT", "TRACE", "", "GET ", 1, True, ["GET"]])
+    def test_other_callback_method_is_rejected_listing_the_allowed_ones(self, method: object) -> None:
+        error = rejected(lambda: parse_task(task_body(callback_method=method)))
+        assert error.status == 400
+        assert error.message.startswith("callback_method must be one of GET, POST, PUT, PATCH, DELETE")
+
+    @pytest.mark.parametrize(("payload", "kind"), [({"a": 1}, "an object"), (5, "a number"), ([], "an array")])
+    def test_payload_must_be_a_string(self, payload: object, kind: str) -> None:
+        error = rejected(lambda: parse_task(task_body(payload=payload)))
+        assert error.status == 400
+        assert error.message.startswith(f"payload must be a string, not {kind}")
+
+    def test_payload_over_the_limit_in_bytes_is_too_large(self) -> None:
+        # Given a 10-byte limit and 6 characters that take 12 bytes
+        error = rejected(lambda: parse_task(task_body(payload="é" * 6), limits=Limits(max_payload_bytes=10)))
+        # Then it is a 413 naming the payload
+        assert error.status == 413
+        assert "payload is 12 bytes" in error.message
+        assert "limit is 10" in error.message
+
+    def test_payload_at_the_limit_is_accepted(self) -> None:
+        _, definition = parse_task(task_body(payload="é" * 5), limits=Limits(max_payload_bytes=10))
+        assert definition.payload == "é" * 5
+
+    def test_payload_with_an_unpaired_surrogate_is_a_client_error(self, limits: Limits) -> None:
+        # Given a body whose payload holds a lone surrogate escape (valid JSON syntax, not Unicode text)
+        body = parse_json_object(
+            '{"trigger_at": "+1h", "callback": "https://example.com/", "payload": "\\ud800"}', limits
+        )
+        # Then it is a 400 naming payload, not a crash
+        error = rejected(lambda: parse_task(body))
+        assert error.status == 400
+        assert error.message.startswith("payload")
+
+    @pytest.mark.parametrize(
+        ("field", "low", "high"),
+        [
+            ("expected_http_status", 100, 599),
+            ("retry", 0, Limits().max_retry),
+            ("max_delay", 1, Limits().max_max_delay),
+        ],
+    )
+    def test_integer_fields_accept_their_bounds(self, field: str, low: int, high: int) -> None:
+        for value in (low, high):
+            _, definition = parse_task(task_body(**{field: value}))
+            assert getattr(definition, field) == value
+
+    @pytest.mark.parametrize(
+        ("field", "value", "low", "high"),
+        [
+            ("expected_http_status", 99, 100, 599),
+            ("expected_http_status", 600, 100, 599),
+            ("retry", -1, 0, Limits().max_retry),
+            ("retry", "-1", 0, Limits().max_retry),
+            ("retry", Limits().max_retry + 1, 0, Limits().max_retry),
+            ("max_delay", 0, 1, Limits().max_max_delay),
+            ("max_delay", Limits().max_max_delay + 1, 1, Limits().max_max_delay),
+        ],
+    )
+    def test_integer_out_of_range_is_rejected_stating_the_range(
+        self, field: str, value: object, low: int, high: int
+    ) -> None:
+        error = rejected(lambda: parse_task(task_body(**{field: value})))
+        assert error.status == 400
+        assert error.message == f"{field} must be between {low} and {high}, got {int(str(value))}"
+
+    def test_retry_limit_follows_the_configured_maximum(self) -> None:
+        error = rejected(lambda: parse_task(task_body(retry=3), limits=Limits(max_retry=2)))
+        assert "retry must be between 0 and 2" in error.message
+
+    @pytest.mark.parametrize(
+        ("field", "text", "value"),
+        [("expected_http_status", "204", 204), ("retry", "0", 0), ("retry", "3", 3), ("max_delay", "60", 60)],
+    )
+    def test_integers_may_arrive_as_digit_strings(self, field: str, text: str, value: int) -> None:
+        _, definition = parse_task(task_body(**{field: text}))
+        assert getattr(definition, field) == value
+
+    @pytest.mark.parametrize("text", ["", " 3", "3 ", "+3", "3.0", "1e1", "three", "\u0663", "0x3", "1" * 19])
+    def test_string_that_is_not_an_integer_is_rejected(self, text: str) -> None:
+        error = rejected(lambda: parse_task(task_body(retry=text)))
+        assert error.status == 400
+        assert error.message == f"retry must be an integer, got {text!r}"
+
+    @pytest.mark.parametrize(
+        ("value", "kind"),
+        [(True, "a boolean"), (False, "a boolean"), (2.5, "a number"), (None, "null"), ([1], "an array")],
+    )
+    @pytest.mark.parametrize("field", ["expected_http_status", "retry", "max_delay"])
+    def test_integer_field_of_another_json_type_is_rejected(self, field: str, value: object, kind: str) -> None:
+        error = rejected(lambda: parse_task({**task_body(), field: value}))
+        assert error.status == 400
+        assert error.message == f"{field} must be an integer, not {kind}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(retry=st.integers(min_value=-(10**6), max_value=10**6), as_text=st.booleans())
+def test_retry_is_accepted_exactly_within_zero_and_the_maximum(retry: int, as_text: bool) -> None:
+    body = task_body(retry=str(retry) if as_text else retry)
+    if 0 <= retry <= Limits().max_retry:
+        assert parse_task(body)[1].retry == retry
+    else:
+        with pytest.raises(InvalidRequest, match=r"^retry must be between"):
+            parse_task(body)
+
+
+# -- parse_reschedule_request -------------------------------------------------------------------------
+
+
+class TestRescheduleRequest:
+    def test_empty_body_means_the_next_minute(self, limits: Limits) -> None:
+        assert parse_reschedule_request({}, NOW, limits) is None
+
+    def test_null_trigger_at_means_the_next_minute(self, limits: Limits) -> None:
+        assert parse_reschedule_request({"trigger_at": None}, NOW, limits) is None
+
+    @pytest.mark.parametrize(
+        ("value", "expected"), [("+1h", CURRENT_MINUTE + 3600), (CURRENT_MINUTE + 60, CURRENT_MINUTE + 60)]
+    )
+    def test_trigger_at_is_parsed_like_a_task_definition(self, limits: Limits, value: object, expected: int) -> None:
+        assert parse_reschedule_request({"trigger_at": value}, NOW, limits) == expected
+
+    def test_invalid_trigger_at_is_rejected(self, limits: Limits) -> None:
+        error = rejected(lambda: parse_reschedule_request({"trigger_at": "+6hx"}, NOW, limits))
+        assert error.status == 400
+        assert error.message.startswith("trigger_at")
+
+    def test_other_field_is_rejected_naming_it(self, limits: Limits) -> None:
+        error = rejected(lambda: parse_reschedule_request({"trigger_at": "+1h", "retry": 3}, NOW, limits))
+        assert error.status == 400
+        assert "unknown field 'retry'" in error.message
+        assert "allowed: trigger_at" in error.message
+
+
+# -- query strings ------------------------------------------------------------------------------------
+
+
+class TestQuery:
+    def test_pretty_is_allowed_everywhere(self) -> None:
+        check_query({"pretty": ""}, ())
+
+    def test_allowed_parameter_passes(self) -> None:
+        check_query({"all": "true", "pretty": "true"}, ("all",))
+
+    def test_unknown_parameter_is_named_with_the_allowed_ones(self) -> None:
+        error = rejected(lambda: check_query({"al": "true"}, ("all",)))
+        assert error.status == 400
+        assert "unknown query parameter 'al'" in error.message
+        assert "allowed here: pretty, all" in error.message
+
+    def test_several_unknown_parameters_are_all_named(self) -> None:
+        error = rejected(lambda: check_query({"b": "", "a": "", "all": ""}, ("all",)))
+        assert "unknown query parameters 'a', 'b'" in error.message
+
+
+class TestFlag:
+    def test_absent_flag_is_false(self) -> None:
+        assert flag({"pretty": ""}, "all") is False
+
+    @pytest.mark.parametrize("value", ["", "true", "TRUE", "True", "1", "yes"])
+    def test_present_or_true_flag_is_true(self, value: str) -> None:
+        assert flag({"all": value}, "all") is True
+
+    @pytest.mark.parametrize("value", ["false", "FALSE", "0", "no"])
+    def test_false_flag_is_false(self, value: str) -> None:
+        assert flag({"all": value}, "all") is False
+
+    def test_other_value_is_rejected_naming_the_parameter(self) -> None:
+        error = rejected(lambda: flag({"all": "maybe"}, "all"))
+        assert error.status == 400
+        assert error.message == "query parameter all must be true or false, got 'maybe'"
+
+
+class TestListing:
+    def test_defaults_are_first_page_everything_default_size(self, limits: Limits) -> None:
+        listing = parse_listing({}, limits)
+        assert listing.start_from is None
+        assert listing.future_only is False
+        assert listing.limit == limits.default_page_size
+
+    def test_future_only_is_a_flag(self, limits: Limits) -> None:
+        assert parse_listing({"future_only": ""}, limits).future_only is True
+
+    @pytest.mark.parametrize("limit", ["1", "500", str(Limits().max_page_size)])
+    def test_limit_within_bounds_is_taken(self, limits: Limits, limit: str) -> None:
+        assert parse_listing({"limit": limit}, limits).limit == int(limit)
+
+    @pytest.mark.parametrize("limit", ["0", "-1", str(Limits().max_page_size + 1)])
+    def test_limit_out_of_bounds_is_rejected(self, limits: Limits, limit: str) -> None:
+        error = rejected(lambda: parse_listing({"limit": limit}, limits))
+        assert error.status == 400
+        assert error.message == f"limit must be between 1 and {limits.max_page_size}, got {limit}"
+
+    @pytest.mark.parametrize("limit", ["", "ten", "1.5"])
+    def test_limit_that_is_not_an_integer_is_rejected(self, limits: Limits, limit: str) -> None:
+        error = rejected(lambda: parse_listing({"limit": limit}, limits))
+        assert error.message.startswith("limit must be an integer")
+
+    def test_start_from_is_a_task_key(self, limits: Limits) -> None:
+        listing = parse_listing({"start_from": "faraway@1858809600"}, limits, name="faraway")
+        assert listing.start_from == TaskKey("faraway", 1858809600)
+
+    def test_start_from_of_any_task_is_allowed_in_the_full_listing(self, limits: Limits) -> None:
+        assert parse_listing({"start_from": "a@60"}, limits).start_from == TaskKey("a", 60)
+
+    def test_start_from_of_another_task_is_rejected(self, limits: Limits) -> None:
+        error = rejected(lambda: parse_listing({"start_from": "other@1858809600"}, limits, name="faraway"))
+        assert error.status == 400
+        assert "start_from 'other@1858809600'" in error.message
+        assert "'faraway'" in error.message
+
+    @pytest.mark.parametrize("text", ["faraway", "faraway@", "faraway@soon", "faraway@1858809601"])
+    def test_malformed_start_from_is_rejected_naming_it(self, limits: Limits, text: str) -> None:
+        error = rejected(lambda: parse_listing({"start_from": text}, limits))
+        assert error.status == 400
+        assert error.message.startswith(f"start_from {text!r}")
+
+    def test_unknown_listing_parameter_is_named(self, limits: Limits) -> None:
+        error = rejected(lambda: parse_listing({"offset": "10"}, limits))
+        assert "unknown query parameter 'offset'" in error.message
+        assert "start_from, future_only, limit" in error.message
