@@ -162,8 +162,10 @@ def _check_host(host: str, parts: SplitResult, policy: EgressPolicy, field: str,
     if address is not None:
         reason = policy.refusal(address)
         if reason:
-            raise InvalidRequest(f"{field} {url!r} points to {reason}; callbacks may only reach public addresses")
+            raise InvalidRequest(f"{field} {url!r} is refused: {reason}; callbacks may only reach public addresses")
         return
     name = host.rstrip(".").lower()
     if (name == "localhost" or name.endswith(".localhost")) and not policy.allows_loopback():
-        raise InvalidRequest(f"{field} {url!r} points to localhost; callbacks may only reach public addresses")
+        raise InvalidRequest(
+            f"{field} {url!r} is refused: localhost is a loopback name; callbacks may only reach public addresses"
+        )

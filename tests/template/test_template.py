@@ -511,16 +511,27 @@ def test_timeouts_fit_the_dispatch_lease_and_api_gateway(resources: dict[str, An
     assert resources["ApiFunction"]["Properties"]["Timeout"] < API_GATEWAY_TIMEOUT
 
 
-def test_concurrency_is_reserved(template: dict[str, Any], resources: dict[str, Any]) -> None:
+def test_concurrency_reservations_are_optional_and_sized(template: dict[str, Any], resources: dict[str, Any]) -> None:
     parameters = template["Parameters"]
-    api = resources["ApiFunction"]["Properties"]["ReservedConcurrentExecutions"]
-    dispatcher = resources["DispatcherFunction"]["Properties"]["ReservedConcurrentExecutions"]
-    assert api == {"Ref": "ApiReservedConcurrency"}
-    assert dispatcher == {"Ref": "DispatcherReservedConcurrency"}
-    # API Gateway turns a throttled invocation into a 500: the API may take its whole burst at once.
-    assert parameters["ApiReservedConcurrency"]["Default"] >= parameters["ThrottleBurstLimit"]["Default"]
-    # One coordinator and one invocation per shard each minute.
-    assert parameters["DispatcherReservedConcurrency"]["Default"] > parameters["DueShards"]["Default"]
+    conditions = template["Conditions"]
+    for function, parameter, condition in (
+        ("ApiFunction", "ApiReservedConcurrency", "ReserveApiConcurrency"),
+        ("DispatcherFunction", "DispatcherReservedConcurrency", "ReserveDispatcherConcurrency"),
+    ):
+        reserved = resources[function]["Properties"]["ReservedConcurrentExecutions"]
+        # 0 reserves nothing, so that a new account (concurrency quota 10) can deploy.
+        assert reserved == {"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
+        assert conditions[condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, 0]}]}
+        assert parameters[parameter]["MinValue"] == 0
+    # One coordinator and one invocation per shard each minute, with room for an overlapping minute.
+    assert parameters["DispatcherReservedConcurrency"]["Default"] > 2 * parameters["DueShards"]["Default"]
+
+
+def test_api_access_logs_get_their_account_role_when_asked(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    assert template["Parameters"]["ApiGatewayCloudWatchRole"]["Default"] == "create"
+    assert resources["ApiGatewayAccount"]["Condition"] == "CreateApiGatewayAccount"
+    assert resources["Api"]["DependsOn"] == "ApiLoggingReady"
+    assert resources["ApiLoggingReady"]["Metadata"]["Account"]["Fn::If"][1] == {"Ref": "ApiGatewayAccount"}
 
 
 def test_log_groups_have_retention(template: dict[str, Any], resources: dict[str, Any]) -> None:

@@ -283,7 +283,7 @@ def test_callback_that_is_not_a_string_is_rejected(value: object) -> None:
 def test_ip_literal_of_a_non_public_address_is_refused_in_every_notation(url: str) -> None:
     error = rejected(lambda: check(url))
     assert error.status == 400
-    assert error.message.startswith(f"callback {url!r} points to ")
+    assert error.message.startswith(f"callback {url!r} is refused: ")
     assert error.message.endswith("callbacks may only reach public addresses")
 
 
@@ -292,7 +292,9 @@ def test_ip_literal_of_a_non_public_address_is_refused_in_every_notation(url: st
 )
 def test_localhost_is_refused_by_default(url: str) -> None:
     error = rejected(lambda: check(url))
-    assert error.message == f"callback {url!r} points to localhost; callbacks may only reach public addresses"
+    assert error.message == (
+        f"callback {url!r} is refused: localhost is a loopback name; callbacks may only reach public addresses"
+    )
 
 
 @pytest.mark.parametrize(
