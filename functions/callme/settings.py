@@ -42,6 +42,11 @@ class Settings:
             max_page_size=reader.integer("CALLME_MAX_PAGE_SIZE", Limits.max_page_size, 1),
             retention_seconds=reader.integer("CALLME_RETENTION_DAYS", Limits.retention_seconds // DAY, 1) * DAY,
         )
+        if limits.default_page_size > limits.max_page_size:
+            raise ValueError(
+                f"CALLME_DEFAULT_PAGE_SIZE ({limits.default_page_size}) is above "
+                f"CALLME_MAX_PAGE_SIZE ({limits.max_page_size})"
+            )
         try:
             egress = EgressPolicy.from_text(env.get("CALLME_ALLOW_NETWORKS", ""))
         except ValueError as exc:

@@ -3,39 +3,41 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import LocalStack
+from tests.e2e.conftest import ROOT, LocalStack
 
 pytestmark = pytest.mark.e2e
 
-SEED_EXAMPLES = [
-    """curl -s -XPUT -H "Content-Type: application/json" \\
-        --data '{"trigger_at":"+6h", "callback":"http://example.com/that-thing/run-it"}' \\
-        callme:6777/task/simpletask""",
-    "curl -s -XGET callme:6777/task/simpletask?pretty",
-    """curl -s -XPUT -H "Content-Type: application/json" \\
-        --data '{"trigger_at":"1858809600", "callback":"http://example.com/far-far-away", "expected_http_status":204}' \\
-        callme:6777/task/faraway""",
-    """curl -s -XPUT -H "Content-Type: application/json" \\
-        --data '{"trigger_at":"1858816800", "callback":"http://example.com/far-far-away", "expected_http_status":204}' \\
-        callme:6777/task/faraway""",
-    "curl -s -XGET callme:6777/task/faraway?pretty",
-    "curl -s -XGET callme:6777/task/faraway@1858809600?pretty",
-    "curl -s -XGET callme:6777/task/?pretty",
-]
+README = ROOT / "README.md"
+
+
+def seed_examples() -> list[str]:
+    """The curl commands of the README's section on the seed's examples, in order."""
+    text = README.read_text()
+    section = text.split("## The seed's examples", 1)[1].split("\n### ", 1)[0]
+    commands: list[str] = []
+    for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            if command.strip().startswith("curl "):
+                commands.append(command.strip())
+    return commands
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_seed_curl_examples_work_unchanged(stack: LocalStack) -> None:
     host = stack.url.removeprefix("http://")
     answers: list[Any] = []
-    for example in SEED_EXAMPLES:
-        command = example.replace("callme:6777", host) + " -w '\\n%{http_code}'"
+    examples = seed_examples()
+    assert len(examples) == 7, examples
+    for example in examples:
+        assert "localhost:6777" in example
+        command = example.replace("curl ", "curl -s ", 1).replace("localhost:6777", host) + " -w '\\n%{http_code}'"
         output = subprocess.run(command, shell=True, capture_output=True, text=True, check=True).stdout
         body, _, status = output.rpartition("\n")
         answers.append((int(status), json.loads(body)))

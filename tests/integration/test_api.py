@@ -474,3 +474,29 @@ def test_bad_reschedule_requests_get_400(client: Client, aws: Any, target: str, 
 def test_reschedule_of_a_missing_entry_is_404(client: Client) -> None:
     assert client("POST", "/reschedule/nobody@1858809600")[0] == 404
     assert client("POST", "/reschedule/nobody")[0] == 404
+
+
+# -- retention -------------------------------------------------------------------------------------
+
+
+def test_finished_entries_past_retention_are_hidden_until_deleted(client: Client, aws: Any) -> None:
+    client.put("old", trigger_at="1858809600")
+    client.put("old", trigger_at="1858816800")
+    client("DELETE", "/task/old@1858809600")
+    aws.update_item(
+        TableName="callme-tasks",
+        Key={"task_name": {"S": "old"}, "trigger_at": {"N": "1858809600"}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
+    assert len(stored_items(aws)) == 2, "DynamoDB has not deleted it yet"
+    assert client("GET", "/status/old@1858809600")[0] == 404
+    assert [t["trigger_at"] for t in client("GET", "/status/old")[1]["tasks"]] == [1858816800]
+    assert [t["trigger_at"] for t in client("GET", "/status/")[1]["tasks"]] == [1858816800]
+
+
+def test_pending_entries_never_expire(client: Client) -> None:
+    _, task = client.put("forever", trigger_at="1858809600")
+    assert task["expires_at"] is None
+    _, cancelled, _ = client("DELETE", "/task/forever@1858809600")
+    assert cancelled["expires_at"] >= int(time.time()) + 30 * 86400 - 5

@@ -113,3 +113,14 @@ def test_bad_variable_is_a_value_error_naming_it(name: str, value: str) -> None:
 def test_integer_error_states_the_allowed_range() -> None:
     with pytest.raises(ValueError, match=r"CALLME_MAX_RETRY must be between 0 and 100, got 101"):
         Settings.from_environ({**REQUIRED, "CALLME_MAX_RETRY": "101"})
+
+
+def test_a_default_page_size_above_the_maximum_is_refused() -> None:
+    env = {
+        "CALLME_TABLE_NAME": "t",
+        "CALLME_LEASE_TABLE_NAME": "l",
+        "CALLME_DEFAULT_PAGE_SIZE": "500",
+        "CALLME_MAX_PAGE_SIZE": "100",
+    }
+    with pytest.raises(ValueError, match="CALLME_DEFAULT_PAGE_SIZE"):
+        Settings.from_environ(env)
