@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from callme.validation import TASK_FIELDS
+
 _NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$", "example": "simpletask"}
 _IDENT = {
     "type": "string",
@@ -55,20 +57,7 @@ ATTEMPT = {
 
 TASK = {
     "type": "object",
-    "required": [
-        "task_name",
-        "trigger_at",
-        "callback",
-        "callback_method",
-        "payload",
-        "expected_http_status",
-        "retry",
-        "max_delay",
-        "task_state",
-        "attempts",
-        "history",
-        "webhook_id",
-    ],
+    "required": [*TASK_FIELDS, "task_state", "attempts", "history", "webhook_id"],
     "properties": {
         "task_name": {"type": "string"},
         "trigger_at": {"type": "integer"},

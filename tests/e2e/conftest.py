@@ -11,13 +11,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+
+from tests.conftest import Sink  # noqa: F401 (the e2e tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -39,8 +39,8 @@ class LocalStack:
         args = [sys.executable, "-m", "local", "--port", "0", "--state-dir", str(self.state_dir), "--test-hooks"]
         if not self.ticks:
             args.append("--no-ticks")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        env.pop("CALLME_DYNAMODB_ENDPOINT", None)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CALLME_")}
+        env.update({"PYTHONUNBUFFERED": "1", **self.env})
         self.process = subprocess.Popen(
             args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -121,85 +121,6 @@ def stack_factory(tmp_path: Path) -> Iterator[Any]:
 def stack(stack_factory: Any) -> LocalStack:
     started: LocalStack = stack_factory()
     return started
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-
-@dataclass
-class Sink:
-    """A loopback HTTP server recording every callback; per-path scripts of statuses and delays."""
-
-    url: str = ""
-    received: list[Received] = field(default_factory=list)
-    statuses: dict[str, list[int]] = field(default_factory=dict)
-    delays: dict[str, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def on(self, path: str, *statuses: int, delay: float = 0.0) -> str:
-        self.statuses[path] = list(statuses)
-        if delay:
-            self.delays[path] = delay
-        return self.url + path
-
-    def calls(self, path: str) -> list[Received]:
-        with self.lock:
-            return [r for r in self.received if r.path == path]
-
-    def wait_for(self, path: str, count: int = 1, timeout: float = 10) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.calls(path)
-            if len(found) >= count:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"{path} got {len(self.calls(path))} calls, expected {count}")
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    recorder = Sink()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _handle(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            path = self.path
-            with recorder.lock:
-                recorder.received.append(
-                    Received(self.command, path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
-                )
-                script = recorder.statuses.get(path, [])
-                status = script.pop(0) if len(script) > 1 else (script[0] if script else 200)
-            delay = recorder.delays.get(path)
-            if delay:
-                time.sleep(delay)
-            payload = b"ok"
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    recorder.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield recorder
-    server.shutdown()
-    server.server_close()
 
 
 def next_minute() -> int:

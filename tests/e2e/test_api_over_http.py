@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.e2e.conftest import ROOT, LocalStack
@@ -89,3 +90,24 @@ def test_a_large_body_gets_413(stack: LocalStack) -> None:
     body = {"trigger_at": "+1h", "callback": "http://example.com/", "payload": "x" * 300_000}
     response = stack.request("PUT", "/task/job", body)
     assert response.status_code == 413
+
+
+def test_callme_dynamodb_endpoint_points_the_stack_at_another_dynamodb(stack_factory: Any) -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        stack = stack_factory(env={"CALLME_DYNAMODB_ENDPOINT": endpoint})
+        assert f"DynamoDB at {endpoint}" in "".join(stack.output)
+        stack.put("elsewhere", trigger_at="1858809600", callback="http://example.com/")
+        client = boto3.client(
+            "dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        items = client.scan(TableName="callme-tasks")["Items"]
+        assert [(i["task_name"]["S"], i["trigger_at"]["N"]) for i in items] == [("elsewhere", "1858809600")]
+        assert not (stack.state_dir / "dynamodb-journal.jsonl").exists()
+    finally:
+        server.stop()

@@ -1,0 +1,111 @@
+"""The dispatcher Lambda handler in-process against moto, calling a real loopback server."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import boto3
+import pytest
+
+from callme.clock import minute_of
+from handlers import api, dispatcher, wiring
+from tests.conftest import Sink, api_event, load_event
+
+
+@pytest.fixture
+def dispatch_env(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLME_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")
+    dispatcher.logger.setLevel("INFO")
+    wiring.reset()
+
+
+def register(context: Any, name: str, callback: str, **fields: Any) -> dict[str, Any]:
+    body = json.dumps({"trigger_at": "+0m", "callback": callback, **fields})
+    response = api.lambda_handler(api_event("PUT", f"/task/{name}", body), context)
+    assert response["statusCode"] == 201, response["body"]
+    created: dict[str, Any] = json.loads(response["body"])
+    return created
+
+
+def test_a_scheduled_invocation_calls_what_is_due_and_reports_it(
+    dispatch_env: None,
+    lambda_context: Any,
+    sink: Sink,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for handler in dispatcher.logger.handlers:  # the logger keeps the stdout it was created with
+        monkeypatch.setattr(handler, "stream", sys.stdout)
+    task = register(lambda_context, "now", sink.on("/now", 204), expected_http_status=204)
+    report = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
+    assert (report["calls"], report["succeeded"]) == (1, 1)
+    [call] = sink.calls("/now")
+    assert call.headers["webhook-id"] == task["webhook_id"]
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    called = [line for line in lines if line.get("message") == "callback called"]
+    assert called and called[0]["entry"] == f"now@{task['trigger_at']}"
+    assert called[0]["status"] == 204
+    emf = [line for line in lines if "_aws" in line]
+    metric_names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"calls", "succeeded", "lateness"} <= metric_names
+    lateness = next(doc["lateness"] for doc in emf if "lateness" in doc)
+    assert 0 <= (lateness if isinstance(lateness, float | int) else lateness[0]) < 60
+
+
+def test_in_aws_a_scheduled_invocation_fans_out_one_invocation_per_busy_shard(
+    dispatch_env: None, lambda_context: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLME_FANOUT", "lambda")
+    monkeypatch.setenv("CALLME_DISPATCHER_FUNCTION", "callme-dispatcher")
+    wiring.reset()
+    for i in range(12):
+        register(lambda_context, f"job{i}", sink.on(f"/job{i}"))
+    invoked: list[dict[str, Any]] = []
+
+    class LambdaStub:
+        def invoke(self, **request: Any) -> None:
+            assert (request["FunctionName"], request["InvocationType"]) == ("callme-dispatcher", "Event")
+            invoked.append(json.loads(request["Payload"]))
+
+    monkeypatch.setattr(dispatcher, "_lambda_client", LambdaStub)
+    answer = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
+    shards = sorted(e["shard"] for e in invoked)
+    assert answer == {"fanned_out": shards}
+    assert len(shards) == len(set(shards)) > 1
+    assert sink.received == [], "the coordinator calls nothing itself"
+
+    for event in invoked:
+        dispatcher.lambda_handler(event, lambda_context)
+    assert [len(sink.calls(f"/job{i}")) for i in range(12)] == [1] * 12
+
+
+def test_an_invocation_for_one_shard_dispatches_only_that_shard(
+    dispatch_env: None, lambda_context: Any, sink: Sink
+) -> None:
+    for i in range(12):
+        register(lambda_context, f"job{i}", sink.on(f"/job{i}"))
+    engine = wiring.dispatch_engine()
+    busy = engine.busy_shards(minute_of(engine.clock.now()))
+    event = {**load_event("dispatcher-shard"), "shard": busy[0]}
+    report = dispatcher.lambda_handler(event, lambda_context)
+    assert report["shards"] == [busy[0]]
+    assert 0 < len(sink.received) < 12
+
+
+def test_the_signing_keys_come_from_secrets_manager_with_rotation(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = secrets.create_secret(
+        Name="callme-signing",
+        SecretString=json.dumps({"current": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "previous": "whsec_b2xkb2xkb2xkb2xk"}),
+    )["ARN"]
+    monkeypatch.setenv("CALLME_SIGNING_SECRET_ID", arn)
+    wiring.reset()
+    signer = wiring.signer()
+    assert signer is not None
+    assert signer.secrets == ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_b2xkb2xkb2xkb2xk")
+    assert len(signer.headers("msg_1", 1795750000, "body")["webhook-signature"].split(" ")) == 2
