@@ -18,6 +18,10 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# Every run needs the HTTP caller (requests) and the signer, which wiring only imports when first
+# built (so that the api function never loads them): load them here, in Lambda's init phase.
+import callme.callback
+import callme.signing  # noqa: F401
 from callme.clock import Clock, SystemClock, minute_of
 from callme.dispatch import CallResult
 from callme.task import Task, TaskState, Verdict

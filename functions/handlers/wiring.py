@@ -1,18 +1,25 @@
-"""The composition root: settings from the environment, and the objects built from them, once."""
+"""The composition root: settings from the environment, and the objects built from them, once.
+
+What only the dispatcher needs (the HTTP caller and requests, signing, the engine) is imported when
+first built, so that the api function's cold start does not pay for it (``make bench`` measures it).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from functools import cache
+from typing import TYPE_CHECKING
 
-from callme.callback import CallerConfig, HttpCaller
 from callme.clock import Clock, SystemClock
-from callme.dispatch import DispatchConfig, DispatchEngine, DispatchObserver
 from callme.repository import DynamoDBTaskRepository, connect
 from callme.service import TaskService
 from callme.settings import Settings
-from callme.signing import Signer
+
+if TYPE_CHECKING:
+    from callme.callback import HttpCaller
+    from callme.dispatch import DispatchEngine, DispatchObserver
+    from callme.signing import Signer
 
 
 @cache
@@ -29,7 +36,7 @@ def repository() -> DynamoDBTaskRepository:
         s.due_shards,
         s.region,
         s.dynamodb_endpoint,
-        max_pool=max(10, s.dispatch_concurrency),
+        max_pool=max(10, _storage_connections(s.dispatch_concurrency)),
     )
 
 
@@ -59,13 +66,23 @@ def signer() -> Signer | None:
     return None
 
 
+def _storage_connections(concurrency: int) -> int:
+    from callme.dispatch import storage_connections  # noqa: PLC0415 (the dispatcher's own)
+
+    return storage_connections(concurrency)
+
+
 @cache
 def _static_signer(document: str) -> Signer:
+    from callme.signing import Signer  # noqa: PLC0415 (the dispatcher's own)
+
     return Signer.from_secret_document(document)
 
 
 @cache
 def caller() -> HttpCaller:
+    from callme.callback import CallerConfig, HttpCaller  # noqa: PLC0415 (the dispatcher's own)
+
     s = settings()
     return HttpCaller(
         s.egress,
@@ -79,6 +96,8 @@ def dispatch_engine(
     observer: DispatchObserver | None = None,
     on_leased: Callable[[list[int]], None] | None = None,
 ) -> DispatchEngine:
+    from callme.dispatch import DispatchConfig, DispatchEngine  # noqa: PLC0415 (the dispatcher's own)
+
     s = settings()
     config = DispatchConfig(
         concurrency=s.dispatch_concurrency,

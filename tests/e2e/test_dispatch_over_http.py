@@ -27,7 +27,7 @@ def test_method_payload_and_signed_headers_arrive(stack: LocalStack, sink: Sink)
     payload = '{"order": 42}'
     stack.put(
         "order42",
-        trigger_at="+1m",
+        trigger_at=trigger,
         callback=sink.on("/orders/42", 204),
         callback_method="POST",
         payload=payload,
@@ -48,7 +48,7 @@ def test_method_payload_and_signed_headers_arrive(stack: LocalStack, sink: Sink)
 
 def test_a_500_then_200_ends_successful_after_one_retry(stack: LocalStack, sink: Sink) -> None:
     trigger = next_minute()
-    stack.put("flaky", trigger_at="+1m", callback=sink.on("/flaky", 500, 200), retry=1)
+    stack.put("flaky", trigger_at=trigger, callback=sink.on("/flaky", 500, 200), retry=1)
     stack.tick(trigger + 1)
     calls = sink.calls("/flaky")
     assert len(calls) == 2
@@ -61,7 +61,7 @@ def test_a_500_then_200_ends_successful_after_one_retry(stack: LocalStack, sink:
 
 def test_a_404_ends_failed_with_no_retry(stack: LocalStack, sink: Sink) -> None:
     trigger = next_minute()
-    stack.put("missing", trigger_at="+1m", callback=sink.on("/missing", 404), retry=3)
+    stack.put("missing", trigger_at=trigger, callback=sink.on("/missing", 404), retry=3)
     stack.tick(trigger + 1)
     assert len(sink.calls("/missing")) == 1
     entry = stack.entry(f"missing@{trigger}")
@@ -73,7 +73,7 @@ def test_an_endpoint_down_then_rescheduled_is_called(stack: LocalStack) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     trigger = next_minute()
-    stack.put("outage", trigger_at="+1m", callback=f"http://127.0.0.1:{port}/back", retry=0)
+    stack.put("outage", trigger_at=trigger, callback=f"http://127.0.0.1:{port}/back", retry=0)
     stack.tick(trigger + 1)
     entry = stack.entry(f"outage@{trigger}")
     assert entry["task_state"] == "failed"
@@ -95,7 +95,7 @@ def test_an_endpoint_down_then_rescheduled_is_called(stack: LocalStack) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", port), Back)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        response = stack.request("POST", f"/reschedule/outage@{trigger}", {"trigger_at": "+2m"})
+        response = stack.request("POST", f"/reschedule/outage@{trigger}", {"trigger_at": trigger + 60})
         assert response.status_code == 201
         [new] = response.json()["tasks"]
         assert (new["trigger_at"], new["task_state"]) == (trigger + 60, "pending")
@@ -109,10 +109,10 @@ def test_an_endpoint_down_then_rescheduled_is_called(stack: LocalStack) -> None:
 
 def test_a_rescheduled_failure_calls_the_endpoint_again(stack: LocalStack, sink: Sink) -> None:
     trigger = next_minute()
-    stack.put("retryme", trigger_at="+1m", callback=sink.on("/retryme", 503, 200), retry=0)
+    stack.put("retryme", trigger_at=trigger, callback=sink.on("/retryme", 503, 200), retry=0)
     stack.tick(trigger + 1)
     assert stack.entry(f"retryme@{trigger}")["task_state"] == "failed"
-    response = stack.request("POST", "/reschedule/retryme", {"trigger_at": "+2m"})
+    response = stack.request("POST", "/reschedule/retryme", {"trigger_at": trigger + 60})
     assert response.status_code == 201
     stack.tick(trigger + 61)
     assert len(sink.calls("/retryme")) == 2
@@ -121,7 +121,7 @@ def test_a_rescheduled_failure_calls_the_endpoint_again(stack: LocalStack, sink:
 
 def test_an_entry_past_max_delay_is_skipped(stack: LocalStack, sink: Sink) -> None:
     trigger = next_minute()
-    stack.put("toolate", trigger_at="+1m", callback=sink.on("/toolate"), max_delay=2)
+    stack.put("toolate", trigger_at=trigger, callback=sink.on("/toolate"), max_delay=2)
     report = stack.tick(trigger + 2 * 60 + 1)
     assert report["skipped"] == 1
     assert sink.calls("/toolate") == []
@@ -131,7 +131,7 @@ def test_an_entry_past_max_delay_is_skipped(stack: LocalStack, sink: Sink) -> No
 def test_two_concurrent_dispatcher_runs_call_each_entry_once(stack: LocalStack, sink: Sink) -> None:
     trigger = next_minute()
     for i in range(20):
-        stack.put(f"job{i}", trigger_at="+1m", callback=sink.on(f"/job{i}", delay=0.05))
+        stack.put(f"job{i}", trigger_at=trigger, callback=sink.on(f"/job{i}", delay=0.05))
     reports: list[dict[str, Any]] = []
     threads = [threading.Thread(target=lambda: reports.append(stack.tick(trigger + 1))) for _ in range(2)]
     for thread in threads:
@@ -145,7 +145,7 @@ def test_two_concurrent_dispatcher_runs_call_each_entry_once(stack: LocalStack, 
 def test_a_run_killed_after_claiming_is_recovered(stack_factory: Any, sink: Sink, tmp_path: Any) -> None:
     stack = stack_factory()
     trigger = next_minute()
-    stack.put("survivor", trigger_at="+1m", callback=sink.on("/survivor"))
+    stack.put("survivor", trigger_at=trigger, callback=sink.on("/survivor"))
     with pytest.raises(requests.RequestException):  # the stack dies while answering
         stack.tick(trigger + 1, crash_after_lease=True)
     assert stack.process.wait(timeout=10) == 137
@@ -162,9 +162,9 @@ def test_a_run_killed_after_claiming_is_recovered(stack_factory: Any, sink: Sink
 def test_one_hanging_endpoint_does_not_delay_a_hundred_others(stack_factory: Any, sink: Sink) -> None:
     stack = stack_factory(env={"CALLME_DISPATCH_CONCURRENCY": "16"})
     trigger = next_minute()
-    stack.put("hang", trigger_at="+1m", callback=sink.on("/hang", delay=30), retry=0)
+    stack.put("hang", trigger_at=trigger, callback=sink.on("/hang", delay=30), retry=0)
     for i in range(100):
-        stack.put(f"fast{i:03d}", trigger_at="+1m", callback=sink.on(f"/fast{i:03d}"))
+        stack.put(f"fast{i:03d}", trigger_at=trigger, callback=sink.on(f"/fast{i:03d}"))
     started = time.time()
     report = stack.tick(trigger + 1)
     fast = [sink.calls(f"/fast{i:03d}") for i in range(100)]
@@ -180,7 +180,7 @@ def test_a_minute_holding_more_than_a_megabyte_is_fully_dispatched(stack: LocalS
     trigger = next_minute()
     payload = "x" * 60_000
     for i in range(20):
-        stack.put(f"big{i:02d}", trigger_at="+1m", callback=sink.on(f"/big{i:02d}"), payload=payload)
+        stack.put(f"big{i:02d}", trigger_at=trigger, callback=sink.on(f"/big{i:02d}"), payload=payload)
     report = stack.tick(trigger + 1)
     assert report["succeeded"] == 20
     assert all(len(sink.calls(f"/big{i:02d}")) == 1 for i in range(20))
@@ -191,7 +191,7 @@ def test_state_survives_a_kill_in_a_busy_minute(stack_factory: Any, sink: Sink) 
     stack = stack_factory(env={"CALLME_DISPATCH_CONCURRENCY": "4"})
     trigger = next_minute()
     for i in range(40):
-        stack.put(f"busy{i:02d}", trigger_at="+1m", callback=sink.on(f"/busy{i:02d}", delay=0.2))
+        stack.put(f"busy{i:02d}", trigger_at=trigger, callback=sink.on(f"/busy{i:02d}", delay=0.2))
     ticking = threading.Thread(target=lambda: _tick_quietly(stack, trigger + 1))
     ticking.start()
     sink_count = 0
@@ -229,8 +229,9 @@ def test_a_task_is_called_at_its_real_minute(stack_factory: Any, sink: Sink) -> 
     stack = stack_factory(ticks=True)
     if time.time() % 60 > 50:
         time.sleep(61 - time.time() % 60)  # register well inside a minute
-    trigger = next_minute()
-    stack.put("ontime", trigger_at="+1m", callback=sink.on("/ontime"), callback_method="PUT", payload="hello")
+    trigger = stack.put(
+        "ontime", trigger_at="+1m", callback=sink.on("/ontime"), callback_method="PUT", payload="hello"
+    )["trigger_at"]
     [call] = sink.wait_for("/ontime", timeout=trigger - time.time() + 30)
     assert trigger <= call.at < trigger + 60, "called within its trigger minute"
     assert (call.method, call.body) == ("PUT", b"hello")

@@ -397,3 +397,24 @@ def test_busy_shards_are_found_by_a_peek(repo: Any, clock: FixedClock) -> None:
     engine = make_engine(repo, ScriptedCaller(clock), clock)
     assert engine.busy_shards(T0) == [shard_of(TaskKey("job", T0), SHARDS)]
     assert engine.busy_shards(T0 - 60) == []
+
+
+def test_a_run_dispatches_free_shards_while_another_run_holds_one(repo: Any) -> None:
+    add(repo, "held")
+    held = shard_of(TaskKey("held", T0), SHARDS)
+    free_name = next(f"free{i}" for i in range(100) if shard_of(TaskKey(f"free{i}", T0), SHARDS) != held)
+    add(repo, free_name)
+    clock = _RealClockFrom(T0 + 5)
+    assert repo.acquire_lease(held, "other-run", clock.now(), clock.now() + 80) is not None
+    caller = ScriptedCaller()
+    engine = make_engine(repo, caller, clock, lease_wait_seconds=10)
+    started = time.monotonic()
+    runner = threading.Thread(target=engine.run, args=(range(SHARDS),))
+    runner.start()
+    while not caller.calls and time.monotonic() - started < 5:
+        time.sleep(0.01)
+    assert [key for key, _ in caller.calls] == [f"{free_name}@{T0}"], "the free shard did not wait"
+    assert caller.calls[0][1] - started < 2
+    repo.release_lease(held, "other-run", clock.now())  # the other run ends
+    runner.join(timeout=15)
+    assert caller.count() == {f"{free_name}@{T0}": 1, f"held@{T0}": 1}

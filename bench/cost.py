@@ -1,0 +1,228 @@
+"""What a million callbacks cost on AWS, from the measured figures and published list prices.
+
+Prices are us-east-1, on-demand, as listed on the public pricing pages in 2025 (after DynamoDB's
+November 2024 on-demand price cut), without free tiers; change a constant here when a page changes.
+Every line of the arithmetic is kept, printed by the benchmark and written to results.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+PRICES_AS_OF = "2025 list prices, us-east-1, free tiers left out"
+
+# https://aws.amazon.com/api-gateway/pricing/ : REST APIs, first 333 million requests a month.
+API_GATEWAY_REST_PER_MILLION = 3.50
+# https://aws.amazon.com/lambda/pricing/ : Arm, first 7.5 billion GB-seconds a month.
+LAMBDA_REQUEST_PER_MILLION = 0.20
+LAMBDA_ARM_GB_SECOND = 0.0000133334
+# https://aws.amazon.com/dynamodb/pricing/on-demand/ : Standard table class, since 1 November 2024.
+DYNAMODB_WRITE_PER_MILLION = 0.625
+DYNAMODB_READ_PER_MILLION = 0.125
+DYNAMODB_STORAGE_GB_MONTH = 0.25
+# https://aws.amazon.com/eventbridge/pricing/ : Scheduler invocations after 14 million free a month.
+SCHEDULER_PER_MILLION = 1.00
+EVENTBRIDGE_EVENTS_PER_MILLION = 1.00  # custom events put on a bus
+API_DESTINATION_PER_MILLION = 0.20
+# https://cloud.google.com/tasks/pricing : $0.40 per million billable operations after the first
+# million a month; creating a task is one operation and each push delivery attempt another.
+CLOUD_TASKS_PER_MILLION_OPERATIONS = 0.40
+CLOUD_TASKS_OPERATIONS_PER_CALLBACK = 2
+# https://upstash.com/pricing/qstash : pay as you go, $1 per 100,000 messages.
+QSTASH_PER_100K_MESSAGES = 1.00
+
+# From template.yaml.
+API_MEMORY_MB = 512
+DISPATCHER_MEMORY_MB = 1024
+API_MEMORY_GB = API_MEMORY_MB / 1024
+DISPATCHER_MEMORY_GB = DISPATCHER_MEMORY_MB / 1024
+# https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html : CPU is allocated in
+# proportion to memory, one vCPU's worth at 1,769 MB. A function's CPU time measured here is
+# divided by its share to estimate its duration there (a core of this machine taken as one vCPU).
+FULL_VCPU_MB = 1769
+
+
+def lambda_seconds(wall: float, cpu: float, memory_mb: int) -> float:
+    """Billed duration estimate: the wall time measured here, or the CPU time stretched to the
+    function's share of a vCPU, whichever is longer."""
+    return max(wall, cpu * FULL_VCPU_MB / min(memory_mb, FULL_VCPU_MB))
+
+
+RETENTION_DAYS = 30
+MINUTES_PER_MONTH = 30 * 24 * 60
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The measured figures the cost is derived from."""
+
+    write_units_per_task: float  # create + dispatch, base table and index
+    read_units_per_task: float
+    lease_write_units_per_shard_run: float
+    peek_read_units_per_minute: float
+    item_bytes: int  # an entry as stored after its dispatch
+    api_seconds_per_create: float  # the api handler's estimated Lambda duration for one PUT /task
+    dispatcher_seconds_per_callback: float  # estimated Lambda duration of a run / callbacks, fast endpoints
+    slow_dispatcher_seconds_per_callback: float  # the same with endpoints answering after 1 s
+    coordinator_seconds_per_minute: float  # the scheduled invocation's look at every shard
+    callbacks_per_minute: int  # the load the fixed per-minute costs are spread over
+    shards: int
+
+
+@dataclass(frozen=True)
+class Line:
+    item: str
+    arithmetic: str
+    usd: float
+
+
+def callme_lines(i: Inputs) -> list[Line]:
+    """Cost per million callbacks, one line per priced thing."""
+    m = 1_000_000
+    runs_per_million = m / i.callbacks_per_minute  # dispatcher minutes needed for a million callbacks
+    stored_gb = m * (i.item_bytes + 100) / 1e9  # DynamoDB counts 100 bytes of overhead per item
+    return [
+        Line(
+            "API Gateway REST, PUT /task",
+            f"1 request x ${API_GATEWAY_REST_PER_MILLION}/M",
+            API_GATEWAY_REST_PER_MILLION,
+        ),
+        Line("api Lambda requests", f"1 invocation x ${LAMBDA_REQUEST_PER_MILLION}/M", LAMBDA_REQUEST_PER_MILLION),
+        Line(
+            "api Lambda duration",
+            f"{i.api_seconds_per_create * 1000:.1f} ms x {API_MEMORY_GB:g} GB x ${LAMBDA_ARM_GB_SECOND}/GB-s x 1M",
+            m * i.api_seconds_per_create * API_MEMORY_GB * LAMBDA_ARM_GB_SECOND,
+        ),
+        Line(
+            "DynamoDB writes, per task",
+            f"{i.write_units_per_task:g} WRU x ${DYNAMODB_WRITE_PER_MILLION}/M",
+            i.write_units_per_task * DYNAMODB_WRITE_PER_MILLION,
+        ),
+        Line(
+            "DynamoDB reads, per task",
+            f"{i.read_units_per_task:.4f} RRU x ${DYNAMODB_READ_PER_MILLION}/M",
+            i.read_units_per_task * DYNAMODB_READ_PER_MILLION,
+        ),
+        Line(
+            "DynamoDB shard leases",
+            f"{i.lease_write_units_per_shard_run:g} WRU x {i.shards} shards x {runs_per_million:.0f} minutes"
+            f" x ${DYNAMODB_WRITE_PER_MILLION}/M",
+            i.lease_write_units_per_shard_run * i.shards * runs_per_million * DYNAMODB_WRITE_PER_MILLION / m,
+        ),
+        Line(
+            "DynamoDB storage, kept 30 days",
+            f"1M x ({i.item_bytes} + 100) B = {stored_gb:.3f} GB x ${DYNAMODB_STORAGE_GB_MONTH}/GB-month",
+            stored_gb * DYNAMODB_STORAGE_GB_MONTH * RETENTION_DAYS / 30,
+        ),
+        Line(
+            "dispatcher Lambda duration",
+            f"{i.dispatcher_seconds_per_callback * 1000:.2f} ms per callback x {DISPATCHER_MEMORY_GB:g} GB"
+            f" x ${LAMBDA_ARM_GB_SECOND}/GB-s x 1M",
+            m * i.dispatcher_seconds_per_callback * DISPATCHER_MEMORY_GB * LAMBDA_ARM_GB_SECOND,
+        ),
+        Line(
+            "dispatcher Lambda requests",
+            f"(1 scheduled + {i.shards} per shard) x {runs_per_million:.0f} minutes x ${LAMBDA_REQUEST_PER_MILLION}/M",
+            (1 + i.shards) * runs_per_million * LAMBDA_REQUEST_PER_MILLION / m,
+        ),
+        Line(
+            "scheduled look at the shards",
+            f"{i.coordinator_seconds_per_minute * 1000:.0f} ms x {DISPATCHER_MEMORY_GB:g} GB"
+            f" + {i.peek_read_units_per_minute:g} RRU, x {runs_per_million:.0f} minutes",
+            runs_per_million
+            * (
+                i.coordinator_seconds_per_minute * DISPATCHER_MEMORY_GB * LAMBDA_ARM_GB_SECOND
+                + i.peek_read_units_per_minute * DYNAMODB_READ_PER_MILLION / m
+            ),
+        ),
+        Line(
+            "EventBridge Scheduler, every minute",
+            f"{runs_per_million:.0f} invocations x ${SCHEDULER_PER_MILLION}/M",
+            runs_per_million * SCHEDULER_PER_MILLION / m,
+        ),
+    ]
+
+
+def fixed_per_month(i: Inputs) -> float:
+    """What callme costs a month with nothing to call: the scheduled look at every shard."""
+    per_minute = (
+        SCHEDULER_PER_MILLION / 1e6
+        + LAMBDA_REQUEST_PER_MILLION / 1e6
+        + i.coordinator_seconds_per_minute * DISPATCHER_MEMORY_GB * LAMBDA_ARM_GB_SECOND
+        + i.peek_read_units_per_minute * DYNAMODB_READ_PER_MILLION / 1e6
+    )
+    return per_minute * MINUTES_PER_MONTH
+
+
+def alternatives() -> list[Line]:
+    """Other schedulers' list prices for a million HTTP callbacks."""
+    return [
+        Line(
+            "EventBridge Scheduler (AWS targets only)",
+            f"1M invocations x ${SCHEDULER_PER_MILLION}/M; an HTTP call needs a target of its own (next lines)",
+            SCHEDULER_PER_MILLION,
+        ),
+        Line(
+            "EventBridge Scheduler + bus + API destination",
+            f"${SCHEDULER_PER_MILLION} + ${EVENTBRIDGE_EVENTS_PER_MILLION} events + ${API_DESTINATION_PER_MILLION}"
+            " API destination, per M",
+            SCHEDULER_PER_MILLION + EVENTBRIDGE_EVENTS_PER_MILLION + API_DESTINATION_PER_MILLION,
+        ),
+        Line(
+            "Google Cloud Tasks",
+            f"{CLOUD_TASKS_OPERATIONS_PER_CALLBACK} operations (create, deliver)"
+            f" x ${CLOUD_TASKS_PER_MILLION_OPERATIONS}/M",
+            CLOUD_TASKS_OPERATIONS_PER_CALLBACK * CLOUD_TASKS_PER_MILLION_OPERATIONS,
+        ),
+        Line("Upstash QStash", f"10 x ${QSTASH_PER_100K_MESSAGES} per 100K messages", 10 * QSTASH_PER_100K_MESSAGES),
+    ]
+
+
+def original_design_usd(i: Inputs, original_write_units: float) -> float:
+    """The same bill with the original design's write units per task."""
+    delta = (original_write_units - i.write_units_per_task) * DYNAMODB_WRITE_PER_MILLION
+    return sum(line.usd for line in callme_lines(i)) + delta
+
+
+def estimate(i: Inputs, original_write_units: float) -> dict[str, Any]:
+    lines = callme_lines(i)
+    total = sum(line.usd for line in lines)
+    return {
+        "prices": PRICES_AS_OF,
+        "inputs": i.__dict__,
+        "callme_lines": [line.__dict__ for line in lines],
+        "callme_per_million_usd": round(total, 4),
+        "original_design_per_million_usd": round(original_design_usd(i, original_write_units), 4),
+        "fixed_per_month_usd": round(fixed_per_month(i), 4),
+        "notes": [
+            f"with endpoints that answer after 1 s the dispatcher's duration is "
+            f"{i.slow_dispatcher_seconds_per_callback * 1000:.1f} ms per callback instead of "
+            f"{i.dispatcher_seconds_per_callback * 1000:.1f} ms: "
+            f"${1e6 * i.slow_dispatcher_seconds_per_callback * DISPATCHER_MEMORY_GB * LAMBDA_ARM_GB_SECOND:.4f}"
+            " per million instead of "
+            f"${1e6 * i.dispatcher_seconds_per_callback * DISPATCHER_MEMORY_GB * LAMBDA_ARM_GB_SECOND:.4f}",
+            "Lambda durations: the wall time measured here or the CPU time stretched to the function's share of a"
+            f" vCPU ({API_MEMORY_MB} MB api, {DISPATCHER_MEMORY_MB} MB dispatcher, of {FULL_VCPU_MB} MB), whichever"
+            " is longer",
+            "not counted: CloudWatch Logs ingestion, X-Ray traces, data transfer out, free tiers",
+        ],
+        "alternatives": [line.__dict__ for line in alternatives()],
+    }
+
+
+def render(estimate_: dict[str, Any]) -> str:
+    """The arithmetic, as text."""
+    out = [f"Cost per million callbacks ({estimate_['prices']}):"]
+    for line in estimate_["callme_lines"]:
+        out.append(f"  {line['item']:<38} {line['arithmetic']:<78} ${line['usd']:.4f}")
+    out.append(f"  {'callme, total':<38} {'':<78} ${estimate_['callme_per_million_usd']:.4f}")
+    out.append(
+        f"  {'(original design, 6 WRU per task)':<38} {'':<78} ${estimate_['original_design_per_million_usd']:.4f}"
+    )
+    out.append(f"  fixed cost with nothing due: ${estimate_['fixed_per_month_usd']:.2f} a month")
+    out.extend(f"  note: {note}" for note in estimate_["notes"])
+    out.append("Alternatives, list prices per million callbacks:")
+    for line in estimate_["alternatives"]:
+        out.append(f"  {line['item']:<46} {line['arithmetic']:<78} ${line['usd']:.2f}")
+    return "\n".join(out)
