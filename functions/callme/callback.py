@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import heapq
 import http.client
+import itertools
 import json
 import socket
 import ssl
@@ -65,16 +67,15 @@ class _Watchdog:
 
     def __init__(self, budget: float) -> None:
         self.expired = False
+        self._budget = budget
         self._sockets: list[socket.socket] = []
         self._duplicates: list[socket.socket] = []
         self._finished = False
         self._lock = threading.Lock()
-        self._timer = threading.Timer(budget, self._expire)
-        self._timer.daemon = True
 
     def __enter__(self) -> _Watchdog:
         _watch.current = self
-        self._timer.start()
+        _DEADLINES.add(time.monotonic() + self._budget, self)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -82,7 +83,6 @@ class _Watchdog:
             self._finished = True
             for duplicate in self._duplicates:
                 duplicate.close()
-        self._timer.cancel()
         _watch.current = None
 
     def watch(self, sock: socket.socket | None, duplicate: bool = False) -> None:
@@ -98,13 +98,52 @@ class _Watchdog:
             if self.expired:
                 _cut(sock)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
             if self._finished:
                 return
             self.expired = True
             for sock in self._sockets:
                 _cut(sock)
+
+
+class _Deadlines:
+    """One thread for every call's budget: it expires each watchdog when its deadline passes.
+
+    (A timer thread per call cost more CPU than the rest of the call's bookkeeping.) A watchdog
+    whose call finished first stays in the heap until its deadline and is then ignored.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: float, watchdog: _Watchdog) -> None:
+        with self._changed:
+            heapq.heappush(self._heap, (deadline, next(self._order), watchdog))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="callback-deadlines", daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is watchdog:
+                self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = []
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap)[2])
+                if not due:
+                    self._changed.wait(self._heap[0][0] - now if self._heap else None)
+                    continue
+            for watchdog in due:
+                watchdog.expire()
+
+
+_DEADLINES = _Deadlines()
 
 
 def _cut(sock: socket.socket) -> None:
