@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -105,35 +105,38 @@ class DynamoDBTaskRepository:
     # -- writes -----------------------------------------------------------------------------
 
     def insert(self, task: Task) -> None:
-        try:
-            self._call(
-                "put_item",
-                TableName=self._table,
-                Item=self._row(task),
-                ConditionExpression="attribute_not_exists(task_name)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except _ConditionFailed as failed:
-            existing = to_task(failed.item) if failed.item else None
-            if existing is not None and existing.revision == task.revision:
-                return  # our own write, retried after a lost response
-            raise EntryExists(existing) from None
+        """Write a new entry; EntryExists (holding the stored one) if its key is taken."""
+        written, current = self._put_conditionally(task, "attribute_not_exists(task_name)", {})
+        if not written:
+            raise EntryExists(current)
 
     def save(self, task: Task, expected_revision: str) -> None:
+        """Overwrite an entry as read at ``expected_revision``; StaleEntry if it changed since."""
+        written, current = self._put_conditionally(
+            task, "revision = :expected", {":expected": {"S": expected_revision}}
+        )
+        if not written:
+            raise StaleEntry(current)
+
+    def _put_conditionally(self, task: Task, condition: str, values: dict[str, Any]) -> tuple[bool, Task | None]:
+        """Put ``task`` under ``condition``: (True, None) when written, else (False, the entry as
+        stored, None if there is none). A stored entry carrying this very write's revision is our
+        own write, retried by botocore after its answer was lost: it counts as written."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": self._row(task),
+            "ConditionExpression": condition,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if values:
+            request["ExpressionAttributeValues"] = values
         try:
-            self._call(
-                "put_item",
-                TableName=self._table,
-                Item=self._row(task),
-                ConditionExpression="revision = :expected",
-                ExpressionAttributeValues={":expected": {"S": expected_revision}},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            self._call("put_item", **request)
         except _ConditionFailed as failed:
             current = to_task(failed.item) if failed.item else None
-            if current is not None and current.revision == task.revision:
-                return
-            raise StaleEntry(current) from None
+            if current is None or current.revision != task.revision:
+                return False, current
+        return True, None
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -297,16 +300,10 @@ def _number(value: float) -> str:
 
 def to_row(task: Task, shards: int) -> dict[str, Any]:
     """The stored form of an entry. Active entries carry the ``due`` index keys."""
-    d = task.definition
     row: dict[str, Any] = {
         "task_name": task.key.name,
         "trigger_at": task.key.trigger_at,
-        "callback": d.callback,
-        "callback_method": d.callback_method,
-        "payload": d.payload,
-        "expected_http_status": d.expected_http_status,
-        "retry": d.retry,
-        "max_delay": d.max_delay,
+        **asdict(task.definition),
         "task_state": task.state.value,
         "created_at": _decimal(task.created_at),
         "updated_at": _decimal(task.updated_at),

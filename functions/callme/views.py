@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from .task import Attempt, Task
 
 
 def task_view(task: Task) -> dict[str, Any]:
-    d = task.definition
     return {
         "task_name": task.key.name,
         "trigger_at": task.key.trigger_at,
-        "callback": d.callback,
-        "callback_method": d.callback_method,
-        "payload": d.payload,
-        "expected_http_status": d.expected_http_status,
-        "retry": d.retry,
-        "max_delay": d.max_delay,
+        **asdict(task.definition),
         "task_state": task.state.value,
         "attempts": task.attempts,
         "response_status": task.response_status,
