@@ -195,9 +195,8 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 class GuardedAdapter(IPFilterAdapter):  # type: ignore[misc]
     """requests-hardened's pinning adapter, with callme's egress policy and watched connections."""
 
-    def __init__(self, https: bool, policy: EgressPolicy, pool_size: int) -> None:
+    def __init__(self, https: bool, policy: EgressPolicy) -> None:
         self._policy = policy
-        self._pool_size = pool_size
         super().__init__(is_https_proto=https, allow_loopback=policy.allows_loopback())
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kwargs: Any) -> None:
@@ -216,11 +215,11 @@ class GuardedAdapter(IPFilterAdapter):  # type: ignore[misc]
         return host_params, pool_kwargs
 
 
-def new_session(policy: EgressPolicy, pool_size: int = 4) -> requests.Session:
+def new_session(policy: EgressPolicy) -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # no proxies or .netrc from the environment
-    session.mount("http://", GuardedAdapter(False, policy, pool_size))
-    session.mount("https://", GuardedAdapter(True, policy, pool_size))
+    session.mount("http://", GuardedAdapter(False, policy))
+    session.mount("https://", GuardedAdapter(True, policy))
     return session
 
 

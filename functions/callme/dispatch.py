@@ -235,8 +235,8 @@ class _Run:
         self.timers: list[_Timer] = []
         self.order = 0
         self.failure: Exception | None = None
-        self.calls: dict[Future[_Outcome], Task] = {}
-        self.writes: dict[Future[_Outcome], Task] = {}
+        self.calls: set[Future[_Outcome]] = set()
+        self.writes: set[Future[_Outcome]] = set()
         self.done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
 
     def go(self, leases: list[Lease], now: float) -> None:
@@ -267,10 +267,11 @@ class _Run:
                     continue
                 while True:  # everything that has finished meanwhile, then look at the timers again
                     if future in self.calls:
-                        task = self.calls.pop(future)
-                        self.writes[self._submit(writers, self._write, future.result())] = task
+                        self.calls.remove(future)
+                        self.writes.add(self._submit(writers, self._write, future.result()))
                     elif future in self.writes:
-                        self._settle(self.writes.pop(future), future.result())
+                        self.writes.remove(future)
+                        self._settle(future.result())
                     else:
                         reading.discard(future)
                         self._take(future)
@@ -294,9 +295,9 @@ class _Run:
         while self.timers and self.timers[0].ready_at <= now and self._room() and now < self.stop_at:
             task = heapq.heappop(self.timers).task
             if now >= task.deadline():
-                self.writes[self._submit(writers, self._give_up, task)] = task
+                self.writes.add(self._submit(writers, self._give_up, task))
             else:
-                self.calls[self._submit(callers, self._attempt, task)] = task
+                self.calls.add(self._submit(callers, self._attempt, task))
         if now >= self.stop_at and self.timers:
             self.report.deferred += len(self.timers)
             self.timers.clear()
@@ -384,8 +385,9 @@ class _Run:
         self.order += 1
         heapq.heappush(self.timers, _Timer(ready_at, self.order, task))
 
-    def _settle(self, task: Task, outcome: _Outcome) -> None:
+    def _settle(self, outcome: _Outcome) -> None:
         engine = self.engine
+        task = outcome.task
         result = outcome.result
         if result is not None and outcome.verdict is not None:
             self.report.calls += 1
