@@ -166,15 +166,7 @@ def build_figures(
     estimate: dict[str, Any],
     scenario: throughput.Scenario,
 ) -> list[Figure]:
-    def runs(source: list[dict[str, Any]], *path: str) -> list[float]:
-        found = []
-        for r in source:
-            value: Any = r
-            for part in path:
-                value = value[part]
-            found.append(float(value))
-        return found
-
+    runs = throughput.values_at
     c, t = capacity_runs, throughput_runs
     batch = f"{scenario.entries // scenario.shards} entries per shard run"
     slow = runs(t, "slow", "seconds")

@@ -384,11 +384,16 @@ def run(scenario: Scenario, repetitions: int, log: Any = print) -> list[dict[str
     return runs
 
 
-def median_of(runs: list[dict[str, Any]], *path: str) -> float:
+def values_at(runs: list[dict[str, Any]], *path: str) -> list[float]:
+    """The value at ``path`` (keys, one inside the other) in each run."""
     values = []
     for r in runs:
         value: Any = r
         for part in path:
             value = value[part]
         values.append(float(value))
-    return float(statistics.median(values))
+    return values
+
+
+def median_of(runs: list[dict[str, Any]], *path: str) -> float:
+    return float(statistics.median(values_at(runs, *path)))
