@@ -21,7 +21,7 @@ from .validation import Listing, parse_reschedule_request, parse_task_request
 # A conditional write that loses a race is read again and retried this many times.
 _RACE_RETRIES = 5
 RESCHEDULABLE = (TaskState.FAILED, TaskState.SKIPPED)
-FINISHED = (TaskState.SUCCESSFUL, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED)
+FINISHED = tuple(state for state in TaskState if not state.active)
 
 
 @dataclass(frozen=True)
