@@ -7,9 +7,11 @@ import re
 from .clock import MINUTE, minute_of
 from .errors import InvalidRequest
 
-_RELATIVE = re.compile(r"\+(\d{1,12})([mhd])", re.ASCII)
+# A duration ``<int>{m,h,d}``: the relative form of trigger_at after its ``+``, and a schedule's ``every``.
+DURATION = r"(\d{1,12})([mhd])"
+UNIT_SECONDS = {"m": MINUTE, "h": 60 * MINUTE, "d": 24 * 60 * MINUTE}
+_RELATIVE = re.compile(r"\+" + DURATION, re.ASCII)
 _ABSOLUTE = re.compile(r"\d{1,15}", re.ASCII)
-_UNIT_SECONDS = {"m": MINUTE, "h": 60 * MINUTE, "d": 24 * 60 * MINUTE}
 
 
 def parse_trigger_at(value: object, now: float, max_ahead_seconds: int, field: str = "trigger_at") -> int:
@@ -27,7 +29,7 @@ def parse_trigger_at(value: object, now: float, max_ahead_seconds: int, field: s
         relative = _RELATIVE.fullmatch(value)
         if relative:
             amount, unit = int(relative.group(1)), relative.group(2)
-            resolved = current + amount * _UNIT_SECONDS[unit]
+            resolved = current + amount * UNIT_SECONDS[unit]
             _check_horizon(resolved, current, max_ahead_seconds, field, value)
             return resolved
         if value.startswith("+"):
