@@ -464,11 +464,18 @@ def test_missed_runs_across_fall_back_count_the_repeated_hour_once() -> None:
 
 
 def test_missed_runs_from_inside_the_second_pass_of_a_repeated_hour() -> None:
-    # Given now is 01:40 EST, the second pass: 01:30 EDT ran an hour and ten minutes ago
-    missed = cron("*/30 * * * *", NEW_YORK).missed_runs(
-        handled=at("2026-11-01T00:45-04:00"), now=at("2026-11-01T01:40-05:00"), max_delay=120
+    # Given now is 01:40 EST, in the second pass of 01:00-01:59: 01:45 EDT, a wall-clock time after
+    # now's, happened 55 minutes ago in the first pass
+    missed = cron("*/15 * * * *", NEW_YORK).missed_runs(
+        handled=at("2026-11-01T00:50-04:00"), now=at("2026-11-01T01:40-05:00"), max_delay=120
     )
-    assert missed == MissedRuns(call=at("2026-11-01T01:30-04:00"), skip=(at("2026-11-01T01:00-04:00"),))
+    # Then it is the most recent missed run, and nothing of the second pass is a run
+    assert [local(run, NEW_YORK) for run in missed.skip] == [
+        "2026-11-01T01:00-04:00",
+        "2026-11-01T01:15-04:00",
+        "2026-11-01T01:30-04:00",
+    ]
+    assert missed.call == at("2026-11-01T01:45-04:00")
 
 
 def test_missed_runs_across_spring_forward() -> None:
