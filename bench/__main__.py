@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import apicall, capacity, coldstart, cost, throughput  # noqa: E402
+from bench import apicall, capacity, coldstart, cost, simulate, throughput  # noqa: E402
 from bench.report import REQUIRED_FIGURES, Figure, figure, load_now, machine, median, table  # noqa: E402
 from bench.services import DynamoDBService, use_local_credentials  # noqa: E402
 
@@ -100,8 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     estimate = _cost(capacity_runs, api_runs, throughput_runs, scenario)
     results["cost"] = estimate
 
+    log("simulation: the dispatch model, checked against these runs, then at scale")
+    results["simulation"] = simulate.simulate(results, with_sweep=not args.smoke)
+
     figures = build_figures(capacity_runs, api_runs, throughput_runs, coldstart_result, estimate, scenario)
-    missing = set(REQUIRED_FIGURES) - {f.key for f in figures}
+    figures += simulate.figures(results["simulation"])
+    missing = (set(REQUIRED_FIGURES) | set(simulate.FIGURES)) - {f.key for f in figures}
     if missing:
         raise RuntimeError(f"figures missing: {sorted(missing)}")
     results["figures"] = {f.key: f.as_dict() for f in figures}
@@ -110,17 +114,24 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.perf_counter() - started, 1)
 
     output.write_text(json.dumps(results, indent=2) + "\n")
+    _print(figures, results)
+    print(f"written to {output}")
+    return 0
+
+
+def _print(figures: list[Figure], results: dict[str, Any]) -> None:
+    """The table, the cost's arithmetic, the simulation, and the machine."""
     print(table(figures))
     print()
-    print(cost.render(estimate))
+    print(cost.render(results["cost"]))
+    print()
+    print(simulate.render(results["simulation"]))
     print()
     m = results["machine"]
     print(
         f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}; load average "
         f"{m['load_average_at_start']} at start, {m['load_average_at_end']} at end; {results['seconds']} s."
     )
-    print(f"written to {output}")
-    return 0
 
 
 def _cost(

@@ -58,16 +58,49 @@ class Scenario:
 # -- instrumentation -----------------------------------------------------------------------------
 
 
+@dataclass
+class StorageTimes:
+    """How long the run's storage requests took (wall) and the CPU of the thread making them: what
+    the simulation (bench/simulate.py) is calibrated from."""
+
+    reads: int = 0
+    read_items: int = 0
+    read_wall: float = 0.0
+    read_cpu: float = 0.0
+    write_wall: list[float] = field(default_factory=list)
+    write_cpu: list[float] = field(default_factory=list)
+    lease_wall: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        writes = len(self.write_wall) or 1
+        return {
+            "reads": self.reads,
+            "read_items": self.read_items,
+            "read_wall_s": round(self.read_wall, 4),
+            "read_cpu_s": round(self.read_cpu, 4),
+            "writes": len(self.write_wall),
+            "write_wall_ms_mean": round(sum(self.write_wall) * 1000 / writes, 4),
+            "write_wall_ms_p50": round(percentile(self.write_wall, 50) * 1000, 4),
+            "write_cpu_ms_mean": round(sum(self.write_cpu) * 1000 / writes, 4),
+            "lease_wall_ms_mean": round(sum(self.lease_wall) * 1000 / (len(self.lease_wall) or 1), 4),
+        }
+
+
 class TimedRepository:
-    """The real repository, noting when each entry's final outcome write returned."""
+    """The real repository, noting when each entry's final outcome write returned and how long its
+    storage requests took."""
 
     def __init__(self, inner: DynamoDBTaskRepository) -> None:
         self.inner = inner
         self.shards = inner.shards
         self.recorded: dict[str, float] = {}
+        self.times = StorageTimes()
 
     def save(self, task: Task, expected_revision: str) -> None:
+        started, cpu = time.perf_counter(), time.thread_time()
         self.inner.save(task, expected_revision)
+        self.times.write_cpu.append(time.thread_time() - cpu)
+        self.times.write_wall.append(time.perf_counter() - started)
         if not task.state.active:
             self.recorded[str(task.key)] = time.time()
 
@@ -90,10 +123,21 @@ class TimedRepository:
         return self.inner.has_due(shard, up_to)
 
     def due(self, shard: int, up_to: int) -> Iterator[Task]:
-        return self.inner.due(shard, up_to)
+        """The shard's entries; the time to read them all is noted once they have been."""
+        started, cpu, items = time.perf_counter(), time.thread_time(), 0
+        for task in self.inner.due(shard, up_to):
+            items += 1
+            yield task
+        self.times.read_cpu += time.thread_time() - cpu
+        self.times.read_wall += time.perf_counter() - started
+        self.times.read_items += items
+        self.times.reads += 1
 
     def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
-        return self.inner.acquire_lease(shard, owner, now, until)
+        started = time.perf_counter()
+        lease = self.inner.acquire_lease(shard, owner, now, until)
+        self.times.lease_wall.append(time.perf_counter() - started)
+        return lease
 
     def release_lease(self, shard: int, owner: str, now: float) -> None:
         self.inner.release_lease(shard, owner, now)
@@ -163,6 +207,7 @@ class DispatchRun:
     peek_seconds: float = 0.0
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    storage: StorageTimes = field(default_factory=StorageTimes)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -179,6 +224,7 @@ class DispatchRun:
             "record_lateness_p99_s": round(percentile(self.record_lateness, 99), 4),
             "record_lateness_max_s": round(max(self.record_lateness, default=0.0), 4),
             "report": self.report,
+            "storage": self.storage.summary(),
             "failures": self.failures[:10],
         }
 
@@ -236,6 +282,7 @@ def dispatch_once(
         peek_seconds=peek_seconds,
         cpu_seconds=used,
         failures=observer.failures,
+        storage=timed.times,
     )
 
 

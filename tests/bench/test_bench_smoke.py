@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import REQUIRED_FIGURES
+from bench.simulate import FIGURES as SIMULATION_FIGURES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +35,7 @@ def test_the_smoke_benchmark_reports_every_figure(tmp_path: Path) -> None:
     results: dict[str, Any] = json.loads(output.read_text())
 
     figures = results["figures"]
-    assert set(REQUIRED_FIGURES) <= set(figures)
+    assert set(REQUIRED_FIGURES) | set(SIMULATION_FIGURES) <= set(figures)
     for key, found in figures.items():
         value = found["value"]
         assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, f"{key} = {value!r}"
@@ -46,3 +47,4 @@ def test_the_smoke_benchmark_reports_every_figure(tmp_path: Path) -> None:
     assert results["targets"], "the targets are written with the figures"
     assert results["cost"]["callme_lines"], "the cost arithmetic is written out"
     assert "write units per task" in done.stdout, "the table is printed"
+    assert "Check against the local runs" in done.stdout, "the simulation's check is printed"

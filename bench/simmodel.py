@@ -1,0 +1,809 @@
+"""A discrete-event model of callme's dispatch: one run in detail, and a burst of runs over minutes.
+
+``simulate_run`` follows one dispatcher run as ``callme.dispatch`` makes it, event by event: the
+shard leases, the shards read page by page (4 readers), a pool of callers (``concurrency``) and a
+pool of writers (16), calls started only while fewer than ``concurrency`` calls and fewer than
+``concurrency`` outcome writes are pending, no call started after the run's window (40 s), an entry
+past its ``max_delay`` written as skipped without a call. Every step's CPU runs on one core, first
+come first served: the interpreter lock makes a run one core, and a step (a call, a write, a page
+parsed) holds it for about a millisecond, less than Python's 5 ms switch interval. Storage is either
+a service with a latency and per-partition limits (DynamoDB: a token bucket per partition, throttled
+requests retried as botocore's standard mode and the engine's record loop retry them) or one
+server taking requests in turn (the local stack's embedded DynamoDB).
+
+``simulate_burst`` follows a burst of entries all due at second 0 of one minute, minute after
+minute until every one is done: EventBridge Scheduler's tick, the coordinator's look at every shard,
+one asynchronous invocation per busy shard (or slice of it), each started warm or cold within the
+function's concurrency limit, each run waiting for its shard's lease while the previous one still
+holds it, and what a run leaves pending going to the next minute's run.
+
+Aggregated rather than per entry: the runs of a burst whose inputs are the same (same pending
+entries, window, flags) are the same run shifted in time, so each distinct run is simulated once
+and reused (the shards are taken as holding equal shares of the entries); the runs of one shard
+share its index partition's limit equally, and all runs share the table's. Not modelled: failures
+and crashes, callbacks that fail and are retried, the api's writes during the burst, DynamoDB
+splitting partitions under sustained load, network time between the dispatcher and the endpoints
+other than the endpoint latency.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import zlib
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from itertools import accumulate
+from typing import Any
+
+# botocore's standard retry mode, as the repository configures it (callme.repository.connect):
+SDK_ATTEMPTS = 4  # attempts of one request
+SDK_THROTTLE_BASE = 1.0  # seconds; the n-th retry of a throttled request waits rand() * base * 2^(n-1)
+SDK_MAX_BACKOFF = 20.0
+SDK_QUOTA = 500  # retry quota of one client: a throttled retry takes 5, a first-try success gives 1 back
+SDK_THROTTLE_COST = 5
+RECORD_BACKOFF = 0.2  # callme.dispatch._record sleeps 0.2 * 2^attempt between its own attempts
+LEASE_POLL = 0.5  # DispatchEngine.run polls a held lease every 0.5 s
+ASYNC_RETRY_CAP = 300.0  # Lambda retries a throttled asynchronous invocation, 1 s doubling to 5 min
+BIN = 0.1  # seconds per bin of the write-demand histograms
+HOST_BASE = 1 << 20  # an entry's code: endpoint group * HOST_BASE + host
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A latency: lognormal with this median and shape ``sigma`` (p99 = median * e^(2.33 sigma)),
+    or exactly ``median`` when ``sigma`` is 0."""
+
+    median: float
+    sigma: float = 0.0
+
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        if self.sigma <= 0 or self.median <= 0:
+            value = max(self.median, 0.0)
+            return lambda: value
+        mu, sigma, gauss, exp = math.log(self.median), self.sigma, rng.gauss, math.exp
+        return lambda: exp(mu + sigma * gauss())
+
+    def describe(self) -> str:
+        text = _seconds(self.median)
+        return text if self.sigma <= 0 else f"lognormal, median {text}, sigma {self.sigma:g}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:g} ms" if value < 1 else f"{value:g} s"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """A share of the due entries, the latency of their endpoints, and over how many hosts."""
+
+    share: float
+    latency: Latency
+    hosts: int = 1000
+
+
+@dataclass(frozen=True)
+class Workload:
+    """``entries`` due at second 0 of one minute."""
+
+    entries: int
+    endpoints: tuple[Endpoints, ...]
+    max_delay_minutes: int = 10
+
+    def counts(self, total: int) -> tuple[int, ...]:
+        """``total`` entries split over the endpoint groups by their shares (largest remainder)."""
+        raw = [total * e.share / sum(x.share for x in self.endpoints) for e in self.endpoints]
+        counts = [int(r) for r in raw]
+        for i in sorted(range(len(raw)), key=lambda i: counts[i] - raw[i])[: total - sum(counts)]:
+            counts[i] += 1
+        return tuple(counts)
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU of each step, in seconds of the core it was measured on; ``scale`` stretches it to the
+    core the run has (1,769 / memory MB in Lambda: a 1,024 MB function has 0.58 of a vCPU)."""
+
+    call: float  # one callback: the loop's start of it and the HTTP call
+    write: float  # one outcome: the write and the loop's settling of it
+    read_item: float  # one entry read from the index (botocore parsing it)
+    read_page: float = 0.0  # one Query request, whatever it holds
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Storage:
+    """DynamoDB as the run sees it."""
+
+    write: Latency  # a PutItem's round trip (outside any server queue)
+    page: Latency  # a Query page's round trip, before its items
+    page_item: float  # seconds added to a page per item in it
+    batch_get: Latency  # one BatchGetItem of up to 100 entries (strongly consistent)
+    lease: Latency  # a lease write's round trip
+    item_bytes: int = 609
+    # The local stack: one server (one core) handling requests in turn; 0 for DynamoDB itself.
+    server_write: float = 0.0
+    server_read_item: float = 0.0
+
+    @property
+    def page_items(self) -> int:
+        return max(1, (1 << 20) // self.item_bytes)  # a Query page stops at 1 MB
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one run may use of the partitions it shares; None is no limit (the local stack)."""
+
+    index_write: float | None = None  # write units/s of its shard's index partition
+    table_write: float | None = None
+    index_read: float | None = None  # read units/s
+    table_read: float | None = None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: what it dispatches and with what."""
+
+    shards: tuple[tuple[int, ...], ...]  # per shard of the run, its pending entries per endpoint group
+    endpoints: tuple[Endpoints, ...]
+    cpu: Cpu
+    storage: Storage
+    limits: Limits = Limits()
+    concurrency: int = 64
+    writers: int = 16
+    readers: int = 4
+    per_host_share: float = 1.0
+    window: float = 40.0  # no call starts later than this after the run began
+    call_budget: float = 15.0
+    skip_after: float | None = None  # from then on an entry is skipped (its max_delay has passed)
+    deadline: float | None = None  # Lambda's timeout: the run is cut there, its lease left to expire
+    consistent: bool = False  # read the entries again, strongly consistent, before calling them
+    record_attempts: int = 4
+    seed: int = 0
+
+
+@dataclass
+class RunResult:
+    """One run's outcome; times are seconds from the run's start (its first lease write)."""
+
+    calls: list[float]  # when each call was sent, sorted
+    records: list[float]  # when each final outcome was recorded, sorted
+    leftover: tuple[int, ...]  # per endpoint group: deferred or unrecorded, still pending
+    due: int = 0
+    skipped: int = 0
+    unrecorded: int = 0  # called, outcome not written: pending again, to be called again
+    deferred: int = 0
+    throttled_writes: int = 0
+    throttled_reads: int = 0
+    demand: dict[int, int] = field(default_factory=dict)  # write requests per BIN, throttled ones too
+    end: float = 0.0
+    timed_out: bool = False  # cut by the deadline: its lease was not released
+    cpu_busy: float = 0.0
+    read_units: float = 0.0
+    consistent_read_units: float = 0.0
+
+
+_READ_REQUEST, _READ_ANSWER, _CALL_END, _WRITE_TRY, _WRITE_END, _WRITE_LOST = range(6)
+
+
+class _Bucket:
+    """A token bucket: ``rate`` units a second, holding at most one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.at = 0.0
+
+    def has(self, now: float, units: float) -> bool:
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return self.tokens >= units
+
+
+class _Run:
+    """The event loop of one run (see the module's docstring)."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        rng = random.Random(spec.seed)
+        self.rng = rng
+        self.call_latency = [e.latency.sampler(rng) for e in spec.endpoints]
+        self.write_latency = spec.storage.write.sampler(rng)
+        self.page_latency = spec.storage.page.sampler(rng)
+        self.batch_latency = spec.storage.batch_get.sampler(rng)
+        self.lease_latency = spec.storage.lease.sampler(rng)
+        scale = spec.cpu.scale
+        self.cpu_call = spec.cpu.call * scale
+        self.cpu_write = spec.cpu.write * scale
+        self.cpu_item = spec.cpu.read_item * scale
+        self.cpu_page = spec.cpu.read_page * scale
+        self.heap: list[tuple[float, int, int, Any]] = []
+        self.order = 0
+        self.cpu_free = 0.0
+        self.cpu_busy = 0.0
+        self.server_free = 0.0
+        self.ready: deque[int] = deque()
+        self.write_queue: deque[int] = deque()
+        self.calls = 0
+        self.writes = 0
+        self.writers_busy = 0
+        cap = max(1, math.floor(spec.per_host_share * spec.concurrency))
+        self.host_cap = cap if cap < spec.concurrency else 0
+        self.in_flight: dict[int, int] = {}
+        self.parked: dict[int, deque[int]] = {}
+        self.parked_count = 0
+        self.quota = SDK_QUOTA
+        limits = spec.limits
+        self.index_write = _Bucket(limits.index_write) if limits.index_write is not None else None
+        self.table_write = _Bucket(limits.table_write) if limits.table_write is not None else None
+        self.index_read = _Bucket(limits.index_read) if limits.index_read is not None else None
+        self.table_read = _Bucket(limits.table_read) if limits.table_read is not None else None
+        self.limited = self.index_write is not None or self.table_write is not None
+        self.result = RunResult([], [], tuple(0 for _ in spec.endpoints))
+        self.recorded = [0] * len(spec.endpoints)
+
+    def push(self, at: float, kind: int, payload: Any) -> None:
+        self.order += 1
+        heapq.heappush(self.heap, (at, self.order, kind, payload))
+
+    def burst(self, now: float, seconds: float) -> float:
+        """Run ``seconds`` of CPU from ``now`` on the run's one core; when it is done."""
+        start = now if now > self.cpu_free else self.cpu_free
+        self.cpu_free = start + seconds
+        self.cpu_busy += seconds
+        return self.cpu_free
+
+    def serve(self, now: float, seconds: float) -> float:
+        """The local server: requests in turn, ``seconds`` each; when this one is answered."""
+        start = now if now > self.server_free else self.server_free
+        self.server_free = start + seconds
+        return self.server_free
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def go(self) -> RunResult:
+        spec = self.spec
+        now = 0.0
+        for _ in spec.shards:  # leases, one shard after another
+            now = self.serve(now, spec.storage.server_write) if spec.storage.server_write else now
+            now += self.lease_latency()
+        self.stop = spec.window
+        readers = min(len(spec.shards), spec.readers)
+        self.shard_queue = deque(range(len(spec.shards)))
+        for _ in range(readers):
+            self.next_shard(now)
+        self.loop()
+        result = self.result
+        # What was not recorded stays pending: deferred, unrecorded, or cut short by the deadline.
+        totals = [sum(counts) for counts in zip(*spec.shards, strict=True)] if spec.shards else []
+        result.leftover = tuple(n - done for n, done in zip(totals, self.recorded, strict=True))
+        result.deferred = len(self.ready) + self.parked_count
+        if result.timed_out:
+            end = spec.deadline or 0.0
+        else:
+            end = max(self.cpu_free, result.records[-1] if result.records else 0.0, now)
+            for _ in spec.shards:  # release the leases
+                end = self.serve(end, spec.storage.server_write) if spec.storage.server_write else end
+                end += self.lease_latency()
+        result.end = end
+        result.cpu_busy = self.cpu_busy
+        result.calls.sort()
+        result.records.sort()
+        return result
+
+    def loop(self) -> None:
+        heap = self.heap
+        pop = heapq.heappop
+        deadline = math.inf if self.spec.deadline is None else self.spec.deadline
+        while heap:
+            now, _, kind, payload = pop(heap)
+            if now > deadline:
+                self.result.timed_out = True
+                self.result.calls = [t for t in self.result.calls if t <= deadline]
+                return
+            if kind == _CALL_END:
+                self.call_ended(now, payload)
+            elif kind == _WRITE_END:
+                self.write_ended(now, payload, recorded=True)
+            elif kind == _WRITE_TRY:
+                self.write_try(now, *payload)
+            elif kind == _WRITE_LOST:
+                self.write_ended(now, payload, recorded=False)
+            elif kind == _READ_REQUEST:
+                self.read_request(now, *payload)
+            else:
+                self.read_answer(now, *payload)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def next_shard(self, now: float) -> None:
+        if self.shard_queue:
+            shard = self.shard_queue.popleft()
+            total = sum(self.spec.shards[shard])
+            self.push(now, _READ_REQUEST, (shard, total, False))
+
+    def read_request(self, now: float, shard: int, left: int, consistent: bool) -> None:
+        """Ask for the next page (or batch of 100 consistent reads) of a shard's entries."""
+        storage = self.spec.storage
+        items = min(left, 100 if consistent else storage.page_items)
+        if consistent:
+            units = float(items)  # strongly consistent, under 4 KB an item
+            bucket = self.table_read
+            self.result.consistent_read_units += units
+        else:
+            units = max(0.5, math.ceil(items * storage.item_bytes / 4096) / 2)  # eventually consistent
+            bucket = self.index_read
+            self.result.read_units += units
+        if bucket is not None and not bucket.has(now, units):
+            self.result.throttled_reads += 1
+            self.push(
+                now + self.page_latency() + self.rng.random() * SDK_THROTTLE_BASE,
+                _READ_REQUEST,
+                (shard, left, consistent),
+            )
+            return
+        if bucket is not None:
+            bucket.tokens -= units
+        if storage.server_read_item:
+            answered = self.serve(now, items * storage.server_read_item)
+        elif consistent:
+            answered = now + self.batch_latency()
+        else:
+            answered = now + self.page_latency() + items * storage.page_item
+        self.push(answered, _READ_ANSWER, (shard, left, consistent, items))
+
+    def read_answer(self, now: float, shard: int, left: int, consistent: bool, items: int) -> None:
+        parsed = self.burst(now, self.cpu_page + items * self.cpu_item)
+        left -= items
+        if left > 0:
+            self.push(parsed, _READ_REQUEST, (shard, left, consistent))
+        elif self.spec.consistent and not consistent and sum(self.spec.shards[shard]) > 0:
+            self.push(parsed, _READ_REQUEST, (shard, sum(self.spec.shards[shard]), True))
+        else:
+            self.take(parsed, shard)
+
+    def take(self, now: float, shard: int) -> None:
+        """A shard's entries are read: they are ready to be called, in the index's order."""
+        counts = self.spec.shards[shard]
+        codes: list[int] = []
+        for group, count in enumerate(counts):
+            hosts = list(range(group * HOST_BASE, group * HOST_BASE + self.spec.endpoints[group].hosts))
+            codes.extend((hosts * (count // len(hosts) + 1))[:count])  # hosts in turn
+        if len([c for c in counts if c]) > 1:
+            self.rng.shuffle(codes)
+        self.result.due += len(codes)
+        self.ready.extend(codes)
+        self.next_shard(now)  # the reader thread goes on with the next shard
+        self.start_ready(now)
+
+    # -- calling and recording -------------------------------------------------------------
+
+    def start_ready(self, now: float) -> None:
+        spec = self.spec
+        limit = spec.concurrency
+        ready = self.ready
+        if now >= self.stop:
+            return
+        skip_after = spec.skip_after
+        while ready and self.calls < limit and self.writes < limit:
+            code = ready.popleft()
+            if skip_after is not None and now >= skip_after:
+                self.result.skipped += 1
+                self.writes += 1
+                self.write_queue.append(code)
+                continue
+            if self.host_cap:
+                host_calls = self.in_flight.get(code, 0)
+                if host_calls >= self.host_cap:
+                    self.parked.setdefault(code, deque()).append(code)
+                    self.parked_count += 1
+                    continue
+                self.in_flight[code] = host_calls + 1
+            self.calls += 1
+            sent = self.burst(now, self.cpu_call)
+            self.result.calls.append(sent)
+            latency = self.call_latency[code // HOST_BASE]()
+            self.push(sent + min(latency, spec.call_budget), _CALL_END, code)
+        if self.write_queue:
+            self.start_writes(now)
+
+    def call_ended(self, now: float, code: int) -> None:
+        self.calls -= 1
+        if self.host_cap:
+            self.in_flight[code] -= 1
+            parked = self.parked.get(code)
+            if parked:
+                self.ready.appendleft(parked.popleft())
+                self.parked_count -= 1
+        self.writes += 1
+        self.write_queue.append(code)
+        self.start_writes(now)
+        self.start_ready(now)
+
+    def start_writes(self, now: float) -> None:
+        queue = self.write_queue
+        storage = self.spec.storage
+        while queue and self.writers_busy < self.spec.writers:
+            code = queue.popleft()
+            self.writers_busy += 1
+            sent = self.burst(now, self.cpu_write)
+            if storage.server_write:
+                self.push(self.serve(sent, storage.server_write) + self.write_latency(), _WRITE_END, code)
+            elif not self.limited:
+                self.count_demand(sent)
+                self.push(sent + self.write_latency(), _WRITE_END, code)
+            else:
+                self.push(sent, _WRITE_TRY, (code, 1, 1))
+
+    def count_demand(self, at: float) -> None:
+        demand = self.result.demand
+        slot = int(at / BIN)
+        demand[slot] = demand.get(slot, 0) + 1
+
+    def write_try(self, now: float, code: int, attempt: int, record_attempt: int) -> None:
+        """A write reaches DynamoDB: it takes a unit of its index partition and of its table
+        partition, or it is throttled and retried as botocore, then the engine, retry it."""
+        self.count_demand(now)
+        answered = now + self.write_latency()
+        index, table = self.index_write, self.table_write
+        if (index is None or index.has(now, 1)) and (table is None or table.has(now, 1)):
+            if index is not None:
+                index.tokens -= 1
+            if table is not None:
+                table.tokens -= 1
+            self.quota = min(SDK_QUOTA, self.quota + (1 if attempt == 1 else SDK_THROTTLE_COST))
+            self.push(answered, _WRITE_END, code)
+            return
+        self.result.throttled_writes += 1
+        if attempt < SDK_ATTEMPTS and self.quota >= SDK_THROTTLE_COST:
+            self.quota -= SDK_THROTTLE_COST
+            wait = self.rng.random() * min(SDK_THROTTLE_BASE * 2 ** (attempt - 1), SDK_MAX_BACKOFF)
+            self.push(answered + wait, _WRITE_TRY, (code, attempt + 1, record_attempt))
+        elif record_attempt < self.spec.record_attempts:
+            wait = RECORD_BACKOFF * 2 ** (record_attempt - 1)
+            self.push(answered + wait, _WRITE_TRY, (code, 1, record_attempt + 1))
+        else:
+            self.push(answered, _WRITE_LOST, code)
+
+    def write_ended(self, now: float, code: int, recorded: bool) -> None:
+        self.writers_busy -= 1
+        self.writes -= 1
+        if recorded:
+            self.result.records.append(now)
+            self.recorded[code // HOST_BASE] += 1
+        else:
+            self.result.unrecorded += 1
+        if self.write_queue:
+            self.start_writes(now)
+        self.start_ready(now)
+
+
+def simulate_run(spec: RunSpec) -> RunResult:
+    """One dispatcher run, event by event."""
+    return _Run(spec).go()
+
+
+# -- a burst, minute after minute -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Design:
+    """How dispatch is built and deployed: what the engineers changing it choose."""
+
+    shards: int = 8  # partitions of the due index (template DueShards)
+    slices: int = 1  # runs per busy shard, each over its own part of the shard's entries
+    concurrency: int = 64  # calls in flight per run (DispatchConcurrency)
+    writers: int = 16
+    readers: int = 4
+    per_host_share: float = 1.0  # of a run's concurrency one callback host may take; 1: no limit
+    consistent_read: str = "recent"  # re-read entries consistently: "recent" release, "always", "never"
+    lease_renew_seconds: float = 0.0  # a short lease renewed this often (a write each); 0: one long lease
+    fanout_parallelism: int = 1  # asynchronous invocations the coordinator makes at once
+    reserved_concurrency: int = 20  # the dispatcher's (DispatcherReservedConcurrency); 0: the account's
+    memory_mb: int = 1024
+    timeout: float = 75.0
+    run_seconds: float = 40.0
+    call_budget: float = 15.0
+    lease_seconds: float = 80.0
+    lease_wait: float = 20.0
+    fresh_release: float = 10.0
+    record_attempts: int = 4
+    table_write_units: float = 4000.0  # warm throughput: what DynamoDB serves at once (new on-demand)
+    index_write_units: float = 4000.0
+    table_read_units: float = 12000.0
+    index_read_units: float = 12000.0
+
+    @property
+    def runs(self) -> int:
+        return self.shards * self.slices
+
+    def label(self) -> str:
+        return f"{self.shards} shards x {self.slices} slices, concurrency {self.concurrency}"
+
+
+@dataclass(frozen=True)
+class Platform:
+    """AWS around the runs; figures that are assumed are named so where they are set."""
+
+    scheduler_delay: Latency  # EventBridge Scheduler's tick, after second 0
+    invoke: float  # one asynchronous Invoke call made by the coordinator
+    async_start: Latency  # from an accepted asynchronous invocation to its handler starting
+    cold_start: float  # a new execution environment: sandbox, runtime, the handler's imports
+    peek: Latency  # the coordinator's one-item Query per shard
+    account_concurrency: int = 1000
+    warm_environments: int | None = None  # warm at the burst's first tick; None: one per shard + 1
+    partition_write_units: float = 1000.0
+    partition_read_units: float = 3000.0
+    vcpu_mb: int = 1769  # a full vCPU's memory size
+
+
+@dataclass
+class RunRecord:
+    """A run as it happened in a burst."""
+
+    chain: tuple[int, int]
+    minute: int
+    invoked: float  # its asynchronous invocation was accepted
+    executing: float  # it took an execution environment (a cold start follows, if any)
+    started: float  # its handler started
+    leased: float  # it took the lease (its result's times count from here)
+    ended: float
+    cold: bool
+    key: tuple[Any, ...] | None  # None: the lease stayed taken, the run gave up
+
+
+@dataclass
+class Burst:
+    """A burst's outcome: the runs and what they did, ready to be summed up."""
+
+    design: Design
+    workload: Workload
+    runs: list[RunRecord]
+    results: dict[tuple[Any, ...], RunResult]
+    coordinators: list[tuple[float, float, bool]]  # start, end, cold
+    left: int  # entries still pending when the simulation stopped
+    minutes: int
+
+    def instances(self) -> Iterable[tuple[RunRecord, RunResult]]:
+        for run in self.runs:
+            if run.key is not None:
+                yield run, self.results[run.key]
+
+
+def partition_limits(design: Design, platform: Platform) -> Limits:
+    """Each run's share of what it writes to: its shard's index partition is shared by the shard's
+    slices, the table by every run; neither more than its warm throughput allows."""
+    index_key_writes = min(platform.partition_write_units, design.index_write_units / design.shards)
+    index_key_reads = min(platform.partition_read_units, design.index_read_units / design.shards)
+    return Limits(
+        index_write=index_key_writes / design.slices,
+        table_write=design.table_write_units / design.runs,
+        index_read=index_key_reads / design.slices,
+        table_read=design.table_read_units / design.runs,
+    )
+
+
+@dataclass
+class _Chain:
+    """One shard (or slice of a shard): its pending entries and its lease."""
+
+    pending: tuple[int, ...]
+    lease_free_at: float = -math.inf
+    released_at: float | None = None
+    running: bool = False
+
+
+def simulate_burst(
+    design: Design,
+    platform: Platform,
+    template: RunSpec,
+    workload: Workload,
+    seed: int = 1,
+    horizon_minutes: int | None = None,
+) -> Burst:
+    """``workload.entries`` due at second 0 of minute 0, dispatched minute after minute, until none
+    is left or two minutes after their ``max_delay`` (from then on every run only skips entries).
+
+    ``template`` carries the run's CPU, storage and endpoints; the design's concurrency, pools,
+    window and limits are put into it for each run.
+    """
+    horizon = workload.max_delay_minutes + 2 if horizon_minutes is None else horizon_minutes
+    return _Burst(design, platform, template, workload, seed).go(horizon)
+
+
+class _Burst:
+    """The invocations of a burst, event by event; each run's inside is ``simulate_run``'s."""
+
+    def __init__(self, design: Design, platform: Platform, template: RunSpec, workload: Workload, seed: int) -> None:
+        self.design, self.platform, self.workload, self.seed = design, platform, workload, seed
+        rng = random.Random(seed)
+        self.scheduler_delay = platform.scheduler_delay.sampler(rng)
+        self.async_start = platform.async_start.sampler(rng)
+        self.peek = platform.peek.sampler(rng)
+        self.limit = design.reserved_concurrency or platform.account_concurrency
+        self.window = min(design.run_seconds, design.timeout - design.call_budget - 2)
+        self.deadline = workload.max_delay_minutes * 60.0
+        self.template = replace(
+            template,
+            endpoints=workload.endpoints,
+            cpu=replace(template.cpu, scale=platform.vcpu_mb / min(design.memory_mb, platform.vcpu_mb)),
+            limits=partition_limits(design, platform),
+            concurrency=design.concurrency,
+            writers=min(design.writers, design.concurrency),
+            readers=design.readers,
+            per_host_share=design.per_host_share,
+            call_budget=design.call_budget,
+            record_attempts=design.record_attempts,
+        )
+        self.chains: dict[tuple[int, int], _Chain] = {}
+        for shard in range(design.shards):
+            in_shard = [_share(n, design.shards, shard) for n in workload.counts(workload.entries)]
+            for part in range(design.slices):
+                self.chains[(shard, part)] = _Chain(tuple(_share(n, design.slices, part) for n in in_shard))
+        self.results: dict[tuple[Any, ...], RunResult] = {}
+        self.runs: list[RunRecord] = []
+        self.coordinators: list[tuple[float, float, bool]] = []
+        self.warm = design.shards + 1 if platform.warm_environments is None else platform.warm_environments
+        self.executing = 0
+        self.events: list[tuple[float, int, str, Any]] = []
+        self.order = 0
+
+    def push(self, at: float, kind: str, payload: Any) -> None:
+        self.order += 1
+        heapq.heappush(self.events, (at, self.order, kind, payload))
+
+    def go(self, horizon: int) -> Burst:
+        for minute in range(horizon):
+            self.push(60.0 * minute + self.scheduler_delay(), "tick", minute)
+        while self.events:
+            now, _, kind, payload = heapq.heappop(self.events)
+            if kind == "tick":
+                if not self.tick(now, payload):
+                    break
+            elif kind == "done":
+                self.executing -= 1
+                self.warm += 1
+            else:
+                self.invoke(now, *payload)
+        left = sum(sum(c.pending) for c in self.chains.values())
+        minutes = 1 + max((r.minute for r in self.runs), default=0)
+        return Burst(self.design, self.workload, self.runs, self.results, self.coordinators, left, minutes)
+
+    def environment(self) -> bool:
+        """Take an execution environment: a warm one if any is free; whether it starts cold."""
+        cold = self.warm <= 0
+        if not cold:
+            self.warm -= 1
+        self.executing += 1
+        return cold
+
+    def tick(self, now: float, minute: int) -> bool:
+        """The scheduled invocation: look at every shard, invoke one run per slice of a busy one.
+        False once nothing is pending or running any more."""
+        design = self.design
+        busy = {k[0] for k, c in self.chains.items() if sum(c.pending) or c.lease_free_at > now}
+        if not busy:
+            return any(kind != "tick" for _, _, kind, _ in self.events)
+        cold = self.environment()
+        started = now + (self.platform.cold_start if cold else 0.0)
+        looked = started + sum(self.peek() for _ in range(design.shards))  # one shard after another
+        targets = [k for k in self.chains if k[0] in busy]
+        for n, chain in enumerate(targets):
+            accepted = looked + (n // design.fanout_parallelism + 1) * self.platform.invoke
+            self.push(accepted + self.async_start(), "invoke", (chain, minute, accepted, 0))
+        ended = looked + math.ceil(len(targets) / design.fanout_parallelism) * self.platform.invoke
+        self.coordinators.append((now, ended, cold))
+        self.push(ended, "done", None)
+        return True
+
+    def invoke(self, now: float, chain: tuple[int, int], minute: int, accepted: float, tries: int) -> None:
+        if self.executing >= self.limit:  # throttled: Lambda keeps the event and tries again later
+            self.push(now + min(2.0**tries, ASYNC_RETRY_CAP), "invoke", (chain, minute, accepted, tries + 1))
+            return
+        cold = self.environment()
+        started = now + (self.platform.cold_start if cold else 0.0)
+        ended = self.run_once(RunRecord(chain, minute, accepted, now, started, started, started, cold, None))
+        self.push(ended, "done", None)
+
+    def run_once(self, run: RunRecord) -> float:
+        """The run of one invocation: wait for the lease, dispatch; when it ends."""
+        design, chain = self.design, self.chains[run.chain]
+        waited = 0.0
+        if chain.lease_free_at > run.started:
+            waited = LEASE_POLL * math.ceil((chain.lease_free_at - run.started) / LEASE_POLL)
+            if waited > min(design.lease_wait, self.window):  # gives up: the shard waits a minute
+                run.ended = run.leased = run.started + min(design.lease_wait, self.window)
+                self.runs.append(run)
+                return run.ended
+        run.leased = run.started + waited
+        consistent = design.consistent_read == "always" or (
+            design.consistent_read == "recent"
+            and chain.released_at is not None
+            and run.leased - chain.released_at < design.fresh_release
+        )
+        skip_after: float | None = round(self.deadline - run.leased, 1)
+        if skip_after is not None and skip_after > self.window + 1:
+            skip_after = None
+        run.key = (chain.pending, consistent, round(self.window - waited, 1), skip_after)
+        result = self.results.get(run.key)
+        if result is None:
+            spec = replace(
+                self.template,
+                shards=(chain.pending,),
+                window=self.window - waited,
+                deadline=design.timeout - waited,
+                skip_after=skip_after,
+                consistent=consistent,
+                seed=zlib.crc32(repr((self.seed, run.key)).encode()),
+            )
+            result = self.results[run.key] = simulate_run(spec)
+        run.ended = run.leased + result.end
+        chain.pending = result.leftover
+        if result.timed_out:  # Lambda ended it: its lease runs out by itself
+            chain.lease_free_at, chain.released_at = run.leased + design.lease_seconds, None
+        else:
+            chain.lease_free_at = chain.released_at = run.ended
+        self.runs.append(run)
+        return run.ended
+
+
+def _share(total: int, parts: int, part: int) -> int:
+    """Part ``part`` of ``total`` split as evenly as can be into ``parts``."""
+    return total // parts + (1 if part < total % parts else 0)
+
+
+# -- summing a burst up -------------------------------------------------------------------------
+
+
+def percentile_of_shifted(series: list[tuple[list[float], float, int]], p: float) -> float:
+    """The p-th percentile (nearest rank) of the union of sorted lists, each shifted by an offset
+    and counted ``weight`` times, found by bisection on the value."""
+    total = sum(len(values) * weight for values, _, weight in series)
+    if not total:
+        return 0.0
+    rank = max(1, math.ceil(p * total / 100))
+    low = min(values[0] + shift for values, shift, _ in series if values)
+    high = max(values[-1] + shift for values, shift, _ in series if values)
+    while high - low > 1e-4:
+        middle = (low + high) / 2
+        count = sum(bisect_right(values, middle - shift) * weight for values, shift, weight in series)
+        if count >= rank:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def peak_per_second(demand: dict[int, float]) -> float:
+    """The highest count in any one second (BIN-wide slots, summed over a sliding second)."""
+    if not demand:
+        return 0.0
+    width = round(1 / BIN)
+    first = min(demand)
+    dense = [0.0] * (max(demand) - first + 1)
+    for slot, count in demand.items():
+        dense[slot - first] += count
+    sums = [0.0, *accumulate(dense)]
+    return max(sums[min(i + width, len(sums) - 1)] - sums[i] for i in range(len(dense)))
+
+
+def shifted_sum(parts: Iterable[tuple[dict[int, int], int, int]]) -> dict[int, float]:
+    """The sum of histograms, each moved by a number of slots and counted ``weight`` times."""
+    total: dict[int, float] = {}
+    for histogram, shift, weight in parts:
+        for slot, count in histogram.items():
+            total[slot + shift] = total.get(slot + shift, 0) + count * weight
+    return total
+
+
+def concurrency_peak(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at once."""
+    points = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+    best = current = 0
+    for _, step in points:
+        current += step
+        best = max(best, current)
+    return best

@@ -1,0 +1,315 @@
+"""The dispatch simulation (bench/simmodel.py, bench/simulate.py): the model behaves as the engine
+it describes, and the benchmark gets its figures from it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from bench import simulate
+from bench.simmodel import (
+    Cpu,
+    Design,
+    Endpoints,
+    Latency,
+    Limits,
+    Platform,
+    RunSpec,
+    Storage,
+    Workload,
+    peak_per_second,
+    percentile_of_shifted,
+    simulate_burst,
+    simulate_run,
+)
+
+INSTANT = Latency(0.0)
+NO_STORAGE = Storage(write=INSTANT, page=INSTANT, page_item=0.0, batch_get=INSTANT, lease=INSTANT)
+NO_CPU = Cpu(call=0.0, write=0.0, read_item=0.0)
+
+
+def run_of(entries: int, latency: Latency, **changes: Any) -> RunSpec:
+    spec = RunSpec(
+        shards=((entries,),),
+        endpoints=(Endpoints(1.0, latency, hosts=100),),
+        cpu=NO_CPU,
+        storage=NO_STORAGE,
+    )
+    return replace(spec, **changes)
+
+
+def instant_platform(**changes: Any) -> Platform:
+    platform = Platform(
+        scheduler_delay=Latency(0.5), invoke=0.0, async_start=INSTANT, cold_start=0.0, peek=INSTANT
+    )
+    return replace(platform, **changes)
+
+
+# -- one run ----------------------------------------------------------------------------------------
+
+
+def test_with_no_cost_and_room_for_all_lateness_is_the_latencies_alone() -> None:
+    """Every call starts at once; every outcome is recorded one call and one write later."""
+    storage = replace(NO_STORAGE, write=Latency(0.006))
+    result = simulate_run(run_of(500, Latency(0.05), storage=storage, concurrency=1000, writers=1000))
+
+    assert result.calls == [0.0] * 500
+    assert result.records == pytest.approx([0.056] * 500)
+    assert result.leftover == (0,)
+    assert result.end == pytest.approx(0.056)
+
+
+def test_in_a_burst_with_no_cost_lateness_is_the_scheduler_delay_then_the_latencies() -> None:
+    design = Design(shards=4, concurrency=1000, writers=1000, reserved_concurrency=0)
+    burst = simulate_burst(
+        design,
+        instant_platform(),
+        run_of(0, INSTANT, storage=replace(NO_STORAGE, write=Latency(0.006))),
+        Workload(2000, (Endpoints(1.0, Latency(0.05)),)),
+    )
+    calls = [(r.calls, run.leased, 1) for run, r in burst.instances()]
+    records = [(r.records, run.leased, 1) for run, r in burst.instances()]
+
+    assert percentile_of_shifted(calls, 0.1) == pytest.approx(0.5, abs=1e-3)
+    assert percentile_of_shifted(calls, 100) == pytest.approx(0.5, abs=1e-3)
+    assert percentile_of_shifted(records, 50) == pytest.approx(0.556, abs=1e-3)
+    assert burst.left == 0 and len(burst.runs) == 4
+
+
+def test_doubling_the_concurrency_halves_a_slow_endpoint_run() -> None:
+    slow = Latency(1.0)
+    at_32 = simulate_run(run_of(1000, slow, concurrency=32))
+    at_64 = simulate_run(run_of(1000, slow, concurrency=64))
+
+    assert at_32.end == pytest.approx(2 * at_64.end, rel=0.05)
+    assert at_64.end == pytest.approx(1000 / 64, rel=0.05)
+
+
+def test_one_core_bounds_a_run_by_its_cpu_per_callback_stretched_to_its_share() -> None:
+    cpu = Cpu(call=0.001, write=0.002, read_item=0.0)
+    here = simulate_run(run_of(1000, INSTANT, cpu=cpu))
+    in_lambda = simulate_run(run_of(1000, INSTANT, cpu=replace(cpu, scale=2.0)))
+
+    assert here.end == pytest.approx(1000 * 0.003, rel=0.02)
+    assert here.cpu_busy == pytest.approx(3.0)
+    assert in_lambda.end == pytest.approx(2 * here.end, rel=0.02)
+
+
+def test_a_partition_over_its_limit_throttles_and_the_writes_spread_out() -> None:
+    storage = replace(NO_STORAGE, write=Latency(0.005))
+    fast = run_of(3000, Latency(0.01), storage=storage, concurrency=256)
+
+    unlimited = simulate_run(replace(fast, limits=Limits(index_write=100_000)))
+    limited = simulate_run(replace(fast, limits=Limits(index_write=500)))
+
+    assert unlimited.throttled_writes == 0
+    assert limited.throttled_writes > 0
+    assert limited.end > 3000 / 500 - 1  # no faster than the partition allows (and its 1 s burst)
+    assert peak_per_second({k: v for k, v in unlimited.demand.items()}) > 1000
+    recorded_per_second = {int(t) for t in limited.records}
+    assert max(sum(1 for t in limited.records if int(t) == s) for s in recorded_per_second) <= 1000
+
+
+def test_writes_throttled_past_every_retry_stay_pending_to_be_called_again() -> None:
+    storage = replace(NO_STORAGE, write=Latency(0.005))
+    result = simulate_run(run_of(2000, INSTANT, storage=storage, concurrency=256, limits=Limits(index_write=5)))
+
+    assert result.unrecorded > 0
+    assert result.leftover == (2000 - len(result.records),)
+    assert len(result.calls) > len(result.records)
+
+
+def test_no_call_starts_after_the_window_and_what_is_left_stays_pending() -> None:
+    result = simulate_run(run_of(1000, Latency(1.0), concurrency=10, window=40.0))
+
+    assert max(result.calls) < 40.0
+    assert len(result.calls) == 400
+    assert result.deferred == 600 and result.leftover == (600,)
+
+
+def test_entries_past_their_max_delay_are_skipped_without_a_call() -> None:
+    result = simulate_run(run_of(100, Latency(0.05), skip_after=0.0))
+
+    assert result.calls == [] and result.skipped == 100
+    assert len(result.records) == 100 and result.leftover == (0,)
+
+
+def test_the_lambda_timeout_cuts_a_run_and_keeps_its_entries_pending() -> None:
+    cpu = Cpu(call=0.0, write=0.0, read_item=0.001)  # reading 100,000 entries takes 100 s
+    result = simulate_run(run_of(100_000, Latency(0.05), cpu=cpu, deadline=75.0))
+
+    assert result.timed_out and result.end == 75.0
+    assert result.calls == [] and result.leftover == (100_000,)
+
+
+def test_a_host_share_keeps_one_slow_host_from_taking_every_slot() -> None:
+    endpoints = (Endpoints(0.5, Latency(10.0), hosts=1), Endpoints(0.5, Latency(0.01), hosts=100))
+    spec = replace(run_of(0, INSTANT), shards=((500, 500),), endpoints=endpoints, concurrency=20)
+
+    shared = simulate_run(spec)
+    capped = simulate_run(replace(spec, per_host_share=0.25))
+
+    # Without a share the slow host soon holds all 20 slots and the fast entries wait behind it;
+    # with 5 slots at most for it, every fast entry is called within the run's window.
+    assert shared.leftover[1] > 100
+    assert capped.leftover[1] == 0
+    assert len(capped.calls) > len(shared.calls)
+
+
+def test_a_consistent_read_before_the_calls_costs_a_read_unit_an_entry_and_time() -> None:
+    storage = replace(NO_STORAGE, batch_get=Latency(0.015))
+    plain = simulate_run(run_of(1000, INSTANT, storage=storage))
+    consistent = simulate_run(run_of(1000, INSTANT, storage=storage, consistent=True))
+
+    assert plain.consistent_read_units == 0
+    assert consistent.consistent_read_units == 1000
+    assert min(consistent.calls) == pytest.approx(min(plain.calls) + 10 * 0.015)
+
+
+def test_a_run_is_the_same_with_the_same_seed_and_differs_with_another() -> None:
+    spec = run_of(2000, Latency(0.05, 0.5), storage=replace(NO_STORAGE, write=Latency(0.006, 0.3)))
+
+    assert simulate_run(spec) == simulate_run(spec)
+    assert simulate_run(spec).records != simulate_run(replace(spec, seed=7)).records
+
+
+# -- bursts -----------------------------------------------------------------------------------------
+
+
+def test_a_concurrency_limit_delays_runs_and_is_never_exceeded() -> None:
+    from bench.simmodel import concurrency_peak
+
+    design = Design(shards=8, reserved_concurrency=3)
+    burst = simulate_burst(
+        design, instant_platform(), run_of(0, INSTANT), Workload(800, (Endpoints(1.0, Latency(1.0)),))
+    )
+    intervals = [(run.executing, run.ended) for run in burst.runs] + [(a, e) for a, e, _ in burst.coordinators]
+
+    assert concurrency_peak(intervals) <= 3
+    assert burst.left == 0
+    assert max(run.started for run in burst.runs) > 1.0  # some had to wait for a slot
+
+
+def test_a_run_waits_for_the_lease_the_previous_minute_still_holds() -> None:
+    """A run of slow calls that outlasts its minute: the next minute's run of that shard waits."""
+    design = Design(shards=1, concurrency=10, run_seconds=58.0)  # calls start up to 58 s, last 14 s
+    burst = simulate_burst(
+        design, instant_platform(), run_of(0, INSTANT), Workload(1000, (Endpoints(1.0, Latency(14.0)),))
+    )
+    first, second = burst.runs[0], burst.runs[1]
+
+    assert first.ended > 60.5
+    assert second.leased >= first.ended
+
+
+def test_today_is_the_template_and_the_engine_as_they_are() -> None:
+    from callme.dispatch import READERS, WRITERS, DispatchConfig
+    from local.template import load_template
+
+    template = load_template()
+    design = simulate.today()
+
+    assert design.shards == template["Parameters"]["DueShards"]["Default"]
+    assert design.concurrency == template["Parameters"]["DispatchConcurrency"]["Default"]
+    assert design.reserved_concurrency == template["Parameters"]["DispatcherReservedConcurrency"]["Default"]
+    assert design.memory_mb == template["Resources"]["DispatcherFunction"]["Properties"]["MemorySize"]
+    assert design.timeout == template["Resources"]["DispatcherFunction"]["Properties"]["Timeout"]
+    assert (design.writers, design.readers) == (WRITERS, READERS)
+    assert design.run_seconds == DispatchConfig().run_seconds and design.slices == 1
+
+
+# -- fed with a benchmark's results -------------------------------------------------------------------
+
+
+def benchmark_results() -> dict[str, Any]:
+    """A benchmark's results, as much of them as the simulation reads (figures like this machine's)."""
+
+    def run(entries: int, seconds: float, p99: float, dispatcher_cpu: float) -> dict[str, Any]:
+        return {
+            "entries": entries,
+            "seconds": seconds,
+            "peek_seconds": 0.11,
+            "cpu_seconds": {"dispatcher": dispatcher_cpu, "dynamodb": entries * 0.0019, "sink": 0.2},
+            "call_lateness_p50_s": p99 / 2,
+            "call_lateness_p99_s": p99,
+            "storage": {
+                "reads": 8,
+                "read_items": entries,
+                "read_cpu_s": entries * 0.0001,
+                "write_cpu_ms_mean": 1.2,
+                "lease_wall_ms_mean": 5.0,
+            },
+        }
+
+    repetition = {
+        "http_only": {"calls": 2000, "cpu_seconds": {"dispatcher": 1.86, "dynamodb": 0.0, "sink": 0.18}},
+        "storage_only": run(2000, 4.56, 4.27, 3.03),
+        "dispatch": run(2000, 5.95, 5.70, 5.09),
+        "slow": run(1000, 16.41, 15.34, 2.76),
+    }
+    inputs = {
+        "write_units_per_task": 4.0,
+        "read_units_per_task": 0.068,
+        "lease_write_units_per_shard_run": 2.0,
+        "peek_read_units_per_minute": 4.0,
+        "item_bytes": 609,
+        "api_seconds_per_create": 0.0043,
+        "dispatcher_seconds_per_callback": 0.0044,
+        "slow_dispatcher_seconds_per_callback": 0.0164,
+        "coordinator_seconds_per_minute": 0.11,
+        "callbacks_per_minute": 2000,
+        "shards": 8,
+    }
+    return {
+        "capacity": {"runs": [{"item_bytes": {"after_dispatch": 609}}]},
+        "throughput": {
+            "scenario": {"entries": 2000, "slow_entries": 1000, "slow_delay": 1.0, "concurrency": 64, "shards": 8},
+            "runs": [repetition],
+        },
+        "coldstart": {"median_ms": {"dispatcher": 161.0}},
+        "cost": {"inputs": inputs},
+    }
+
+
+@pytest.fixture(scope="module")
+def simulated() -> dict[str, Any]:
+    return simulate.simulate(benchmark_results(), with_sweep=False)
+
+
+def test_the_check_sets_each_simulated_run_beside_the_measured_one(simulated: dict[str, Any]) -> None:
+    fast = simulated["check"]["fast"]["repetitions"][0]
+
+    assert fast["measured"] == {"call_p50_s": 2.85, "call_p99_s": 5.70, "seconds": 5.95}
+    # 2,000 callbacks at (0.93 + 1.42) ms of CPU on one core, after the look at the shards.
+    assert fast["simulated"]["seconds"] == pytest.approx(0.11 + 2000 * 0.00235, rel=0.1)
+    slow = simulated["check"]["slow"]["repetitions"][0]
+    assert slow["simulated"]["seconds"] == pytest.approx(1000 / 64, rel=0.1)
+
+
+def test_a_model_that_drifts_from_the_measurement_fails_its_figure(simulated: dict[str, Any]) -> None:
+    figures = {f.key: f for f in simulate.figures(simulated)}
+    assert figures["simulation.check.slow.seconds"].met
+
+    drifted = benchmark_results()
+    drifted["throughput"]["runs"][0]["slow"]["seconds"] = 30.0
+    check = simulate.check(drifted, simulate.measured_figures(drifted))
+    figures = {f.key: f for f in simulate.figures({**simulated, "check": check})}
+    assert figures["simulation.check.slow.seconds"].met is False
+
+
+def test_every_simulation_figure_comes_out_positive(simulated: dict[str, Any]) -> None:
+    figures = simulate.figures(simulated)
+
+    assert sorted(f.key for f in figures) == sorted(simulate.FIGURES)
+    assert all(f.value > 0 for f in figures)
+    assert "1,000,000" in simulate.render(simulated)
+
+
+def test_a_million_in_a_minute_misses_the_goal_today(simulated: dict[str, Any]) -> None:
+    million = simulated["bursts"]["1000000.fast"]
+
+    assert million["call_p99_s"] > simulate.GOAL.lateness_p99
+    assert million["skipped"] + million["left"] > 0
+    assert not all(million["goal"].values())
