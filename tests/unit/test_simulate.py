@@ -41,9 +41,7 @@ def run_of(entries: int, latency: Latency, **changes: Any) -> RunSpec:
 
 
 def instant_platform(**changes: Any) -> Platform:
-    platform = Platform(
-        scheduler_delay=Latency(0.5), invoke=0.0, async_start=INSTANT, cold_start=0.0, peek=INSTANT
-    )
+    platform = Platform(scheduler_delay=Latency(0.5), invoke=0.0, async_start=INSTANT, cold_start=0.0, peek=INSTANT)
     return replace(platform, **changes)
 
 
