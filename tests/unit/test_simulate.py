@@ -216,6 +216,8 @@ def test_today_is_the_template_and_the_engine_as_they_are() -> None:
     assert design.timeout == template["Resources"]["DispatcherFunction"]["Properties"]["Timeout"]
     assert (design.writers, design.readers) == (WRITERS, READERS)
     assert design.run_seconds == DispatchConfig().run_seconds and design.slices == 1
+    assert design.lease_seconds == DispatchConfig().lease_seconds
+    assert Design() == design, "the model's defaults are callme as it is"
 
 
 # -- fed with a benchmark's results -------------------------------------------------------------------
