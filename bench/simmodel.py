@@ -36,7 +36,9 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from itertools import accumulate
+from statistics import NormalDist
 from typing import Any
 
 # botocore's standard retry mode, as the repository configures it (callme.repository.connect):
@@ -61,15 +63,23 @@ class Latency:
     sigma: float = 0.0
 
     def sampler(self, rng: random.Random) -> Callable[[], float]:
+        """Draws from ``rng``: one of 2,048 equally likely quantiles (fast, and fine to p99.9)."""
         if self.sigma <= 0 or self.median <= 0:
             value = max(self.median, 0.0)
             return lambda: value
-        mu, sigma, gauss, exp = math.log(self.median), self.sigma, rng.gauss, math.exp
-        return lambda: exp(mu + sigma * gauss())
+        table = _lognormal_quantiles(self.median, self.sigma)
+        draw, size = rng.random, len(table)
+        return lambda: table[int(draw() * size)]
 
     def describe(self) -> str:
         text = _seconds(self.median)
         return text if self.sigma <= 0 else f"lognormal, median {text}, sigma {self.sigma:g}"
+
+
+@lru_cache
+def _lognormal_quantiles(median: float, sigma: float, size: int = 2048) -> tuple[float, ...]:
+    normal = NormalDist()
+    return tuple(median * math.exp(sigma * normal.inv_cdf((i + 0.5) / size)) for i in range(size))
 
 
 def _seconds(value: float) -> str:
@@ -382,31 +392,36 @@ class _Run:
     # -- calling and recording -------------------------------------------------------------
 
     def start_ready(self, now: float) -> None:
-        spec = self.spec
-        limit = spec.concurrency
+        """Start calls while there is room (the engine's ``_start_ready``); the hot path, so the
+        CPU queue and the event heap are used inline."""
         ready = self.ready
-        if now >= self.stop:
+        if now >= self.stop or not ready:
             return
-        skip_after = spec.skip_after
-        while ready and self.calls < limit and self.writes < limit:
+        spec = self.spec
+        limit, budget, skip_after, host_cap = spec.concurrency, spec.call_budget, spec.skip_after, self.host_cap
+        latency, cpu_call, heap, sent_at = self.call_latency, self.cpu_call, self.heap, self.result.calls
+        calls, cpu_free = self.calls, self.cpu_free
+        while ready and calls < limit and self.writes < limit:
             code = ready.popleft()
             if skip_after is not None and now >= skip_after:
                 self.result.skipped += 1
                 self.writes += 1
                 self.write_queue.append(code)
                 continue
-            if self.host_cap:
+            if host_cap:
                 host_calls = self.in_flight.get(code, 0)
-                if host_calls >= self.host_cap:
+                if host_calls >= host_cap:
                     self.parked.setdefault(code, deque()).append(code)
                     self.parked_count += 1
                     continue
                 self.in_flight[code] = host_calls + 1
-            self.calls += 1
-            sent = self.burst(now, self.cpu_call)
-            self.result.calls.append(sent)
-            latency = self.call_latency[code // HOST_BASE]()
-            self.push(sent + min(latency, spec.call_budget), _CALL_END, code)
+            calls += 1
+            cpu_free = (now if now > cpu_free else cpu_free) + cpu_call
+            sent_at.append(cpu_free)
+            self.order += 1
+            heapq.heappush(heap, (cpu_free + min(latency[code // HOST_BASE](), budget), self.order, _CALL_END, code))
+        self.cpu_busy += cpu_call * (calls - self.calls)
+        self.calls, self.cpu_free = calls, cpu_free
         if self.write_queue:
             self.start_writes(now)
 
