@@ -451,6 +451,34 @@ def cost_inputs(results: dict[str, Any]) -> cost.Inputs:
     return cost.Inputs(**results["cost"]["inputs"])
 
 
+def sizing(m: Measured, entries: int, latency: float, concurrency: int, memory_mb: int = 1024) -> dict[str, Any]:
+    """The arithmetic the model's runs bear out: how many runs, shards and slices a burst needs.
+
+    A run calls at most ``rate`` callbacks a second: its one core's worth (the measured CPU per
+    callback stretched to the function's vCPU share), or ``concurrency / latency`` if that is less.
+    To call ``entries`` by the goal's p99, the runs have the goal less the start (the tick, a cold
+    start, reading their entries) to call them in; one index partition takes 1,000 writes a second,
+    so a shard can have ``1000 // rate`` runs at most; every run is one concurrent execution."""
+    scale = 1769 / min(memory_mb, 1769)
+    cpu = (m.call_cpu + m.write_cpu + m.read_item_cpu) * scale
+    rate = min(1 / cpu, concurrency / latency)
+    start = SCHEDULER_DELAY.median + SANDBOX_SECONDS + m.cold_import * scale + 1.0  # 1 s to fan out and read
+    seconds = GOAL.lateness_p99 - start
+    runs = math.ceil(entries / (rate * seconds))
+    per_shard = max(1, int(GOAL.partition_units // rate))
+    return {
+        "concurrency": concurrency,
+        "cpu_ms_per_callback": round(cpu * 1000, 3),
+        "run_rate_per_second": round(rate, 1),
+        "seconds_to_call": round(seconds, 1),
+        "runs": runs,
+        "runs_per_shard_at_most": per_shard,
+        "shards_at_least": math.ceil(runs / per_shard),
+        "table_write_units": round(runs * rate),
+        "lambda_concurrency": runs + 1,
+    }
+
+
 def measured_costs(inputs: cost.Inputs) -> dict[str, float]:
     """Today's cost per million as the benchmark estimates it from this machine's figures
     (bench/cost.py), with fast and with slow endpoints: shown beside the model's."""
@@ -483,6 +511,10 @@ def simulate(results: dict[str, Any], with_sweep: bool = True) -> dict[str, Any]
             # measured with (2,000 a minute): the same assumptions on both sides of the comparison.
             reference = out["bursts"][f"{SIZES[0]}.{kind}"]["cost_per_million_usd"] if size != SIZES[0] else None
             out["bursts"][f"{size}.{kind}"] = summarize(b, m, inputs, reference)
+    out["sizing"] = {
+        kind: sizing(m, GOAL.entries, latency.median, concurrency)
+        for kind, latency, concurrency in (("fast", FAST, design.concurrency), ("slow", SLOW, 256))
+    }
     if with_sweep:
         rows = []
         for candidate in sweep_designs(design):
@@ -630,6 +662,15 @@ def render(sim: dict[str, Any]) -> str:
                 f" {fast['cost_per_million_usd']:>5.2f}/{slow['cost_per_million_usd']:.2f}"
                 f"  {_goal(fast)}, {_goal(slow)}"
             )
+    for kind, z in sim["sizing"].items():
+        lines.append(
+            f"Sizing, a million due, {kind} endpoints: a run at concurrency {z['concurrency']} calls"
+            f" {z['run_rate_per_second']:g}/s ({z['cpu_ms_per_callback']:g} ms of CPU each at 1,024 MB);"
+            f" in {z['seconds_to_call']:g} s that is"
+            f" {z['runs']} runs, at most {z['runs_per_shard_at_most']} a shard (1,000 WCU/s an index partition):"
+            f" >= {z['shards_at_least']} shards, the table warm for {z['table_write_units']:,} WCU/s,"
+            f" {z['lambda_concurrency']} concurrent executions"
+        )
     lines.append("Assumed (not measured here): " + "; ".join(f"{k}: {v}" for k, v in sim["assumed"].items()))
     lines.append(f"The simulation took {sim['cpu_seconds']} s of CPU.")
     return "\n".join(lines)
