@@ -230,6 +230,7 @@ def benchmark_results() -> dict[str, Any]:
         return {
             "entries": entries,
             "seconds": seconds,
+            "first_call_s": 0.3,
             "peek_seconds": 0.11,
             "cpu_seconds": {"dispatcher": dispatcher_cpu, "dynamodb": entries * 0.0019, "sink": 0.2},
             "call_lateness_p50_s": p99 / 2,
@@ -273,6 +274,16 @@ def benchmark_results() -> dict[str, Any]:
     }
 
 
+def test_the_model_takes_the_measured_cpu_per_callback_split_as_the_parts_measure_it() -> None:
+    results = benchmark_results()
+    m = simulate.measured_figures(results)[0]
+
+    per_callback = m.call_cpu + m.write_cpu + 8 * m.read_page_cpu / 2000 + m.read_item_cpu
+    assert per_callback == pytest.approx(5.09 / 2000)  # the dispatch's dispatcher CPU per callback
+    assert m.call_cpu / m.write_cpu == pytest.approx(0.00093 / (3.03 / 2000 - 0.0001))
+    assert m.server_write == pytest.approx((4.56 - 0.3) / 2000)  # the storage-only run's pace
+
+
 @pytest.fixture(scope="module")
 def simulated() -> dict[str, Any]:
     return simulate.simulate(benchmark_results(), with_sweep=False)
@@ -282,8 +293,8 @@ def test_the_check_sets_each_simulated_run_beside_the_measured_one(simulated: di
     fast = simulated["check"]["fast"]["repetitions"][0]
 
     assert fast["measured"] == {"call_p50_s": 2.85, "call_p99_s": 5.70, "seconds": 5.95}
-    # 2,000 callbacks at (0.93 + 1.42) ms of CPU on one core, after the look at the shards.
-    assert fast["simulated"]["seconds"] == pytest.approx(0.11 + 2000 * 0.00235, rel=0.1)
+    # 2,000 callbacks at the measured 2.545 ms of CPU on one core, after the look at the shards.
+    assert fast["simulated"]["seconds"] == pytest.approx(0.11 + 2000 * 0.002545, rel=0.1)
     slow = simulated["check"]["slow"]["repetitions"][0]
     assert slow["simulated"]["seconds"] == pytest.approx(1000 / 64, rel=0.1)
 
@@ -319,7 +330,7 @@ def test_the_sizing_arithmetic_is_borne_out_by_the_model(simulated: dict[str, An
     m = simulate.median_measured(simulate.measured_figures(benchmark_results()))
     z = simulate.sizing(m, 1_000_000, latency=1.0, concurrency=256)
 
-    cpu = (0.00093 + 0.001415 + m.read_item_cpu) * 1769 / 1024
+    cpu = 0.002545 * 1769 / 1024  # the dispatch's CPU per callback, at 1,024 MB
     assert z["run_rate_per_second"] == pytest.approx(min(1 / cpu, 256), rel=0.01)
     assert z["runs_per_shard_at_most"] * z["write_burst_per_second"] <= 1000
     design = simulate.scaled(simulate.today(), z["shards_at_least"], z["runs_per_shard_at_most"], 256)
