@@ -580,7 +580,8 @@ class Burst:
     results: dict[tuple[Any, ...], RunResult]
     coordinators: list[tuple[float, float, bool]]  # start, end, cold
     left: int  # entries still pending when the simulation stopped
-    minutes: int
+    minutes: int  # minutes with a run
+    horizon: float = 0.0  # seconds simulated
 
     def instances(self) -> Iterable[tuple[RunRecord, RunResult]]:
         for run in self.runs:
@@ -671,6 +672,7 @@ class _Burst:
         heapq.heappush(self.events, (at, self.order, kind, payload))
 
     def go(self, horizon: int) -> Burst:
+        """Tick by tick until ``horizon`` minutes have passed or nothing is left to do."""
         for minute in range(horizon):
             self.push(60.0 * minute + self.scheduler_delay(), "tick", minute)
         while self.events:
@@ -685,7 +687,8 @@ class _Burst:
                 self.invoke(now, *payload)
         left = sum(sum(c.pending) for c in self.chains.values())
         minutes = 1 + max((r.minute for r in self.runs), default=0)
-        return Burst(self.design, self.workload, self.runs, self.results, self.coordinators, left, minutes)
+        ended = max([60.0 * horizon, *(run.ended for run in self.runs)]) if left else 0.0
+        return Burst(self.design, self.workload, self.runs, self.results, self.coordinators, left, minutes, ended)
 
     def environment(self) -> bool:
         """Take an execution environment: a warm one if any is free; whether it starts cold."""

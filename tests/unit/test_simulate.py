@@ -339,3 +339,28 @@ def test_the_sizing_arithmetic_is_borne_out_by_the_model(simulated: dict[str, An
     )
     assert million["call_p99_s"] < simulate.GOAL.lateness_p99
     assert million["index_partition_wcu_peak"] < 1000 and million["throttled_writes"] == 0
+
+
+def test_entries_never_called_count_as_late_as_the_minutes_simulated() -> None:
+    results = benchmark_results()
+    m = simulate.measured_figures(results)[0]
+    stuck = replace(simulate.today(), run_seconds=0.0)  # no run may start a call
+    burst = simulate.burst(m, stuck, 1000, simulate.FAST)
+    summary = simulate.summarize(burst, m, simulate.cost_inputs(results), None)
+
+    assert summary["called"] == 0 and summary["left"] == 1000
+    assert summary["call_p50_s"] == summary["call_max_s"] == 60.0 * 12  # max_delay (10) + 2 minutes
+    assert not summary["goal"]["none_skipped"] and not summary["goal"]["lateness_p99"]
+
+
+def test_an_update_replaces_the_simulation_and_keeps_the_measurements(simulated: dict[str, Any]) -> None:
+    results = benchmark_results()
+    results["figures"] = {"throughput.dispatch_seconds": {"value": 5.95}, "simulation.gone": {"value": 1.0}}
+    results["targets"] = {"simulation.gone": {"target": "", "met": False}}
+
+    simulate.update(results, simulated)
+
+    assert results["figures"]["throughput.dispatch_seconds"] == {"value": 5.95}
+    assert "simulation.gone" not in results["figures"] and "simulation.gone" not in results["targets"]
+    assert set(simulate.FIGURES) <= set(results["figures"])
+    assert results["simulation"] is simulated
