@@ -67,19 +67,23 @@ from callme.task import TaskDefinition  # noqa: E402
 from local.template import load_template  # noqa: E402
 
 SIZES = (2_000, 100_000, 1_000_000)
+SIZED_CONCURRENCY = 256  # calls in flight per run in the sized design: a 1 s endpoint's share of a core
 TOLERANCE = 0.25  # the check: simulated within 25 % of measured
-GOAL_FIGURES = (
-    "call_max",
-    "index_partition_wcu_peak",
-    "table_partition_wcu_peak",
-    "concurrency_peak",
-    "cost_per_million_usd",
-)
+# The goal's figures of a burst; the partitions' only where writes are sure to be made (a design that
+# cannot call anything writes nothing, and a figure must come out positive).
+GOAL_FIGURES = ("call_max", "concurrency_peak", "cost_per_million_usd")
+PARTITION_FIGURES = ("index_partition_wcu_peak", "table_partition_wcu_peak")
+KINDS = ("fast", "slow")
 # Every figure the simulation adds to a benchmark run (the smoke run included).
 FIGURES = (
-    *(f"simulation.check.{case}.{what}" for case in ("fast", "slow") for what in ("call_p99", "seconds")),
-    *(f"simulation.{n}.{k}.{what}" for n in SIZES for k in ("fast", "slow") for what in ("call_p99", "record_p99")),
-    *(f"simulation.{SIZES[-1]}.{kind}.{what}" for kind in ("fast", "slow") for what in GOAL_FIGURES),
+    *(f"simulation.check.{case}.{what}" for case in KINDS for what in ("call_p99", "seconds")),
+    *(f"simulation.{n}.{k}.{what}" for n in SIZES for k in KINDS for what in ("call_p99", "record_p99")),
+    *(f"simulation.{SIZES[-1]}.{kind}.{what}" for kind in KINDS for what in GOAL_FIGURES),
+    *(
+        f"simulation.sized.{kind}.{what}"
+        for kind in KINDS
+        for what in ("call_p99", "record_p99", *GOAL_FIGURES, *PARTITION_FIGURES)
+    ),
 )
 
 
@@ -472,7 +476,7 @@ def cost_inputs(results: dict[str, Any]) -> cost.Inputs:
     return cost.Inputs(**results["cost"]["inputs"])
 
 
-HEADROOM = 0.8  # the model's runs keep their core about 80 % busy over the goal's 30 s
+HEADROOM = 0.8  # runs keep their core about 80 % busy over the goal's 30 s; partitions are kept to 80 %
 
 
 def sizing(m: Measured, entries: int, latency: float, concurrency: int, memory_mb: int = 1024) -> dict[str, Any]:
@@ -484,8 +488,10 @@ def sizing(m: Measured, entries: int, latency: float, concurrency: int, memory_m
     To call ``entries`` by the goal's p99, the runs have the goal less the start (the tick, a cold
     start, the fan-out and the reads) to call them in. One index partition takes 1,000 writes a
     second, and a run's writes come in bursts: while its core has only outcomes to write, one
-    every ``write`` CPU, so a shard can have ``1000 // (1 / write)`` runs at most. Every run is
-    one concurrent execution."""
+    every ``write`` CPU; kept to ``HEADROOM`` of the limit (entries are not hashed exactly evenly,
+    and the api writes new entries into the index meanwhile), a shard can have
+    ``HEADROOM * 1000 // (1 / write)`` runs at most, and the table's warm throughput must take
+    every run's bursts at once. Every run is one concurrent execution."""
     scale = 1769 / min(memory_mb, 1769)
     cpu = (m.call_cpu + m.write_cpu + m.read_item_cpu) * scale
     rate = min(1 / cpu, concurrency / latency)
@@ -493,7 +499,7 @@ def sizing(m: Measured, entries: int, latency: float, concurrency: int, memory_m
     start = SCHEDULER_DELAY.median + SANDBOX_SECONDS + m.cold_import * scale + 1.0  # 1 s to fan out and read
     seconds = GOAL.lateness_p99 - start
     runs = math.ceil(entries / (HEADROOM * rate * seconds))
-    per_shard = max(1, int(GOAL.partition_units // write_burst))
+    per_shard = max(1, int(HEADROOM * GOAL.partition_units // write_burst))
     return {
         "concurrency": concurrency,
         "cpu_ms_per_callback": round(cpu * 1000, 3),
@@ -503,7 +509,7 @@ def sizing(m: Measured, entries: int, latency: float, concurrency: int, memory_m
         "runs": runs,
         "runs_per_shard_at_most": per_shard,
         "shards_at_least": math.ceil(runs / per_shard),
-        "table_write_units": round(runs * rate),
+        "table_write_units": round(runs * write_burst / HEADROOM),  # the runs' bursts, at 80 % of it
         "lambda_concurrency": runs + 1,
     }
 
@@ -542,15 +548,22 @@ def simulate(results: dict[str, Any], with_sweep: bool = True) -> dict[str, Any]
             out["bursts"][f"{size}.{kind}"] = summarize(b, m, inputs, reference)
     out["sizing"] = {
         kind: sizing(m, GOAL.entries, latency.median, concurrency)
-        for kind, latency, concurrency in (("fast", FAST, design.concurrency), ("slow", SLOW, 256))
+        for kind, latency, concurrency in (("fast", FAST, design.concurrency), ("slow", SLOW, SIZED_CONCURRENCY))
+    }
+    # The design the arithmetic gives, for slow endpoints (it serves fast ones too), simulated.
+    z = out["sizing"]["slow"]
+    sized = scaled(design, z["shards_at_least"], z["runs_per_shard_at_most"], SIZED_CONCURRENCY)
+    today_usd = {kind: out["bursts"][f"{SIZES[0]}.{kind}"]["cost_per_million_usd"] for kind in kinds}
+    out["sized"] = {"design": asdict(sized)} | {
+        kind: summarize(burst(m, sized, GOAL.entries, latency), m, inputs, today_usd[kind])
+        for kind, latency in kinds.items()
     }
     if with_sweep:
         rows = []
         for candidate in sweep_designs(design):
             row: dict[str, Any] = {"design": asdict(candidate)}
             for kind, latency in kinds.items():
-                reference = out["bursts"][f"{SIZES[0]}.{kind}"]["cost_per_million_usd"]
-                row[kind] = summarize(burst(m, candidate, GOAL.entries, latency), m, inputs, reference)
+                row[kind] = summarize(burst(m, candidate, GOAL.entries, latency), m, inputs, today_usd[kind])
             rows.append(row)
         out["sweep"] = rows
     out["cpu_seconds"] = round(time.process_time() - started, 2)
@@ -599,7 +612,22 @@ def figures(sim: dict[str, Any]) -> list[Figure]:
             out.append(p99)
             out.append(figure(f"{key}.record_p99", "  to the recorded outcome, p99", [s["record_p99_s"]], "s"))
             if goal:
-                out += _goal_figures(key, s)
+                out += _goal_figures(key, s, GOAL_FIGURES)
+    design = Design(**sim["sized"]["design"])
+    for kind in KINDS:
+        s = sim["sized"][kind]
+        key = f"simulation.sized.{kind}"
+        p99 = figure(
+            f"{key}.call_p99",
+            f"simulated, {GOAL.entries:,} due, {kind}, sized: {design.label()}: lateness p99",
+            [s["call_p99_s"]],
+            "s",
+            "< 30 s",
+        )
+        p99.met = s["goal"]["lateness_p99"]
+        out.append(p99)
+        out.append(figure(f"{key}.record_p99", "  to the recorded outcome, p99", [s["record_p99_s"]], "s"))
+        out += _goal_figures(key, s, (*GOAL_FIGURES, *PARTITION_FIGURES))
     return out
 
 
@@ -608,8 +636,8 @@ def _never_called(s: dict[str, Any]) -> str:
     return f" ({missed:,} skipped or never called, counted at {s['call_max_s']:g} s)" if missed else ""
 
 
-def _goal_figures(key: str, s: dict[str, Any]) -> list[Figure]:
-    """A burst's figures against the goal, each met or not."""
+def _goal_figures(key: str, s: dict[str, Any], which: tuple[str, ...]) -> list[Figure]:
+    """A burst's figures against the goal, each met or not: those named in ``which``."""
     goal = s["goal"]
     rows = (
         (
@@ -646,8 +674,9 @@ def _goal_figures(key: str, s: dict[str, Any]) -> list[Figure]:
             goal["cost"],
         ),
     )
+    named = {row[0]: row for row in rows}
     out = []
-    for suffix, label, value, unit, target, met in rows:
+    for suffix, label, value, unit, target, met in (named[name] for name in which):
         f = figure(f"{key}.{suffix}", label, [value], unit, target)
         f.met = met
         out.append(f)
@@ -672,45 +701,60 @@ def render(sim: dict[str, Any]) -> str:
     for key, s in sim["bursts"].items():
         size, kind = key.split(".")
         lines.append(_burst_row(f"{int(size):,} {kind}", s))
+    lines += _render_sizing(sim)
     if "sweep" in sim:
-        lines.append(
-            f"A million due in one minute, other designs (fan-out 50 at once, the account's concurrency, the index"
-            f" pre-warmed to a partition per shard, the table to 100,000 WCU/s); goal: p99 < {GOAL.lateness_p99:g} s,"
-            f" none skipped, partitions < 1,000 WCU/s, concurrency <= {GOAL.concurrency:,}, cost <= today's"
-            " (the model's, at 2,000 a minute):"
-        )
-        lines.append(
-            f"  {'design':<44} {'p99 fast':>8} {'slow':>6} {'not called':>10} {'index':>6} {'table':>7}"
-            f" {'thrott':>7} {'conc':>5} {'USD/M':>11}  goal (fast, slow)"
-        )
-        for row in sim["sweep"]:
-            fast, slow = row["fast"], row["slow"]
-            design = Design(**row["design"])
-            name = design.label() + (f", {design.memory_mb} MB" if design.memory_mb != 1024 else "")
-            lines.append(
-                f"  {name:<44} {fast['call_p99_s']:>8.1f} {slow['call_p99_s']:>6.1f}"
-                f" {fast['skipped'] + fast['left'] + slow['skipped'] + slow['left']:>10,}"
-                f" {max(fast['index_partition_wcu_peak'], slow['index_partition_wcu_peak']):>6.0f}"
-                f" {max(fast['table_wcu_peak'], slow['table_wcu_peak']):>7,.0f}"
-                f" {fast['throttled_writes'] + slow['throttled_writes']:>7,}"
-                f" {max(fast['concurrency_peak'], slow['concurrency_peak']):>5}"
-                f" {fast['cost_per_million_usd']:>5.2f}/{slow['cost_per_million_usd']:.2f}"
-                f"  {_goal(fast)}, {_goal(slow)}"
-            )
+        lines += _render_sweep(sim["sweep"])
+    lines.append("Assumed (not measured here): " + "; ".join(f"{k}: {v}" for k, v in sim["assumed"].items()))
+    lines.append(f"The simulation took {sim['cpu_seconds']} s of CPU.")
+    return "\n".join(lines)
+
+
+def _render_sizing(sim: dict[str, Any]) -> list[str]:
+    lines = []
     for kind, z in sim["sizing"].items():
         lines.append(
             f"Sizing, a million due, {kind} endpoints: a run at concurrency {z['concurrency']} calls"
             f" {z['run_rate_per_second']:g}/s at most ({z['cpu_ms_per_callback']:g} ms of CPU each at 1,024 MB),"
-            f" {HEADROOM:.0%} of it on the whole;"
-            f" in {z['seconds_to_call']:g} s that is"
-            f" {z['runs']} runs; writes come in bursts of up to {z['write_burst_per_second']:g}/s a run, so at most"
-            f" {z['runs_per_shard_at_most']} a shard (1,000 WCU/s an index partition):"
+            f" {HEADROOM:.0%} of it on the whole; in {z['seconds_to_call']:g} s that is {z['runs']} runs;"
+            f" writes come in bursts of up to {z['write_burst_per_second']:g}/s a run, so at most"
+            f" {z['runs_per_shard_at_most']} a shard (an index partition kept to {HEADROOM:.0%} of 1,000 WCU/s):"
             f" >= {z['shards_at_least']} shards, the table warm for {z['table_write_units']:,} WCU/s,"
             f" {z['lambda_concurrency']} concurrent executions"
         )
-    lines.append("Assumed (not measured here): " + "; ".join(f"{k}: {v}" for k, v in sim["assumed"].items()))
-    lines.append(f"The simulation took {sim['cpu_seconds']} s of CPU.")
-    return "\n".join(lines)
+    sized = Design(**sim["sized"]["design"])
+    lines.append(
+        f"That design, a million due ({sized.label()}, fan-out 50 at once, the account's concurrency,"
+        " the index and the table pre-warmed):"
+    )
+    lines.append(_burst_header())
+    lines += [_burst_row(f"{GOAL.entries:,} {kind}", sim["sized"][kind]) for kind in KINDS]
+    return lines
+
+
+def _render_sweep(sweep: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"A million due in one minute, other designs (fan-out 50 at once, the account's concurrency, the index"
+        f" pre-warmed to a partition per shard, the table to 100,000 WCU/s); goal: p99 < {GOAL.lateness_p99:g} s,"
+        f" none skipped, partitions < 1,000 WCU/s, concurrency <= {GOAL.concurrency:,}, cost <= today's"
+        " (the model's, at 2,000 a minute):",
+        f"  {'design':<44} {'p99 fast':>8} {'slow':>6} {'not called':>10} {'index':>6} {'table':>7}"
+        f" {'thrott':>7} {'conc':>5} {'USD/M':>11}  goal (fast, slow)",
+    ]
+    for row in sweep:
+        fast, slow = row["fast"], row["slow"]
+        design = Design(**row["design"])
+        name = design.label() + (f", {design.memory_mb} MB" if design.memory_mb != 1024 else "")
+        lines.append(
+            f"  {name:<44} {fast['call_p99_s']:>8.1f} {slow['call_p99_s']:>6.1f}"
+            f" {fast['skipped'] + fast['left'] + slow['skipped'] + slow['left']:>10,}"
+            f" {max(fast['index_partition_wcu_peak'], slow['index_partition_wcu_peak']):>6.0f}"
+            f" {max(fast['table_wcu_peak'], slow['table_wcu_peak']):>7,.0f}"
+            f" {fast['throttled_writes'] + slow['throttled_writes']:>7,}"
+            f" {max(fast['concurrency_peak'], slow['concurrency_peak']):>5}"
+            f" {fast['cost_per_million_usd']:>5.2f}/{slow['cost_per_million_usd']:.2f}"
+            f"  {_goal(fast)}, {_goal(slow)}"
+        )
+    return lines
 
 
 def _burst_header() -> str:
