@@ -327,18 +327,16 @@ def test_a_million_in_a_minute_misses_the_goal_today(simulated: dict[str, Any]) 
 
 
 def test_the_sizing_arithmetic_is_borne_out_by_the_model(simulated: dict[str, Any]) -> None:
-    m = simulate.median_measured(simulate.measured_figures(benchmark_results()))
-    z = simulate.sizing(m, 1_000_000, latency=1.0, concurrency=256)
+    z = simulated["sizing"]["slow"]
 
     cpu = 0.002545 * 1769 / 1024  # the dispatch's CPU per callback, at 1,024 MB
     assert z["run_rate_per_second"] == pytest.approx(min(1 / cpu, 256), rel=0.01)
     assert z["runs_per_shard_at_most"] * z["write_burst_per_second"] <= 1000 * simulate.HEADROOM
-    design = simulate.scaled(simulate.today(), z["shards_at_least"], z["runs_per_shard_at_most"], 256)
-    million = simulate.summarize(
-        simulate.burst(m, design, 1_000_000, simulate.SLOW), m, simulate.cost_inputs(benchmark_results()), None
-    )
-    assert million["call_p99_s"] < simulate.GOAL.lateness_p99
-    assert million["index_partition_wcu_peak"] < 1000 and million["throttled_writes"] == 0
+    assert z["shards_at_least"] * z["runs_per_shard_at_most"] >= z["runs"]
+    sized = simulated["sized"]
+    assert (sized["design"]["shards"], sized["design"]["slices"]) == (z["shards_at_least"], z["runs_per_shard_at_most"])
+    for kind in ("fast", "slow"):
+        assert all(sized[kind]["goal"].values()), (kind, sized[kind]["goal"])
 
 
 def test_entries_never_called_count_as_late_as_the_minutes_simulated() -> None:
