@@ -16,6 +16,7 @@ from typing import Any
 from .dynamodb import REGION, TABLE_NAMES, EmbeddedDynamoDB, ensure_tables
 from .gateway import LocalApiGateway
 from .lambda_context import LocalContext
+from .state import StateFolder, StateFolderInUse
 from .ticker import MinuteTicker
 
 log = logging.getLogger("callme-local")
@@ -31,7 +32,7 @@ class Options:
     test_hooks: bool = False
 
 
-def prepare_environment(state_dir: Path) -> str:
+def prepare_environment(state: StateFolder) -> str:
     """Set the variables the handlers read, as template.yaml sets them in AWS. Returns the secret."""
     env = os.environ
     env.setdefault("CALLME_TABLE_NAME", TABLE_NAMES["TasksTable"])
@@ -47,31 +48,24 @@ def prepare_environment(state_dir: Path) -> str:
         env.setdefault("AWS_ACCESS_KEY_ID", "local")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     if not env.get("CALLME_SIGNING_SECRET"):
-        env["CALLME_SIGNING_SECRET"] = _local_secret(state_dir)
+        from callme.signing import new_secret
+
+        env["CALLME_SIGNING_SECRET"] = state.signing_secret(new_secret())
     return env["CALLME_SIGNING_SECRET"]
-
-
-def _local_secret(state_dir: Path) -> str:
-    from callme.signing import new_secret
-
-    path = state_dir / "signing-secret"
-    if not path.exists():
-        path.write_text(new_secret() + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 class LocalStack:
     def __init__(self, options: Options) -> None:
         self.options = options
+        self.state = StateFolder(options.state_dir)
         self.database: EmbeddedDynamoDB | None = None
         self.gateway: LocalApiGateway | None = None
         self.ticker: MinuteTicker | None = None
 
     def start(self) -> None:
         options = self.options
-        options.state_dir.mkdir(parents=True, exist_ok=True)
-        secret = prepare_environment(options.state_dir)
+        self.state.lock()  # before anything in the folder is read or written
+        secret = prepare_environment(self.state)
         endpoint = os.environ.get("CALLME_DYNAMODB_ENDPOINT")
         if endpoint:
             ensure_tables(endpoint)
@@ -110,6 +104,7 @@ class LocalStack:
             self.gateway.server_close()
         if self.database:
             self.database.stop()
+        self.state.release()
 
     def _tick(self, event: dict[str, Any], _: Any) -> dict[str, Any]:
         """Test hook: run the dispatcher now, as if it were ``at`` (a Unix time) on the clock."""
@@ -139,7 +134,11 @@ def run(options: Options) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server: one line per request
     stack = LocalStack(options)
-    stack.start()
+    try:
+        stack.start()
+    except StateFolderInUse as error:
+        print(f"callme: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
     def shutdown(signum: int, frame: object) -> None:
         print("\nstopping callme...", flush=True)
