@@ -168,4 +168,6 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("httpMethod") == "HEAD":  # API Gateway passes HEAD on; it is GET without the body, dropped there
+        event = {**event, "httpMethod": "GET"}
     return app.resolve(event, context)
