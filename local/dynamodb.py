@@ -27,7 +27,7 @@ from werkzeug.test import Client
 from .state import replace_durably
 from .template import load_template, table_definitions
 
-log = logging.getLogger("callme-local")
+log = logging.getLogger(__name__)
 REGION = "us-east-1"
 _WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 _AUTH = (

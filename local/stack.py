@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -14,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .dynamodb import REGION, TABLE_NAMES, EmbeddedDynamoDB, ensure_tables
-from .gateway import LocalApiGateway
+from .gateway import LambdaFunction, LocalApiGateway
 from .lambda_context import LocalContext
 from .state import StateFolder, StateFolderInUse
+from .template import function_timeout, load_template
 from .ticker import MinuteTicker
 
-log = logging.getLogger("callme-local")
+log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.0/8,::1/128"
 
 
@@ -79,14 +81,13 @@ class LocalStack:
         from handlers import api, dispatcher
 
         routes: dict[str, Any] = {"/_local/tick": self._tick} if options.test_hooks else {}
-        self.gateway = LocalApiGateway((options.host, options.port), api.lambda_handler, routes)
+        function = LambdaFunction("callme-api", api.lambda_handler, _timeout("ApiFunction"))
+        self.gateway = LocalApiGateway((options.host, options.port), function, routes)
         if options.ticks:
             self.ticker = MinuteTicker(lambda event: dispatcher.lambda_handler(event, _dispatcher_context()))
             self.ticker.start()
-        host, port = self.gateway.server_address[0], self.gateway.server_address[1]
-        host = host.decode() if isinstance(host, bytes) else host
         allowed = os.environ.get("CALLME_ALLOW_NETWORKS") or "none"
-        print(f"callme API listening on http://{host}:{port}", flush=True)
+        print(f"callme API listening on {self.gateway.url}", flush=True)
         print(f"  storage:    {where}", flush=True)
         print(f"  dispatcher: {'every minute, at second 0' if options.ticks else 'off (test ticks only)'}", flush=True)
         print(f"  callbacks to these private networks are allowed (local only): {allowed}", flush=True)
@@ -127,10 +128,17 @@ class LocalStack:
 
 
 def _dispatcher_context() -> LocalContext:
-    return LocalContext.for_function("callme-dispatcher", timeout_seconds=75)
+    return LocalContext.for_function("callme-dispatcher", _timeout("DispatcherFunction"))
+
+
+@functools.cache
+def _timeout(logical_id: str) -> float:
+    """A function's timeout in template.yaml, as Lambda enforces it."""
+    return function_timeout(load_template(), logical_id)
 
 
 def run(options: Options) -> None:
+    # The local stack logs as "local.*": Powertools drops any logger named "callme..." from the root handlers.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server: one line per request
     stack = LocalStack(options)
