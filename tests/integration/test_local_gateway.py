@@ -132,12 +132,13 @@ def test_a_body_just_under_the_request_limit_is_passed_on(url: str, stub: Stub) 
     assert payload_size(stub.events[0]) <= LAMBDA_MAX_REQUEST
 
 
-def test_a_content_length_over_api_gateways_limit_gets_413_before_the_body_is_sent(url: str, stub: Stub) -> None:
+@pytest.mark.parametrize("length", [str(API_GATEWAY_MAX_BODY + 1), "9" * 5000])
+def test_a_content_length_over_api_gateways_limit_gets_413_before_the_body_is_sent(
+    url: str, stub: Stub, length: str
+) -> None:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as connection:
-        connection.sendall(
-            f"PUT /task/big HTTP/1.1\r\nHost: x\r\nContent-Length: {API_GATEWAY_MAX_BODY + 1}\r\n\r\n".encode()
-        )
+        connection.sendall(f"PUT /task/big HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
         answer = b""
         while chunk := connection.recv(65536):
             answer += chunk
