@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from pathlib import Path
 
 LOCK_NAME = "state.lock"
@@ -27,6 +28,7 @@ class StateFolder:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self._release = threading.Lock()
 
     def lock(self) -> None:
         """Take the folder, or raise StateFolderInUse (naming the holder) having changed nothing in it."""
@@ -47,11 +49,13 @@ class StateFolder:
         self._fd = fd
 
     def release(self) -> None:
-        if self._fd is not None:
+        """Give the folder up (idempotent: a stopping stack may call it from two threads)."""
+        with self._release:
+            fd, self._fd = self._fd, None
+        if fd is not None:
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)  # closing the descriptor releases the lock
-            self._fd = None
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing the descriptor releases the lock
 
     def signing_secret(self, new_secret: str) -> str:
         """The secret kept in the folder; ``new_secret`` becomes it on first start (mode 0600 from the start)."""
