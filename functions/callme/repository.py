@@ -26,6 +26,7 @@ from .errors import ServiceUnavailable
 from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
 DUE_INDEX = "due"
+MAX_TRANSACTION_WRITES = 100  # DynamoDB's limit on the actions of one TransactWriteItems
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -41,6 +42,15 @@ class StaleEntry(Exception):
 
     def __init__(self, current: Task | None) -> None:
         super().__init__("entry changed")
+        self.current = current
+
+
+class TransactionRefused(Exception):
+    """A transaction did not apply. ``current`` holds, for each write whose condition failed, the
+    entry as stored (None if there is none); it is empty when the transaction lost to a concurrent one."""
+
+    def __init__(self, current: dict[TaskKey, Task | None]) -> None:
+        super().__init__("transaction refused")
         self.current = current
 
 
@@ -65,6 +75,7 @@ class TaskRepository(Protocol):
 
     def insert(self, task: Task) -> None: ...
     def save(self, task: Task, expected_revision: str) -> None: ...
+    def reschedule(self, successor: Task | None, marked: list[tuple[Task, str]]) -> None: ...
     def get(self, key: TaskKey) -> Task | None: ...
     def get_many(self, keys: list[TaskKey]) -> list[Task]: ...
     def entries_of(self, name: str, lowest: int | None, now: float, limit: int) -> Page: ...
@@ -117,6 +128,47 @@ class DynamoDBTaskRepository:
         )
         if not written:
             raise StaleEntry(current)
+
+    def reschedule(self, successor: Task | None, marked: list[tuple[Task, str]]) -> None:
+        """In one transaction: insert ``successor`` (None when it exists already) and write each
+        source marked with its ``rescheduled_to``, given with the revision it was read at, on
+        condition that it is unchanged and was not rescheduled before. All or nothing, so that no
+        crash leaves a successor without its source marked, or a mark without its successor; at most
+        MAX_TRANSACTION_WRITES writes. TransactionRefused if a condition failed or a concurrent
+        transaction won. A refusal in which every write found exactly what it writes is this very
+        transaction, retried by botocore after its answer was lost: it counts as written."""
+        writes: list[tuple[Task, str, dict[str, Any]]] = []
+        if successor is not None:
+            writes.append((successor, "attribute_not_exists(task_name)", {}))
+        for task, expected in marked:
+            writes.append(
+                (
+                    task,
+                    "revision = :expected AND attribute_not_exists(rescheduled_to)",
+                    {":expected": {"S": expected}},
+                )
+            )
+        actions = []
+        for task, condition, values in writes:
+            put: dict[str, Any] = {
+                "TableName": self._table,
+                "Item": self._row(task),
+                "ConditionExpression": condition,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+            if values:
+                put["ExpressionAttributeValues"] = values
+            actions.append({"Put": put})
+        try:
+            self._call("transact_write_items", TransactItems=actions)
+        except _TransactionCancelled as cancelled:
+            current = {
+                task.key: to_task(reason["Item"]) if reason.get("Item") else None
+                for (task, _, _), reason in zip(writes, cancelled.reasons, strict=False)
+                if reason.get("Code") == "ConditionalCheckFailed"
+            }
+            if any(getattr(current.get(task.key), "revision", None) != task.revision for task, _, _ in writes):
+                raise TransactionRefused(current) from None
 
     def _put_conditionally(self, task: Task, condition: str, values: dict[str, Any]) -> tuple[bool, Task | None]:
         """Put ``task`` under ``condition``: (True, None) when written, else (False, the entry as
@@ -279,6 +331,12 @@ class DynamoDBTaskRepository:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
                 raise _ConditionFailed(exc.response.get("Item")) from None
+            if code == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or []
+                lost = {r.get("Code") for r in reasons} - {"None", "ConditionalCheckFailed", "TransactionConflict"}
+                if not lost:
+                    raise _TransactionCancelled(reasons) from None
+                code = f"{code}: {', '.join(sorted(map(str, lost)))}"
             raise ServiceUnavailable(f"storage is unavailable ({code or 'error'}); retry the request") from exc
         except BotoCoreError as exc:
             raise ServiceUnavailable(f"storage is unavailable ({type(exc).__name__}); retry the request") from exc
@@ -288,6 +346,12 @@ class _ConditionFailed(Exception):
     def __init__(self, item: dict[str, Any] | None) -> None:
         super().__init__("condition failed")
         self.item = item
+
+
+class _TransactionCancelled(Exception):
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__("transaction cancelled")
+        self.reasons = reasons
 
 
 def _key(key: TaskKey) -> dict[str, Any]:

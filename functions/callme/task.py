@@ -143,6 +143,13 @@ class Task:
         return self._finish(TaskState.CANCELLED, now, retention_seconds)
 
     def rescheduled(self, to: TaskKey, now: float) -> Task:
+        """Point at the successor ``to``. An entry has at most one successor, so that rescheduling it
+        again (or twice at once) never multiplies its call."""
+        if self.rescheduled_to is not None:
+            raise Conflict(
+                f"entry {self.key} was already rescheduled to {self.rescheduled_to} (its rescheduled_to); "
+                f"an entry has one successor: reschedule {self.rescheduled_to} if it fails"
+            )
         return replace(self, rescheduled_to=str(to), updated_at=now, revision=new_revision())
 
     # -- dispatch-side transitions -------------------------------------------------------

@@ -222,6 +222,26 @@ def test_pending_entry_that_was_already_called_cannot_be_replaced() -> None:
     assert error.status == 409
 
 
+# -- rescheduled ------------------------------------------------------------------------------------
+
+
+def test_rescheduled_entry_points_at_its_successor() -> None:
+    task = make_task(state=TaskState.FAILED, attempts=2)
+    marked = task.rescheduled(TaskKey("job", CURRENT_MINUTE + 60), NOW)
+    assert marked.rescheduled_to == f"job@{CURRENT_MINUTE + 60}"
+    assert marked.revision != task.revision, "the mark is a write of its own, conditional on the entry as read"
+
+
+@pytest.mark.parametrize("minute", [CURRENT_MINUTE + 60, CURRENT_MINUTE + 120])
+def test_an_entry_has_at_most_one_successor(minute: int) -> None:
+    marked = make_task(state=TaskState.FAILED, attempts=2).rescheduled(TaskKey("job", CURRENT_MINUTE + 60), NOW)
+    error = rejected(lambda: marked.rescheduled(TaskKey("job", minute), NOW))
+    assert isinstance(error, Conflict)
+    assert error.message.startswith(
+        f"entry job@{CURRENT_MINUTE} was already rescheduled to job@{CURRENT_MINUTE + 60} (its rescheduled_to)"
+    )
+
+
 # -- cancelled --------------------------------------------------------------------------------------
 
 
