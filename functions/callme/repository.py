@@ -27,6 +27,7 @@ from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
 DUE_INDEX = "due"
 MAX_TRANSACTION_WRITES = 100  # DynamoDB's limit on the actions of one TransactWriteItems
+_ABSENT = "attribute_not_exists(task_name)"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -117,7 +118,7 @@ class DynamoDBTaskRepository:
 
     def insert(self, task: Task) -> None:
         """Write a new entry; EntryExists (holding the stored one) if its key is taken."""
-        written, current = self._put_conditionally(task, "attribute_not_exists(task_name)", {})
+        written, current = self._put_conditionally(task, _ABSENT, {})
         if not written:
             raise EntryExists(current)
 
@@ -137,43 +138,35 @@ class DynamoDBTaskRepository:
         MAX_TRANSACTION_WRITES writes. TransactionRefused if a condition failed or a concurrent
         transaction won. A refusal in which every write found exactly what it writes is this very
         transaction, retried by botocore after its answer was lost: it counts as written."""
-        writes: list[tuple[Task, str, dict[str, Any]]] = []
-        if successor is not None:
-            writes.append((successor, "attribute_not_exists(task_name)", {}))
-        for task, expected in marked:
-            writes.append(
-                (
-                    task,
-                    "revision = :expected AND attribute_not_exists(rescheduled_to)",
-                    {":expected": {"S": expected}},
-                )
-            )
-        actions = []
-        for task, condition, values in writes:
-            put: dict[str, Any] = {
-                "TableName": self._table,
-                "Item": self._row(task),
-                "ConditionExpression": condition,
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-            if values:
-                put["ExpressionAttributeValues"] = values
-            actions.append({"Put": put})
+        writes = [self._put_request(successor, _ABSENT, {})] if successor else []
+        unmarked = "revision = :expected AND attribute_not_exists(rescheduled_to)"
+        writes += [self._put_request(task, unmarked, {":expected": {"S": expected}}) for task, expected in marked]
+        tasks = ([successor] if successor else []) + [task for task, _ in marked]
         try:
-            self._call("transact_write_items", TransactItems=actions)
+            self._call("transact_write_items", TransactItems=[{"Put": put} for put in writes])
         except _TransactionCancelled as cancelled:
             current = {
                 task.key: to_task(reason["Item"]) if reason.get("Item") else None
-                for (task, _, _), reason in zip(writes, cancelled.reasons, strict=False)
+                for task, reason in zip(tasks, cancelled.reasons, strict=False)
                 if reason.get("Code") == "ConditionalCheckFailed"
             }
-            if any(getattr(current.get(task.key), "revision", None) != task.revision for task, _, _ in writes):
+            if any(getattr(current.get(task.key), "revision", None) != task.revision for task in tasks):
                 raise TransactionRefused(current) from None
 
     def _put_conditionally(self, task: Task, condition: str, values: dict[str, Any]) -> tuple[bool, Task | None]:
         """Put ``task`` under ``condition``: (True, None) when written, else (False, the entry as
         stored, None if there is none). A stored entry carrying this very write's revision is our
         own write, retried by botocore after its answer was lost: it counts as written."""
+        try:
+            self._call("put_item", **self._put_request(task, condition, values))
+        except _ConditionFailed as failed:
+            current = to_task(failed.item) if failed.item else None
+            if current is None or current.revision != task.revision:
+                return False, current
+        return True, None
+
+    def _put_request(self, task: Task, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+        """A Put of ``task`` under ``condition`` that returns the stored item when the condition fails."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "Item": self._row(task),
@@ -182,13 +175,7 @@ class DynamoDBTaskRepository:
         }
         if values:
             request["ExpressionAttributeValues"] = values
-        try:
-            self._call("put_item", **request)
-        except _ConditionFailed as failed:
-            current = to_task(failed.item) if failed.item else None
-            if current is None or current.revision != task.revision:
-                return False, current
-        return True, None
+        return request
 
     # -- reads ------------------------------------------------------------------------------
 

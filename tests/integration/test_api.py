@@ -550,6 +550,17 @@ def test_bad_reschedule_requests_get_400(client: Client, aws: Any, target: str, 
     assert stored_items(aws) == before
 
 
+def test_a_reschedule_that_could_never_be_called_gets_400(client: Client, aws: Any) -> None:
+    client.put("job", trigger_at="1858809600", max_delay=1)
+    _finish(aws, "job", 1858809600, "failed")
+    before = stored_items(aws)
+    status, answer, _ = client("POST", "/reschedule/job@1858809600", {"trigger_at": "+0m"})
+    assert status == 400
+    assert "with max_delay 1 can never be called" in answer["error"]
+    assert stored_items(aws) == before
+    assert client("POST", "/reschedule/job@1858809600", {"trigger_at": "+1m"})[0] == 201
+
+
 def test_reschedule_of_a_missing_entry_is_404(client: Client) -> None:
     assert client("POST", "/reschedule/nobody@1858809600")[0] == 404
     assert client("POST", "/reschedule/nobody")[0] == 404
