@@ -189,6 +189,81 @@ def speed_up_moto() -> None:
     moto.backends.list_of_moto_modules = lambda: modules
     responses: Any = moto.core.responses
     responses.method_names_from_class = functools.cache(responses.method_names_from_class)
+    from moto.dynamodb.models import DynamoDBBackend
+
+    DynamoDBBackend.transact_write_items = puts_checked_first(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
+
+
+def puts_checked_first(original: Callable[..., None]) -> Callable[..., None]:
+    """moto's TransactWriteItems without its table copies, for transactions of Puts (callme's).
+
+    To roll a transaction back, moto deep-copies the whole table for each of its actions: 0.2 ms per
+    stored item and action, so a two-write transaction on 5,000 entries took 1.9 s (and every other
+    write waited for it), one of 100 writes 89 s. Puts on distinct items need no rollback when
+    every condition is checked before anything is written: that is done here, with moto's own
+    condition evaluation and answers. Any other transaction goes to moto's own code.
+    """
+    if getattr(original, "callme_fast_path", False):
+        return original
+    from moto.dynamodb.exceptions import TransactionCanceledException
+
+    @functools.wraps(original)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        puts = [item["Put"] for item in transact_items if list(item) == ["Put"]]
+        keys = _distinct_keys(self, puts) if len(puts) == len(transact_items) <= 100 else None
+        if keys is None:
+            return original(self, transact_items)
+        stored = [self.get_item(put["TableName"], key) for put, key in zip(puts, keys, strict=True)]
+        reasons = [_condition_failure(put, current) for put, current in zip(puts, stored, strict=True)]
+        if any(code for code, _, _ in reasons):
+            raise TransactionCanceledException(reasons)
+        for done, put in enumerate(puts):
+            try:
+                self.put_item(put["TableName"], put["Item"])
+            except Exception as error:  # a Put moto refuses (item too large ...): undo the ones before
+                for undo, key, before in reversed(list(zip(puts[:done], keys, stored, strict=False))):
+                    if before is None:
+                        self.delete_item(undo["TableName"], key)
+                    else:
+                        self.put_item(undo["TableName"], before.to_json()["Attributes"])
+                reasons[done] = (type(error).__name__, str(error), None)
+                raise TransactionCanceledException(reasons) from error
+        return None
+
+    transact_write_items.callme_fast_path = True  # type: ignore[attr-defined]
+    return transact_write_items
+
+
+def _distinct_keys(backend: Any, puts: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The key of each Put's item, or None unless every item has its key and no two are the same
+    (moto's own code answers those)."""
+    keys = []
+    for put in puts:
+        table = backend.get_table(put["TableName"])
+        names = [n for n in (table.hash_key_attr, table.range_key_attr) if n]
+        if not all(n in put["Item"] for n in names):
+            return None
+        keys.append({n: put["Item"][n] for n in names})
+    distinct = {json.dumps([put["TableName"], key], sort_keys=True) for put, key in zip(puts, keys, strict=True)}
+    return keys if len(distinct) == len(puts) else None
+
+
+def _condition_failure(put: dict[str, Any], current: Any) -> tuple[str | None, str | None, Any]:
+    """A cancellation reason as moto's TransactWriteItems gives it: (None, None, None) for a Put
+    whose condition holds, else the failure with the stored item when ALL_OLD was asked for."""
+    from moto.dynamodb.comparisons import get_filter_expression
+
+    condition = put.get("ConditionExpression")
+    if not condition or get_filter_expression(
+        condition, put.get("ExpressionAttributeNames"), put.get("ExpressionAttributeValues")
+    ).expr(current):
+        return None, None, None
+    wanted = current is not None and put.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+    return (
+        "ConditionalCheckFailed",
+        "The conditional request failed",
+        current.to_json()["Attributes"] if wanted else None,
+    )
 
 
 def _base64(value: Any) -> str:
