@@ -11,11 +11,16 @@ error including malformed request lines, and the platform's limits:
 
 - a request body over 10,485,760 bytes (API Gateway's payload quota): 413;
 - a proxy event over 6,291,456 bytes (Lambda's synchronous invocation request limit): 413, as API
-  Gateway answers ("Request Too Long");
+  Gateway answers (``{"message": "Request Too Long"}``: API Gateway does not let it be customised);
 - a response over 6,291,556 bytes as Lambda's Python runtime serializes it (json, ``ensure_ascii``
-  off): 502 "Internal server error", as API Gateway answers a failed invocation;
-- a handler still running at the function's timeout from template.yaml: 502, as API Gateway answers
-  a Lambda "Task timed out"; past the integration timeout (29 s): 504 "Endpoint request timed out".
+  off), a handler that raises or answers no proxy response, or one still running at the function's
+  timeout from template.yaml: 502 "Internal server error", as API Gateway answers a failed invocation;
+- past the integration timeout (29 s): 504 "Endpoint request timed out".
+
+API Gateway's own answers are rendered through the template's ``GatewayResponses`` (as a deployed
+API renders them: the failed invocation through ``DEFAULT_5XX``, the timeout through
+``INTEGRATION_TIMEOUT``), or API Gateway's default ``{"message": ...}`` where it has none. Errors of
+the HTTP layer itself (malformed requests) answer ``{"error": ...}``.
 
 The handler runs in a thread of its own so that the gateway answers on time. Unlike Lambda, which
 stops a timed-out function's environment, a thread cannot be killed: it runs on in the background,
@@ -41,7 +46,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from werkzeug.http import HTTP_STATUS_CODES
@@ -59,6 +64,10 @@ CLIENT_TIMEOUT = 60.0  # seconds a client may take to send its request
 INTERNAL_ERROR = "Internal server error"  # API Gateway's message for a failed invocation (502)
 ENDPOINT_TIMED_OUT = "Endpoint request timed out"  # API Gateway's message for an integration timeout (504)
 REQUEST_TOO_LONG = "Request Too Long"  # API Gateway's message for an event over Lambda's limit (413)
+BODY_TOO_LONG = f"HTTP content length exceeded {API_GATEWAY_MAX_BODY} bytes."  # its message over 10 MB (413)
+DEFAULT_TEMPLATE = '{"message":$context.error.messageString}'  # API Gateway's body for its own answers
+NOT_CUSTOMISABLE = frozenset({"REQUEST_TOO_LARGE"})  # API Gateway ignores GatewayResponses for these
+_TIMEOUT = "INTEGRATION_TIMEOUT"  # the response type of an integration past 29 s
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 _TARGET, _HEADERS = "callme.target", "callme.headers"  # the request as sent, kept in the WSGI environ
@@ -127,13 +136,42 @@ class LambdaFunction:
 
 
 class GatewayError(Exception):
-    """An answer API Gateway gives itself, without (or instead of) the function's."""
+    """An answer the gateway gives itself, without (or instead of) the function's: API Gateway's own
+    answer of ``response_type`` (a GatewayResponses type), or with none an error of the HTTP layer."""
 
-    def __init__(self, status: int, message: str, reason: str = "") -> None:
+    def __init__(self, status: int, message: str, reason: str = "", response_type: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.reason = reason or message
+        self.response_type = response_type
+
+
+class GatewayResponses:
+    """API Gateway's own answers, customised as SAM's ``GatewayResponses`` of the API say."""
+
+    def __init__(self, configured: Mapping[str, Any] | None = None) -> None:
+        self.configured = dict(configured or {})
+
+    def answer(self, error: GatewayError) -> _Answer:
+        """The answer to ``error``: its response type's, else DEFAULT_4XX's or DEFAULT_5XX's, else AWS's default."""
+        if error.response_type is None:
+            return _Answer.error(error.status, error.message)
+        fallback = "DEFAULT_5XX" if error.status >= 500 else "DEFAULT_4XX"
+        chosen: Mapping[str, Any] = {}
+        if error.response_type not in NOT_CUSTOMISABLE:
+            chosen = self.configured.get(error.response_type) or self.configured.get(fallback) or {}
+        template = (chosen.get("ResponseTemplates") or {}).get("application/json")
+        body = (template if isinstance(template, str) else DEFAULT_TEMPLATE).replace(
+            "$context.error.messageString", json.dumps(error.message)
+        )
+        body = body.replace("$context.error.message", error.message)
+        body = body.replace("$context.error.responseType", error.response_type)
+        headers = {"Content-Type": "application/json"}
+        for name, value in ((chosen.get("ResponseParameters") or {}).get("Headers") or {}).items():
+            if isinstance(value, str) and len(value) > 1 and value[0] == value[-1] == "'":  # static values only
+                headers[name] = value[1:-1]
+        return _Answer(int(chosen.get("StatusCode") or error.status), list(headers.items()), body.encode())
 
 
 @dataclass
@@ -155,9 +193,11 @@ class LocalApiGateway:
         address: tuple[str, int],
         function: LambdaFunction,
         extra_routes: Mapping[str, Handler] | None = None,
+        responses: GatewayResponses | None = None,
     ) -> None:
         self.function = function
         self.extra_routes = dict(extra_routes or {})
+        self.responses = responses or GatewayResponses()
         self._environment = threading.Lock()
         self.server: BaseWSGIServer = make_server(
             address[0], address[1], self, threaded=True, request_handler=_RequestHandler
@@ -184,10 +224,10 @@ class LocalApiGateway:
             answer = self._answer(method, target, environ)
         except GatewayError as error:
             log.warning("%s %s: %s", method, target, error.reason)
-            answer = _Answer.error(error.status, error.message)
+            answer = self.responses.answer(error)
         except Exception:
             log.exception("%s %s: the gateway failed", method, target)
-            answer = _Answer.error(502, INTERNAL_ERROR)
+            answer = self.responses.answer(GatewayError(502, INTERNAL_ERROR, response_type="DEFAULT_5XX"))
         headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
         start_response(f"{answer.status} {HTTP_STATUS_CODES.get(answer.status, 'Unknown')}", headers)
         log.info("%s %s -> %s (%.0f ms)", method, target, answer.status, (time.perf_counter() - started) * 1000)
@@ -203,8 +243,10 @@ class LocalApiGateway:
         if size > LAMBDA_MAX_REQUEST:
             raise GatewayError(
                 413,
+                REQUEST_TOO_LONG,
                 f"{REQUEST_TOO_LONG}: this request makes a Lambda event of {size:,} bytes; "
                 f"a synchronous invocation takes at most {LAMBDA_MAX_REQUEST:,}",
+                "REQUEST_TOO_LARGE",
             )
         return _proxy_answer(self._invoke(event))
 
@@ -213,7 +255,7 @@ class LocalApiGateway:
         function = self.function
         started = time.monotonic()
         if not self._environment.acquire(timeout=INTEGRATION_TIMEOUT):
-            raise GatewayError(504, ENDPOINT_TIMED_OUT, "no execution environment was free within 29 s")
+            raise GatewayError(504, ENDPOINT_TIMED_OUT, "no execution environment was free within 29 s", _TIMEOUT)
         try:
             left = INTEGRATION_TIMEOUT - (time.monotonic() - started)
             context = LocalContext.for_function(function.name, function.timeout)
@@ -230,26 +272,25 @@ class LocalApiGateway:
                 response = future.result(timeout=min(function.timeout, left))
             except TimeoutError:
                 if function.timeout <= left:
-                    raise GatewayError(
-                        502, INTERNAL_ERROR, f"Task timed out after {function.timeout:.2f} seconds"
-                    ) from None
-                raise GatewayError(504, ENDPOINT_TIMED_OUT, "integration timed out after 29 s") from None
+                    raise _failed(f"Task timed out after {function.timeout:.2f} seconds") from None
+                raise GatewayError(504, ENDPOINT_TIMED_OUT, "integration timed out after 29 s", _TIMEOUT) from None
             except Exception as error:
                 log.error("%s failed", function.name, exc_info=error)
-                raise GatewayError(502, INTERNAL_ERROR, f"the function failed: {error!r}") from None
+                raise _failed(f"the function failed: {error!r}") from None
         finally:
             self._environment.release()
         try:
             size = payload_size(response)
         except (TypeError, ValueError) as error:
-            raise GatewayError(502, INTERNAL_ERROR, f"the response is not JSON: {error}") from None
+            raise _failed(f"the response is not JSON: {error}") from None
         if size > LAMBDA_MAX_RESPONSE:
-            raise GatewayError(
-                502,
-                INTERNAL_ERROR,
-                f"the response is {size:,} bytes; Lambda returns at most {LAMBDA_MAX_RESPONSE:,}",
-            )
+            raise _failed(f"the response is {size:,} bytes; Lambda returns at most {LAMBDA_MAX_RESPONSE:,}")
         return response
+
+
+def _failed(reason: str) -> GatewayError:
+    """A failed invocation, as API Gateway answers it (a 502 rendered through DEFAULT_5XX)."""
+    return GatewayError(502, INTERNAL_ERROR, reason, "DEFAULT_5XX")
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
@@ -262,7 +303,7 @@ def _read_body(environ: dict[str, Any]) -> bytes:
                 parts.append(chunk)
                 size += len(chunk)
                 if size > API_GATEWAY_MAX_BODY:
-                    raise GatewayError(413, _too_large())
+                    raise _too_large()
             return b"".join(parts)
         expected = int(environ.get("CONTENT_LENGTH") or 0)
         body: bytes = stream.read(expected) if expected else b""
@@ -275,8 +316,9 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     return body
 
 
-def _too_large() -> str:
-    return f"{REQUEST_TOO_LONG}: API Gateway accepts request bodies of at most {API_GATEWAY_MAX_BODY:,} bytes"
+def _too_large() -> GatewayError:
+    reason = f"the request body is over API Gateway's {API_GATEWAY_MAX_BODY:,} bytes"
+    return GatewayError(413, BODY_TOO_LONG, reason, "REQUEST_TOO_LARGE")
 
 
 def _proxy_answer(response: Any) -> _Answer:
@@ -288,30 +330,31 @@ def _proxy_answer(response: Any) -> _Answer:
         single = dict(response.get("headers") or {})
         multi = dict(response.get("multiValueHeaders") or {})
     except (TypeError, KeyError, ValueError, AttributeError, binascii.Error) as error:
-        raise GatewayError(502, INTERNAL_ERROR, f"malformed Lambda proxy response: {error!r}") from None
+        raise _failed(f"malformed Lambda proxy response: {error!r}") from None
     headers = [(str(k), str(v)) for k, v in single.items() if k not in multi]
     headers += [(str(k), str(v)) for k, values in multi.items() for v in values]
     framing = ("content-length", "connection", "transfer-encoding")
     return _Answer(status, [(k, v) for k, v in headers if k.lower() not in framing], data)
 
 
-def framing_problem(headers: Message) -> tuple[int, str] | None:
+def framing_problem(headers: Message) -> GatewayError | None:
     """What is wrong with how a request says where its body ends (RFC 9112, section 6), if anything."""
     lengths = headers.get_all("Content-Length") or []
     encodings = headers.get_all("Transfer-Encoding") or []
     if lengths and encodings:
-        return 400, "a request may have a Content-Length or a Transfer-Encoding header, not both"
+        return GatewayError(400, "a request may have a Content-Length or a Transfer-Encoding header, not both")
     if encodings:
         codings = [coding.strip().lower() for value in encodings for coding in value.split(",")]
         if codings != ["chunked"]:
-            return 400, f"Transfer-Encoding {', '.join(encodings)!r} is not supported: send chunked or a Content-Length"
+            listed = ", ".join(encodings)
+            return GatewayError(400, f"Transfer-Encoding {listed!r} is not supported: send chunked or a Content-Length")
         return None
     values = {value.strip() for value in lengths}
     if len(values) > 1 or (values and not _DIGITS.fullmatch(next(iter(values)))):
-        return 400, f"Content-Length {', '.join(lengths)!r} is not a number of bytes"
+        return GatewayError(400, f"Content-Length {', '.join(lengths)!r} is not a number of bytes")
     digits = values.pop().lstrip("0") if values else ""
     if len(digits) > 12 or int(digits or "0") > API_GATEWAY_MAX_BODY:  # int() refuses over 4,300 digits
-        return 413, _too_large()
+        return _too_large()
     return None
 
 
@@ -331,7 +374,9 @@ class _RequestHandler(WSGIRequestHandler):
             return False
         problem = framing_problem(self.headers)
         if problem:
-            self.send_error(*problem)
+            self.log_error("%s", problem.reason)
+            gateway = cast("LocalApiGateway", self.server.app)
+            self._refuse(gateway.responses.answer(problem))
             return False
         return True
 
@@ -349,15 +394,19 @@ class _RequestHandler(WSGIRequestHandler):
         if code == HTTPStatus.HTTP_VERSION_NOT_SUPPORTED:
             code = 400  # nothing a client sends gets a 5xx
         text = message or HTTP_STATUS_CODES.get(code, "Bad Request")
-        body = json.dumps({"error": f"{text}: {explain}" if explain else text}).encode()
         self.log_error("code %d, message %s", code, text)
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self._refuse(_Answer.error(code, f"{text}: {explain}" if explain else text))
+
+    def _refuse(self, answer: _Answer) -> None:
+        """Answer a request refused before the application saw it; then the connection closes."""
+        self.send_response(answer.status)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
         self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self.wfile.write(answer.body)
         self._linger()
 
     def _linger(self) -> None:

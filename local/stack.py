@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .dynamodb import REGION, TABLE_NAMES, EmbeddedDynamoDB, ensure_tables
-from .gateway import LambdaFunction, LocalApiGateway
+from .gateway import GatewayResponses, LambdaFunction, LocalApiGateway
 from .lambda_context import LocalContext
 from .state import StateFolder, StateFolderInUse
-from .template import function_timeout, load_template
+from .template import function_timeout, gateway_responses, load_template
 from .ticker import MinuteTicker
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ class LocalStack:
 
         routes: dict[str, Any] = {"/_local/tick": self._tick} if options.test_hooks else {}
         function = LambdaFunction("callme-api", api.lambda_handler, _timeout("ApiFunction"))
-        self.gateway = LocalApiGateway((options.host, options.port), function, routes)
+        responses = GatewayResponses(gateway_responses(load_template()))
+        self.gateway = LocalApiGateway((options.host, options.port), function, routes, responses)
         if options.ticks:
             self.ticker = MinuteTicker(lambda event: dispatcher.lambda_handler(event, _dispatcher_context()))
             self.ticker.start()

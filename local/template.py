@@ -65,3 +65,9 @@ def function_timeout(template: dict[str, Any], logical_id: str) -> float:
     properties = template["Resources"][logical_id].get("Properties", {})
     globals_ = template.get("Globals", {}).get("Function", {})
     return float(properties.get("Timeout", globals_.get("Timeout", SAM_DEFAULT_TIMEOUT)))
+
+
+def gateway_responses(template: dict[str, Any], api_logical_id: str = "Api") -> dict[str, Any]:
+    """The API's customised gateway responses (SAM's ``GatewayResponses``), keyed by response type."""
+    properties = template["Resources"][api_logical_id].get("Properties", {})
+    return dict(properties.get("GatewayResponses") or {})

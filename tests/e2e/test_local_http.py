@@ -38,11 +38,6 @@ class Reply:
     headers: dict[str, str]
     body: bytes
 
-    def error(self) -> str:
-        assert self.headers["content-type"] == "application/json", self
-        message: str = json.loads(self.body)["error"]
-        return message
-
 
 def exchange(stack: LocalStack, data: bytes, head: bool = False) -> list[Reply]:
     """Send ``data`` on one connection and read until the server closes it: every reply, parsed."""
@@ -98,7 +93,7 @@ def test_a_chunked_body_is_read_as_the_body(stack: LocalStack) -> None:
             "a Content-Length over the limit, then a request in the unsent body",
             request("PUT", "/task/big", {"Content-Length": "20000000"}, smuggled("after-413")),
             413,
-            "10,485,760",
+            "10485760",
         ),
         ("Content-Length abc", request("PUT", "/task/abc", {"Content-Length": "abc"}), 400, "Content-Length"),
         ("Content-Length -1", request("PUT", "/task/minus", {"Content-Length": "-1"}), 400, "Content-Length"),
@@ -140,7 +135,9 @@ def test_a_badly_framed_request_gets_one_json_error_and_the_connection_closes(
 ) -> None:
     replies = exchange(stack, data)
     assert [reply.status for reply in replies] == [status], case
-    assert named in replies[0].error()
+    answer = json.loads(replies[0].body)
+    assert replies[0].headers["content-type"] == "application/json"
+    assert named in (answer.get("error") or answer["message"])  # "message": API Gateway's own 413
     for name in ("hidden", "after-413", "abc", "minus", "twice", "both", "gzip", "badchunk", "old"):
         assert not stored(stack, name), f"{case}: {name} was stored"
 
@@ -158,7 +155,8 @@ def test_head_is_get_without_the_body(stack: LocalStack) -> None:
 
 def test_the_stack_logs_every_request_and_why_the_gateway_refused_one(stack: LocalStack) -> None:
     assert stack.request("GET", "/status/logged").status_code == 404
-    assert stack.request("PUT", "/task/huge", "x" * 7_000_000).status_code == 413
+    too_long = stack.request("PUT", "/task/huge", "x" * 7_000_000)
+    assert (too_long.status_code, too_long.json()) == (413, {"message": "Request Too Long"})
     expected = ("GET /status/logged -> 404", "PUT /task/huge: Request Too Long", "PUT /task/huge -> 413")
     deadline = time.monotonic() + 10
     while not all(line in "".join(stack.output) for line in expected) and time.monotonic() < deadline:

@@ -17,11 +17,13 @@ from local.gateway import (
     API_GATEWAY_MAX_BODY,
     LAMBDA_MAX_REQUEST,
     LAMBDA_MAX_RESPONSE,
+    GatewayError,
+    GatewayResponses,
     LambdaFunction,
     LocalApiGateway,
     payload_size,
 )
-from local.template import function_timeout, load_template
+from local.template import function_timeout, gateway_responses, load_template
 
 
 def ok(body: str = "{}", status: int = 200) -> dict[str, Any]:
@@ -51,8 +53,8 @@ def start(stub: Stub) -> Iterator[Any]:
     """Start a gateway in front of the stub with a given function timeout; answers its URL."""
     gateways: list[LocalApiGateway] = []
 
-    def start_gateway(timeout: float = 10.0) -> str:
-        api = LocalApiGateway(("127.0.0.1", 0), LambdaFunction("callme-api", stub, timeout))
+    def start_gateway(timeout: float = 10.0, responses: GatewayResponses | None = None) -> str:
+        api = LocalApiGateway(("127.0.0.1", 0), LambdaFunction("callme-api", stub, timeout), responses=responses)
         threading.Thread(target=api.serve_forever, args=(0.05,), daemon=True).start()
         gateways.append(api)
         return api.url
@@ -69,9 +71,10 @@ def url(start: Any) -> str:
     return started
 
 
-def error_of(response: requests.Response) -> str:
+def message_of(response: requests.Response) -> str:
+    """API Gateway's own answer, in its default shape (no GatewayResponses configured)."""
     assert response.headers["Content-Type"] == "application/json"
-    message: str = response.json()["error"]
+    message: str = response.json()["message"]
     return message
 
 
@@ -97,7 +100,7 @@ def test_a_response_over_lambdas_limit_is_a_502_as_from_api_gateway(url: str, st
     stub.behaviour = lambda event, context: body_of_size(LAMBDA_MAX_RESPONSE + 1)
     response = requests.get(f"{url}/task/", timeout=30)
     assert response.status_code == 502
-    assert error_of(response) == "Internal server error"
+    assert message_of(response) == "Internal server error"
 
 
 def test_the_limit_counts_the_envelope_with_its_escapes(url: str, stub: Stub) -> None:
@@ -115,8 +118,7 @@ def test_a_body_whose_event_is_over_lambdas_request_limit_gets_413_and_no_invoca
     body = b"x" * (LAMBDA_MAX_REQUEST - 100)  # under 6 MB itself, over it with the event around it
     response = requests.put(f"{url}/task/big", data=body, timeout=30)
     assert response.status_code == 413
-    assert "Request Too Long" in error_of(response)
-    assert "6,291,456" in error_of(response)
+    assert response.json() == {"message": "Request Too Long"}
     assert stub.events == []
 
 
@@ -144,7 +146,7 @@ def test_a_content_length_over_api_gateways_limit_gets_413_before_the_body_is_se
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413 ")
-    assert "10,485,760" in json.loads(body)["error"]
+    assert json.loads(body) == {"message": "HTTP content length exceeded 10485760 bytes."}
     assert stub.events == []
 
 
@@ -174,7 +176,7 @@ def test_a_handler_past_the_function_timeout_is_a_502_on_time(start: Any, stub: 
     began = time.monotonic()
     response = requests.get(f"{url}/task/", timeout=30)
     assert response.status_code == 502
-    assert error_of(response) == "Internal server error"
+    assert message_of(response) == "Internal server error"
     assert time.monotonic() - began < 2.5  # not the 3 s the handler takes
     assert 0 < remaining[0] <= 1000  # the handler's context counts down the same timeout
 
@@ -188,7 +190,7 @@ def test_a_handler_past_the_integration_timeout_is_a_504(
     began = time.monotonic()
     response = requests.get(f"{url}/task/", timeout=30)
     assert response.status_code == 504
-    assert error_of(response) == "Endpoint request timed out"
+    assert message_of(response) == "Endpoint request timed out"
     assert time.monotonic() - began < 2.5
 
 
@@ -209,7 +211,7 @@ def test_a_handler_that_raises_is_a_502(url: str, stub: Stub) -> None:
     stub.behaviour = fail
     response = requests.get(f"{url}/task/", timeout=30)
     assert response.status_code == 502
-    assert error_of(response) == "Internal server error"
+    assert message_of(response) == "Internal server error"
 
 
 @pytest.mark.parametrize(
@@ -269,3 +271,41 @@ def test_head_answers_the_status_and_headers_of_get_without_a_body(url: str, stu
     assert head.headers["Content-Length"] == get.headers["Content-Length"] == str(len(get.content))
     assert head.headers["Content-Type"] == get.headers["Content-Type"]
     assert head.content == b""
+
+
+# -- API Gateway's own answers, as the template customises them ---------------------------------------
+
+
+def test_api_gateways_own_answers_take_the_templates_shape(start: Any, stub: Stub) -> None:
+    url = start(timeout=0.5, responses=GatewayResponses(gateway_responses(load_template())))
+    stub.behaviour = lambda event, context: time.sleep(2) or ok()
+    timed_out = requests.get(f"{url}/task/", timeout=30)
+    stub.behaviour = lambda event, context: None
+    malformed = requests.get(f"{url}/task/", timeout=30)
+    too_long = requests.put(f"{url}/task/big", data=b"x" * 7_000_000, timeout=30)
+    assert (timed_out.status_code, malformed.status_code) == (502, 502)
+    assert set(timed_out.json()) == set(malformed.json()) == {"error"}  # callme's shape, from DEFAULT_5XX
+    assert too_long.status_code == 413
+    assert too_long.json() == {"message": "Request Too Long"}  # API Gateway lets no one customise this one
+
+
+def test_a_gateway_response_is_rendered_from_its_template() -> None:
+    responses = GatewayResponses(
+        {
+            "INTEGRATION_TIMEOUT": {
+                "ResponseParameters": {"Headers": {"Retry-After": "'1'", "X-Asked": "method.request.header.x"}},
+                "ResponseTemplates": {
+                    "application/json": '{"error": $context.error.messageString, "type": "$context.error.responseType"}'
+                },
+            },
+            "DEFAULT_5XX": {"StatusCode": "500", "ResponseTemplates": {"application/json": '{"failed": true}'}},
+        }
+    )
+    timeout = responses.answer(GatewayError(504, 'timed "out"', response_type="INTEGRATION_TIMEOUT"))
+    assert timeout.status == 504
+    assert json.loads(timeout.body) == {"error": 'timed "out"', "type": "INTEGRATION_TIMEOUT"}
+    assert dict(timeout.headers) == {"Content-Type": "application/json", "Retry-After": "1"}
+    other = responses.answer(GatewayError(502, "Internal server error", response_type="API_CONFIGURATION_ERROR"))
+    assert (other.status, json.loads(other.body)) == (500, {"failed": True})  # DEFAULT_5XX, its status too
+    local = responses.answer(GatewayError(400, "bad framing"))  # the HTTP layer's own: callme's shape
+    assert (local.status, json.loads(local.body)) == (400, {"error": "bad framing"})
