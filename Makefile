@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 .PHONY: help run test test-unit test-integration test-e2e lint format validate build deploy bench bench-smoke clean
 
 help: ## this menu
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: requirements-dev.txt functions/requirements.txt
 	@test -n "$(PYTHON)" || { echo "error: no Python 3.11+ found (tried python3.13, 3.12, 3.11 on PATH and in pyenv)"; exit 1; }

@@ -107,6 +107,9 @@ class TimedRepository:
     def insert(self, task: Task) -> None:
         self.inner.insert(task)
 
+    def reschedule(self, successor: Task | None, marked: list[tuple[Task, str]]) -> None:
+        self.inner.reschedule(successor, marked)
+
     def get(self, key: TaskKey) -> Task | None:
         return self.inner.get(key)
 

@@ -1,8 +1,9 @@
 """An embedded DynamoDB: moto's server in a thread, with a write journal so that state survives
-a restart (even a kill -9: each write is appended before its answer is sent).
+a restart, a kill -9 or a power loss: each write is on disk (fsync) before its answer is sent.
 
 Every successful write request is appended to ``dynamodb-journal.jsonl`` in the state folder; at
-start the journal is replayed into the fresh moto, then compacted to one PutItem per live item.
+start the journal is replayed into the fresh moto, then compacted to one PutItem per live item
+(written to a temporary file, fsynced, and moved into place durably).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import functools
 import io
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,9 +24,10 @@ from moto.server import DomainDispatcherApplication, create_backend_app  # type:
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.test import Client
 
+from .state import replace_durably
 from .template import load_template, table_definitions
 
-log = logging.getLogger("callme-local")
+log = logging.getLogger(__name__)
 REGION = "us-east-1"
 _WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 _AUTH = (
@@ -35,12 +38,20 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class Journal:
-    """An append-only log of the write requests DynamoDB accepted."""
+    """An append-only log of the write requests DynamoDB accepted, durable before they are answered.
+
+    Appends keep the order in which the writes were applied. ``sync(position)`` returns once every
+    append up to ``position`` is on disk: writers waiting at the same time share one fsync (group
+    commit), so a busy stack pays far less than one fsync per write.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._handle: io.TextIOWrapper | None = None
+        self._appended = 0
+        self._synced = 0
 
     def entries(self) -> list[tuple[str, str]]:
         if not self.path.exists():
@@ -50,31 +61,59 @@ class Journal:
             try:
                 record = json.loads(line)
             except ValueError:
-                continue  # a line cut short by a kill: its write was never answered
+                continue  # a line cut short by a crash: its write was never answered
             entries.append((record["op"], record["body"]))
         return entries
 
     def rewrite(self, entries: Iterable[tuple[str, str]]) -> None:
+        """Replace the journal with ``entries``, atomically and durably."""
+        self.close()
         temporary = self.path.with_suffix(".tmp")
         with temporary.open("w") as handle:
             for op, body in entries:
                 handle.write(json.dumps({"op": op, "body": body}) + "\n")
-        temporary.replace(self.path)
+            handle.flush()
+            os.fsync(handle.fileno())
+        replace_durably(temporary, self.path)
 
-    def append(self, op: str, body: str) -> None:
-        if self._handle is None:
-            self._handle = self.path.open("a")
-        self._handle.write(json.dumps({"op": op, "body": body}) + "\n")
-        self._handle.flush()
+    def append(self, op: str, body: str) -> int:
+        """Append a write (not yet durable: see ``sync``); returns its position."""
+        line = json.dumps({"op": op, "body": body}) + "\n"
+        with self._lock:
+            if self._handle is None:
+                self._handle = self.path.open("a")
+            self._handle.write(line)
+            self._handle.flush()
+            self._appended += 1
+            return self._appended
+
+    def sync(self, position: int) -> None:
+        """Return once every append up to ``position`` is on disk."""
+        with self._sync_lock:
+            if self._synced >= position:
+                return  # another writer's fsync covered it
+            with self._lock:
+                target, handle = self._appended, self._handle
+            if handle is not None:
+                os.fsync(handle.fileno())
+            self._synced = target
 
     def close(self) -> None:
-        if self._handle:
-            self._handle.close()
-            self._handle = None
+        with self._lock:
+            if self._handle:
+                self._handle.close()
+                self._handle = None
 
 
-def journaled(app: WSGIApp, journal: Journal) -> WSGIApp:
-    """WSGI middleware: writes are applied one at a time and journaled before they are answered."""
+def _stop_process(error: OSError) -> None:
+    # A write applied in memory that the journal could not keep must not be answered: it would be
+    # lost at the next start. Stop, as a database does when its log cannot be written.
+    log.critical("the DynamoDB journal could not be written (%s): stopping", error)
+    os._exit(75)
+
+
+def journaled(app: WSGIApp, journal: Journal, on_failure: Callable[[OSError], None] = _stop_process) -> WSGIApp:
+    """WSGI middleware: writes are applied one at a time and are on disk before they are answered."""
     lock = threading.Lock()
 
     def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -93,8 +132,18 @@ def journaled(app: WSGIApp, journal: Journal) -> WSGIApp:
 
         with lock:
             chunks = list(app(environ, capture))
-            if status and status[0].startswith("200"):
-                journal.append(op, body.decode())
+            if not (status and status[0].startswith("200")):
+                return chunks
+            try:
+                position = journal.append(op, body.decode())
+            except OSError as error:
+                on_failure(error)
+                raise
+        try:
+            journal.sync(position)  # outside the lock: the next write is applied meanwhile
+        except OSError as error:
+            on_failure(error)
+            raise
         return chunks
 
     return middleware
@@ -140,6 +189,81 @@ def speed_up_moto() -> None:
     moto.backends.list_of_moto_modules = lambda: modules
     responses: Any = moto.core.responses
     responses.method_names_from_class = functools.cache(responses.method_names_from_class)
+    from moto.dynamodb.models import DynamoDBBackend
+
+    DynamoDBBackend.transact_write_items = puts_checked_first(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
+
+
+def puts_checked_first(original: Callable[..., None]) -> Callable[..., None]:
+    """moto's TransactWriteItems without its table copies, for transactions of Puts (callme's).
+
+    To roll a transaction back, moto deep-copies the whole table for each of its actions: 0.2 ms per
+    stored item and action, so a two-write transaction on 5,000 entries took 1.9 s (and every other
+    write waited for it), one of 100 writes 89 s. Puts on distinct items need no rollback when
+    every condition is checked before anything is written: that is done here, with moto's own
+    condition evaluation and answers. Any other transaction goes to moto's own code.
+    """
+    if getattr(original, "callme_fast_path", False):
+        return original
+    from moto.dynamodb.exceptions import TransactionCanceledException
+
+    @functools.wraps(original)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        puts = [item["Put"] for item in transact_items if list(item) == ["Put"]]
+        keys = _distinct_keys(self, puts) if len(puts) == len(transact_items) <= 100 else None
+        if keys is None:
+            return original(self, transact_items)
+        stored = [self.get_item(put["TableName"], key) for put, key in zip(puts, keys, strict=True)]
+        reasons = [_condition_failure(put, current) for put, current in zip(puts, stored, strict=True)]
+        if any(code for code, _, _ in reasons):
+            raise TransactionCanceledException(reasons)
+        for done, put in enumerate(puts):
+            try:
+                self.put_item(put["TableName"], put["Item"])
+            except Exception as error:  # a Put moto refuses (item too large ...): undo the ones before
+                for undo, key, before in reversed(list(zip(puts[:done], keys, stored, strict=False))):
+                    if before is None:
+                        self.delete_item(undo["TableName"], key)
+                    else:
+                        self.put_item(undo["TableName"], before.to_json()["Attributes"])
+                reasons[done] = (type(error).__name__, str(error), None)
+                raise TransactionCanceledException(reasons) from error
+        return None
+
+    transact_write_items.callme_fast_path = True  # type: ignore[attr-defined]
+    return transact_write_items
+
+
+def _distinct_keys(backend: Any, puts: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The key of each Put's item, or None unless every item has its key and no two are the same
+    (moto's own code answers those)."""
+    keys = []
+    for put in puts:
+        table = backend.get_table(put["TableName"])
+        names = [n for n in (table.hash_key_attr, table.range_key_attr) if n]
+        if not all(n in put["Item"] for n in names):
+            return None
+        keys.append({n: put["Item"][n] for n in names})
+    distinct = {json.dumps([put["TableName"], key], sort_keys=True) for put, key in zip(puts, keys, strict=True)}
+    return keys if len(distinct) == len(puts) else None
+
+
+def _condition_failure(put: dict[str, Any], current: Any) -> tuple[str | None, str | None, Any]:
+    """A cancellation reason as moto's TransactWriteItems gives it: (None, None, None) for a Put
+    whose condition holds, else the failure with the stored item when ALL_OLD was asked for."""
+    from moto.dynamodb.comparisons import get_filter_expression
+
+    condition = put.get("ConditionExpression")
+    if not condition or get_filter_expression(
+        condition, put.get("ExpressionAttributeNames"), put.get("ExpressionAttributeValues")
+    ).expr(current):
+        return None, None, None
+    wanted = current is not None and put.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+    return (
+        "ConditionalCheckFailed",
+        "The conditional request failed",
+        current.to_json()["Attributes"] if wanted else None,
+    )
 
 
 def _base64(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .dynamodb import REGION, TABLE_NAMES, EmbeddedDynamoDB, ensure_tables
-from .gateway import LocalApiGateway
+from .gateway import GatewayResponses, LambdaFunction, LocalApiGateway
 from .lambda_context import LocalContext
+from .state import StateFolder, StateFolderInUse
+from .template import function_timeout, gateway_responses, load_template
 from .ticker import MinuteTicker
 
-log = logging.getLogger("callme-local")
+log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.0/8,::1/128"
 
 
@@ -31,7 +34,7 @@ class Options:
     test_hooks: bool = False
 
 
-def prepare_environment(state_dir: Path) -> str:
+def prepare_environment(state: StateFolder) -> str:
     """Set the variables the handlers read, as template.yaml sets them in AWS. Returns the secret."""
     env = os.environ
     env.setdefault("CALLME_TABLE_NAME", TABLE_NAMES["TasksTable"])
@@ -47,31 +50,24 @@ def prepare_environment(state_dir: Path) -> str:
         env.setdefault("AWS_ACCESS_KEY_ID", "local")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     if not env.get("CALLME_SIGNING_SECRET"):
-        env["CALLME_SIGNING_SECRET"] = _local_secret(state_dir)
+        from callme.signing import new_secret
+
+        env["CALLME_SIGNING_SECRET"] = state.signing_secret(new_secret())
     return env["CALLME_SIGNING_SECRET"]
-
-
-def _local_secret(state_dir: Path) -> str:
-    from callme.signing import new_secret
-
-    path = state_dir / "signing-secret"
-    if not path.exists():
-        path.write_text(new_secret() + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 class LocalStack:
     def __init__(self, options: Options) -> None:
         self.options = options
+        self.state = StateFolder(options.state_dir)
         self.database: EmbeddedDynamoDB | None = None
         self.gateway: LocalApiGateway | None = None
         self.ticker: MinuteTicker | None = None
 
     def start(self) -> None:
         options = self.options
-        options.state_dir.mkdir(parents=True, exist_ok=True)
-        secret = prepare_environment(options.state_dir)
+        self.state.lock()  # before anything in the folder is read or written
+        secret = prepare_environment(self.state)
         endpoint = os.environ.get("CALLME_DYNAMODB_ENDPOINT")
         if endpoint:
             ensure_tables(endpoint)
@@ -85,14 +81,14 @@ class LocalStack:
         from handlers import api, dispatcher
 
         routes: dict[str, Any] = {"/_local/tick": self._tick} if options.test_hooks else {}
-        self.gateway = LocalApiGateway((options.host, options.port), api.lambda_handler, routes)
+        function = LambdaFunction("callme-api", api.lambda_handler, _timeout("ApiFunction"))
+        responses = GatewayResponses(gateway_responses(load_template()))
+        self.gateway = LocalApiGateway((options.host, options.port), function, routes, responses)
         if options.ticks:
             self.ticker = MinuteTicker(lambda event: dispatcher.lambda_handler(event, _dispatcher_context()))
             self.ticker.start()
-        host, port = self.gateway.server_address[0], self.gateway.server_address[1]
-        host = host.decode() if isinstance(host, bytes) else host
         allowed = os.environ.get("CALLME_ALLOW_NETWORKS") or "none"
-        print(f"callme API listening on http://{host}:{port}", flush=True)
+        print(f"callme API listening on {self.gateway.url}", flush=True)
         print(f"  storage:    {where}", flush=True)
         print(f"  dispatcher: {'every minute, at second 0' if options.ticks else 'off (test ticks only)'}", flush=True)
         print(f"  callbacks to these private networks are allowed (local only): {allowed}", flush=True)
@@ -110,6 +106,7 @@ class LocalStack:
             self.gateway.server_close()
         if self.database:
             self.database.stop()
+        self.state.release()
 
     def _tick(self, event: dict[str, Any], _: Any) -> dict[str, Any]:
         """Test hook: run the dispatcher now, as if it were ``at`` (a Unix time) on the clock."""
@@ -132,14 +129,25 @@ class LocalStack:
 
 
 def _dispatcher_context() -> LocalContext:
-    return LocalContext.for_function("callme-dispatcher", timeout_seconds=75)
+    return LocalContext.for_function("callme-dispatcher", _timeout("DispatcherFunction"))
+
+
+@functools.cache
+def _timeout(logical_id: str) -> float:
+    """A function's timeout in template.yaml, as Lambda enforces it."""
+    return function_timeout(load_template(), logical_id)
 
 
 def run(options: Options) -> None:
+    # The local stack logs as "local.*": Powertools drops any logger named "callme..." from the root handlers.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server: one line per request
     stack = LocalStack(options)
-    stack.start()
+    try:
+        stack.start()
+    except StateFolderInUse as error:
+        print(f"callme: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
     def shutdown(signum: int, frame: object) -> None:
         print("\nstopping callme...", flush=True)

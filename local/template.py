@@ -55,3 +55,19 @@ def table_definitions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
         ttl = props.get("TimeToLiveSpecification")
         tables[logical_id] = {"create": request, "ttl_attribute": ttl["AttributeName"] if ttl else None}
     return tables
+
+
+SAM_DEFAULT_TIMEOUT = 3  # seconds, when neither the function nor Globals.Function sets one
+
+
+def function_timeout(template: dict[str, Any], logical_id: str) -> float:
+    """The timeout (seconds) of a function in the template: its own, else Globals.Function's, else SAM's."""
+    properties = template["Resources"][logical_id].get("Properties", {})
+    globals_ = template.get("Globals", {}).get("Function", {})
+    return float(properties.get("Timeout", globals_.get("Timeout", SAM_DEFAULT_TIMEOUT)))
+
+
+def gateway_responses(template: dict[str, Any], api_logical_id: str = "Api") -> dict[str, Any]:
+    """The API's customised gateway responses (SAM's ``GatewayResponses``), keyed by response type."""
+    properties = template["Resources"][api_logical_id].get("Properties", {})
+    return dict(properties.get("GatewayResponses") or {})

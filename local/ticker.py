@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-log = logging.getLogger("callme-local")
+log = logging.getLogger(__name__)
 
 
 class MinuteTicker:

@@ -8,6 +8,7 @@ Networks listed in ``allowed`` (the local stack allows loopback) are let through
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
@@ -45,6 +46,13 @@ _NOT_PUBLIC: tuple[IPNetwork, ...] = tuple(
     )
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+# A label of a host name: letters, digits, hyphens (not first or last) and underscores (not allowed
+# in host names by RFC 1123, but found in DNS names that resolve and that clients connect to).
+_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?", re.ASCII | re.IGNORECASE)
+_NUMBER = re.compile(r"[0-9]+|0x[0-9a-f]*", re.ASCII | re.IGNORECASE)
+MAX_HOST_NAME = 253
+MAX_LABEL = 63
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,7 @@ def check_callback_url(url: object, policy: EgressPolicy, max_length: int, field
     if len(url) > max_length:
         raise InvalidRequest(f"{field} is {len(url)} characters long; the limit is {max_length}")
     if not url.isascii() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        raise InvalidRequest(f"{field} {url!r} contains spaces, control or non-ASCII characters; percent-encode them")
+        raise InvalidRequest(_unencoded(url, field))
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -153,8 +161,90 @@ def check_callback_url(url: object, policy: EgressPolicy, max_length: int, field
         raise InvalidRequest(f"{field} {url!r} must not carry credentials (user:password@)")
     if port == 0:
         raise InvalidRequest(f"{field} {url!r} has port 0")
+    problem = host_problem(parts.netloc)
+    if problem:
+        raise InvalidRequest(f"{field} {url!r} has an invalid host: {problem}")
     _check_host(host, parts, policy, field, url)
     return url
+
+
+def host_problem(netloc: str) -> str | None:
+    """What is wrong with the host of a URL's ``host[:port]``, or None.
+
+    An IP literal in brackets must be an IPv6 address (RFC 3986; no zone identifier, no IPvFuture).
+    A name is ASCII (internationalised names as IDNA A-labels, ``xn--``, valid by IDNA 2008),
+    at most 253 characters without its optional final dot, in labels of 1 to 63 letters, digits,
+    hyphens and underscores, neither starting nor ending with a hyphen; no percent-encoding. A name
+    ending in a number must be an IPv4 address (in any notation a resolver accepts).
+    """
+    if netloc.startswith("["):
+        literal, _, rest = netloc[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return f"{rest!r} follows the IP literal [{literal}]"
+        if literal[:1] in ("v", "V"):
+            return f"[{literal}] is an IPvFuture literal, which cannot be called: use an IPv6 address or a name"
+        if "%" in literal:
+            return f"[{literal}] has a zone identifier, which means nothing outside this machine"
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return f"[{literal}] is not an IPv6 address"
+        return None
+    host = netloc.rpartition(":")[0] if ":" in netloc else netloc
+    if "%" in host:
+        return f"{host!r} is percent-encoded, which a host never is"
+    name = host.removesuffix(".")
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_HOST_NAME:
+        return f"the name is {len(name)} characters long; the limit is {MAX_HOST_NAME}"
+    labels = name.split(".")
+    if _NUMBER.fullmatch(labels[-1]):
+        return None if literal_address(name) else f"{host!r} ends in a number but is not an IPv4 address"
+    for label in labels:
+        problem = _label_problem(label)
+        if problem:
+            return problem
+    return None
+
+
+def _label_problem(label: str) -> str | None:
+    if not label:
+        return "it has an empty label (a leading dot, or two dots in a row)"
+    if len(label) > MAX_LABEL:
+        return f"label {label[:16]!r}... is {len(label)} characters long; the limit is {MAX_LABEL}"
+    if not _LABEL.fullmatch(label):
+        return (
+            f"label {label!r} must be letters, digits, '-' and '_', and neither start nor end with '-' "
+            "(internationalised names are written as IDNA A-labels, xn--...)"
+        )
+    if label[:4].lower() == "xn--":
+        import idna  # noqa: PLC0415 (rare: kept out of the api function's cold start)
+
+        try:
+            if idna.encode(idna.decode(label)).decode() != label.lower():
+                return f"label {label!r} is not the canonical form of an IDNA A-label"
+        except UnicodeError as exc:
+            return f"label {label!r} is not a valid IDNA A-label ({exc})"
+    return None
+
+
+def _unencoded(url: str, field: str) -> str:
+    """The refusal of a URL holding characters a URL cannot hold as such. A non-ASCII host is named
+    with its A-label form: a host is never percent-encoded."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if host and not host.isascii() and not any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in host):
+        import idna  # noqa: PLC0415 (rare: kept out of the api function's cold start)
+
+        try:
+            ascii_host = idna.encode(host, uts46=True).decode()
+        except UnicodeError as exc:
+            return f"{field} {url!r}: host {host!r} is not a valid internationalised domain name ({exc})"
+        return f"{field} {url!r}: write the host {host!r} in ASCII, as its IDNA A-labels: {ascii_host!r}"
+    return f"{field} {url!r} contains spaces, control or non-ASCII characters; percent-encode them"
 
 
 def _check_host(host: str, parts: SplitResult, policy: EgressPolicy, field: str, url: str) -> None:

@@ -26,6 +26,8 @@ from .errors import ServiceUnavailable
 from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
 DUE_INDEX = "due"
+MAX_TRANSACTION_WRITES = 100  # DynamoDB's limit on the actions of one TransactWriteItems
+_ABSENT = "attribute_not_exists(task_name)"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -41,6 +43,15 @@ class StaleEntry(Exception):
 
     def __init__(self, current: Task | None) -> None:
         super().__init__("entry changed")
+        self.current = current
+
+
+class TransactionRefused(Exception):
+    """A transaction did not apply. ``current`` holds, for each write whose condition failed, the
+    entry as stored (None if there is none); it is empty when the transaction lost to a concurrent one."""
+
+    def __init__(self, current: dict[TaskKey, Task | None]) -> None:
+        super().__init__("transaction refused")
         self.current = current
 
 
@@ -65,6 +76,7 @@ class TaskRepository(Protocol):
 
     def insert(self, task: Task) -> None: ...
     def save(self, task: Task, expected_revision: str) -> None: ...
+    def reschedule(self, successor: Task | None, marked: list[tuple[Task, str]]) -> None: ...
     def get(self, key: TaskKey) -> Task | None: ...
     def get_many(self, keys: list[TaskKey]) -> list[Task]: ...
     def entries_of(self, name: str, lowest: int | None, now: float, limit: int) -> Page: ...
@@ -106,7 +118,7 @@ class DynamoDBTaskRepository:
 
     def insert(self, task: Task) -> None:
         """Write a new entry; EntryExists (holding the stored one) if its key is taken."""
-        written, current = self._put_conditionally(task, "attribute_not_exists(task_name)", {})
+        written, current = self._put_conditionally(task, _ABSENT, {})
         if not written:
             raise EntryExists(current)
 
@@ -118,10 +130,43 @@ class DynamoDBTaskRepository:
         if not written:
             raise StaleEntry(current)
 
+    def reschedule(self, successor: Task | None, marked: list[tuple[Task, str]]) -> None:
+        """In one transaction: insert ``successor`` (None when it exists already) and write each
+        source marked with its ``rescheduled_to``, given with the revision it was read at, on
+        condition that it is unchanged and was not rescheduled before. All or nothing, so that no
+        crash leaves a successor without its source marked, or a mark without its successor; at most
+        MAX_TRANSACTION_WRITES writes. TransactionRefused if a condition failed or a concurrent
+        transaction won. A refusal in which every write found exactly what it writes is this very
+        transaction, retried by botocore after its answer was lost: it counts as written."""
+        writes = [self._put_request(successor, _ABSENT, {})] if successor else []
+        unmarked = "revision = :expected AND attribute_not_exists(rescheduled_to)"
+        writes += [self._put_request(task, unmarked, {":expected": {"S": expected}}) for task, expected in marked]
+        tasks = ([successor] if successor else []) + [task for task, _ in marked]
+        try:
+            self._call("transact_write_items", TransactItems=[{"Put": put} for put in writes])
+        except _TransactionCancelled as cancelled:
+            current = {
+                task.key: to_task(reason["Item"]) if reason.get("Item") else None
+                for task, reason in zip(tasks, cancelled.reasons, strict=False)
+                if reason.get("Code") == "ConditionalCheckFailed"
+            }
+            if any(getattr(current.get(task.key), "revision", None) != task.revision for task in tasks):
+                raise TransactionRefused(current) from None
+
     def _put_conditionally(self, task: Task, condition: str, values: dict[str, Any]) -> tuple[bool, Task | None]:
         """Put ``task`` under ``condition``: (True, None) when written, else (False, the entry as
         stored, None if there is none). A stored entry carrying this very write's revision is our
         own write, retried by botocore after its answer was lost: it counts as written."""
+        try:
+            self._call("put_item", **self._put_request(task, condition, values))
+        except _ConditionFailed as failed:
+            current = to_task(failed.item) if failed.item else None
+            if current is None or current.revision != task.revision:
+                return False, current
+        return True, None
+
+    def _put_request(self, task: Task, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+        """A Put of ``task`` under ``condition`` that returns the stored item when the condition fails."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "Item": self._row(task),
@@ -130,13 +175,7 @@ class DynamoDBTaskRepository:
         }
         if values:
             request["ExpressionAttributeValues"] = values
-        try:
-            self._call("put_item", **request)
-        except _ConditionFailed as failed:
-            current = to_task(failed.item) if failed.item else None
-            if current is None or current.revision != task.revision:
-                return False, current
-        return True, None
+        return request
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -279,6 +318,12 @@ class DynamoDBTaskRepository:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
                 raise _ConditionFailed(exc.response.get("Item")) from None
+            if code == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or []
+                lost = {r.get("Code") for r in reasons} - {"None", "ConditionalCheckFailed", "TransactionConflict"}
+                if not lost:
+                    raise _TransactionCancelled(reasons) from None
+                code = f"{code}: {', '.join(sorted(map(str, lost)))}"
             raise ServiceUnavailable(f"storage is unavailable ({code or 'error'}); retry the request") from exc
         except BotoCoreError as exc:
             raise ServiceUnavailable(f"storage is unavailable ({type(exc).__name__}); retry the request") from exc
@@ -288,6 +333,12 @@ class _ConditionFailed(Exception):
     def __init__(self, item: dict[str, Any] | None) -> None:
         super().__init__("condition failed")
         self.item = item
+
+
+class _TransactionCancelled(Exception):
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__("transaction cancelled")
+        self.reasons = reasons
 
 
 def _key(key: TaskKey) -> dict[str, Any]:

@@ -6,7 +6,9 @@ through the repository interface.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +16,23 @@ from .clock import MINUTE, Clock, minute_of
 from .egress import EgressPolicy
 from .errors import Conflict, InvalidRequest, ServiceUnavailable, TaskNotFound
 from .limits import Limits
-from .repository import EntryExists, Page, StaleEntry, TaskRepository
+from .repository import (
+    MAX_TRANSACTION_WRITES,
+    EntryExists,
+    Page,
+    StaleEntry,
+    TaskRepository,
+    TransactionRefused,
+)
 from .task import Task, TaskKey, TaskState, check_name
+from .trigger import check_can_run
 from .validation import Listing, parse_reschedule_request, parse_task_request
 
-# A conditional write that loses a race is read again and retried this many times.
-_RACE_RETRIES = 5
+# A conditional write that loses a race is tried again, with what the winner stored. Each lost
+# round means another writer's write applied, so concurrent writers of one entry all get through;
+# the bound is the time a request may spend on it, not a count, and rounds are spread with jitter.
+RACE_SECONDS = 5.0
+_JITTER_SECONDS = (0.005, 0.1)  # the first wait's bound, and the cap as it doubles
 RESCHEDULABLE = (TaskState.FAILED, TaskState.SKIPPED)
 FINISHED = tuple(state for state in TaskState if not state.active)
 
@@ -46,20 +59,20 @@ class TaskService:
         trigger_at, definition = parse_task_request(name, body, now, self.limits, self.egress)
         key = TaskKey(name, trigger_at)
         task = Task.new(key, definition, now)
-        for _ in range(_RACE_RETRIES):
+        current: Task | None = None  # the stored entry, once a write found one
+        for _ in contended():
             try:
-                self.repository.insert(task)
-                return task, True
+                if current is None:
+                    self.repository.insert(task)
+                    return task, True
+                replacement = current.replaced_by(definition, now)
+                self.repository.save(replacement, current.revision)
+                return replacement, False
             except EntryExists as exists:
-                if exists.existing is None:
-                    continue
-                replacement = exists.existing.replaced_by(definition, now)
-                try:
-                    self.repository.save(replacement, exists.existing.revision)
-                    return replacement, False
-                except StaleEntry:
-                    continue
-        raise ServiceUnavailable(f"entry {key} is changing too fast; retry the request")
+                current = exists.existing
+            except StaleEntry as stale:
+                current = stale.current
+        raise _too_fast(key)
 
     def get_entry(self, key: TaskKey) -> Task:
         task = self.repository.get(key)
@@ -85,15 +98,17 @@ class TaskService:
         return Listed(page.tasks, next_key)
 
     def cancel_entry(self, key: TaskKey) -> Task:
-        for _ in range(_RACE_RETRIES):
-            task = self.get_entry(key)
+        task = self.get_entry(key)
+        for _ in contended():
             cancelled = task.cancelled(self.clock.now(), self.limits.retention_seconds)
             try:
                 self.repository.save(cancelled, task.revision)
                 return cancelled
-            except StaleEntry:
-                continue
-        raise ServiceUnavailable(f"entry {key} is changing too fast; retry the request")
+            except StaleEntry as stale:
+                if stale.current is None or self._expired(stale.current):
+                    raise TaskNotFound(f"no entry {key}") from None
+                task = stale.current
+        raise _too_fast(key)
 
     def cancel_name(self, name: str) -> list[Task]:
         """Cancel every active entry of ``name``; finished ones are left as they are."""
@@ -107,25 +122,58 @@ class TaskService:
         return cancelled
 
     def reschedule(self, target: TaskKey | str, body: Mapping[str, Any], everything: bool) -> list[Task]:
-        """New pending entries for failed and skipped entries (all finished ones with ``everything``).
+        """A new pending entry for failed and skipped entries (all finished ones with ``everything``).
 
-        ``target`` is one entry or a task name. By name, entries already rescheduled are left out,
-        and entries with the same definition collapse into one new entry, since they would all land
-        on the same minute.
+        ``target`` is one entry or a task name. An entry has at most one successor, whatever the
+        interleaving of requests: its mark (``rescheduled_to``) and the successor are written in one
+        transaction, on condition that the entry is unchanged and unmarked and the successor's key is
+        free. Rescheduling a marked entry is a conflict naming its successor. By name, marked
+        entries are left out, and entries with the same definition collapse into one successor,
+        since they would all land on the same minute; a request that lost the race to a concurrent
+        one finds nothing left to do.
         """
         now = self.clock.now()
         new_minute = parse_reschedule_request(body, now, self.limits)
         if new_minute is None:
             new_minute = minute_of(now) + MINUTE
         states = FINISHED if everything else RESCHEDULABLE
+        successor: Task | None = None  # once written
+        wanted: set[TaskKey] | None = None  # the sources as first read: later rounds only narrow them
+        for _ in contended():
+            sources = self._sources(target, states, everything)
+            if wanted is not None:
+                sources = [t for t in sources if t.key in wanted]
+            if not sources:
+                return [successor] if successor else []
+            wanted = {t.key for t in sources}
+            fresh: Task | None = None  # the successor, while still to be written
+            if successor is None:
+                fresh = self._successor(sources, new_minute, now)
+                to = fresh.key
+            else:
+                to = successor.key
+            try:
+                for batch in _transactions(sources, with_successor=fresh is not None):
+                    self.repository.reschedule(fresh, [(t.rescheduled(to, now), t.revision) for t in batch])
+                    successor, fresh = successor or fresh, None
+            except TransactionRefused as refused:
+                if fresh is not None:
+                    self._check_free(fresh, refused, wanted)
+                continue
+            return [successor] if successor else []
+        raise _too_fast(target)
+
+    def _sources(self, target: TaskKey | str, states: tuple[TaskState, ...], everything: bool) -> list[Task]:
+        """What ``target`` names that may be rescheduled, read afresh. One entry must be in
+        ``states``; by name, entries in ``states`` not rescheduled before."""
         if isinstance(target, TaskKey):
             source = self.get_entry(target)
             if source.state not in states:
                 raise Conflict(self._not_reschedulable(source, everything))
-            sources = [source]
-        else:
-            entries = self._every_entry(target)
-            sources = [t for t in entries if t.state in states and t.rescheduled_to is None]
+            return [source]
+        return [t for t in self._every_entry(target) if t.state in states and t.rescheduled_to is None]
+
+    def _successor(self, sources: list[Task], new_minute: int, now: float) -> Task:
         definitions = {t.definition for t in sources}
         if len(definitions) > 1:
             listed = ", ".join(str(t.key) for t in sources)
@@ -133,26 +181,19 @@ class TaskService:
                 f"{len(sources)} entries with different definitions ({listed}) would all land on minute "
                 f"{new_minute}; reschedule them one at a time with POST /reschedule/<task_name>@<trigger_at>"
             )
-        if not sources:
-            return []
         new_key = TaskKey(sources[0].key.name, new_minute)
         if any(t.key == new_key for t in sources):
             raise InvalidRequest(f"trigger_at {new_minute} is the minute of the entry being rescheduled")
-        created = Task.new(new_key, sources[0].definition, now, rescheduled_from=str(sources[0].key))
-        try:
-            self.repository.insert(created)
-        except EntryExists as exists:
-            state = exists.existing.state if exists.existing else "being written"
-            raise Conflict(f"entry {new_key} already exists ({state}); choose another trigger_at") from None
-        for source in sources:
-            self._mark_rescheduled(source, new_key, now)
-        return [created]
+        check_can_run(new_minute, sources[0].definition.max_delay, now)
+        return Task.new(new_key, sources[0].definition, now, rescheduled_from=str(sources[0].key))
 
-    def _mark_rescheduled(self, source: Task, to: TaskKey, now: float) -> None:
-        try:
-            self.repository.save(source.rescheduled(to, now), source.revision)
-        except StaleEntry:
-            pass  # it changed meanwhile; the new entry stands, the note on the old one is best effort
+    @staticmethod
+    def _check_free(successor: Task, refused: TransactionRefused, sources: set[TaskKey]) -> None:
+        """A refused successor key held by an entry that is not the successor of these very
+        sources (won by a concurrent request, which the next round finds) is a conflict."""
+        taken = refused.current.get(successor.key)
+        if taken is not None and taken.rescheduled_from not in {str(key) for key in sources}:
+            raise Conflict(f"entry {successor.key} already exists ({taken.state}); choose another trigger_at")
 
     @staticmethod
     def _not_reschedulable(task: Task, everything: bool) -> str:
@@ -183,3 +224,31 @@ class TaskService:
 
     def _expired(self, task: Task) -> bool:
         return task.expires_at is not None and task.expires_at <= self.clock.now()
+
+
+def contended() -> Iterator[int]:
+    """Rounds of a write that may lose races, numbered from 0, until RACE_SECONDS have passed;
+    a jittered, growing wait before each round after the first."""
+    give_up = time.monotonic() + RACE_SECONDS
+    low, cap = _JITTER_SECONDS
+    lost = 0
+    while True:
+        yield lost
+        lost += 1
+        if time.monotonic() >= give_up:
+            return
+        time.sleep(random.uniform(0, min(cap, low * 2**lost)))
+
+
+def _transactions(sources: list[Task], with_successor: bool) -> Iterator[list[Task]]:
+    """The sources in batches that fit one transaction each, the first one leaving room for the
+    successor. Beyond the first, each entry is still marked at most once, and only once its successor
+    exists."""
+    first = MAX_TRANSACTION_WRITES - 1 if with_successor else MAX_TRANSACTION_WRITES
+    yield sources[:first]
+    for start in range(first, len(sources), MAX_TRANSACTION_WRITES):
+        yield sources[start : start + MAX_TRANSACTION_WRITES]
+
+
+def _too_fast(target: object) -> ServiceUnavailable:
+    return ServiceUnavailable(f"{target} is changing too fast; retry the request")

@@ -14,10 +14,15 @@ from enum import StrEnum
 
 from .errors import Conflict, InvalidRequest
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# 1 to 128 of A-Z a-z 0-9 . _ -, but not "." or "..": clients resolve those path segments away
+# (curl sends GET /task/. as GET /task/), so such an entry could never be read or cancelled.
+# The OpenAPI document publishes this pattern; ECMA-262 (JSON Schema) reads it the same way.
+NAME_PATTERN_TEXT = r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$"
+NAME_PATTERN = re.compile(NAME_PATTERN_TEXT)
 RESPONSE_BODY_LIMIT = 256
 HISTORY_LIMIT = 20
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+NAME_RULE = "use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-', other than '.' and '..'"
 
 
 class TaskState(StrEnum):
@@ -36,9 +41,7 @@ class TaskState(StrEnum):
 
 def check_name(name: str) -> str:
     if not NAME_PATTERN.fullmatch(name):
-        raise InvalidRequest(
-            f"task name {name!r} is invalid: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
-        )
+        raise InvalidRequest(f"task name {name!r} is invalid: {NAME_RULE}")
     return name
 
 
@@ -140,6 +143,13 @@ class Task:
         return self._finish(TaskState.CANCELLED, now, retention_seconds)
 
     def rescheduled(self, to: TaskKey, now: float) -> Task:
+        """Point at the successor ``to``. An entry has at most one successor, so that rescheduling it
+        again (or twice at once) never multiplies its call."""
+        if self.rescheduled_to is not None:
+            raise Conflict(
+                f"entry {self.key} was already rescheduled to {self.rescheduled_to} (its rescheduled_to); "
+                f"an entry has one successor: reschedule {self.rescheduled_to} if it fails"
+            )
         return replace(self, rescheduled_to=str(to), updated_at=now, revision=new_revision())
 
     # -- dispatch-side transitions -------------------------------------------------------

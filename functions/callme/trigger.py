@@ -1,4 +1,5 @@
-"""Parsing ``trigger_at``: an absolute Unix minute or a relative ``+<int>{m,h,d}``."""
+"""Parsing ``trigger_at``: an absolute Unix minute or a relative ``+<int>{m,h,d}``; and whether an
+entry due then can be called at all."""
 
 from __future__ import annotations
 
@@ -53,3 +54,23 @@ def _check_horizon(resolved: int, current: int, max_ahead_seconds: int, field: s
     if resolved - current > max_ahead_seconds:
         days = max_ahead_seconds // 86400
         raise InvalidRequest(f"{field} {value!r} is too far ahead: tasks can be scheduled at most {days} days ahead")
+
+
+def check_can_run(trigger_at: int, max_delay: int, now: float) -> None:
+    """Refuse an entry that no dispatcher run could call.
+
+    The dispatcher runs at second 0 of every minute, and an entry is called only before
+    ``trigger_at + max_delay`` minutes. The current minute's run has started before any request
+    made during that minute, so the first run that can see a new entry is the next minute's:
+    the entry can never be called when ``trigger_at + 60 * max_delay <= next minute``. Since
+    ``trigger_at`` is never before the current minute, that is ``trigger_at`` in the current minute
+    (``"+0m"``) with ``max_delay`` 1.
+    """
+    next_run = minute_of(now) + MINUTE
+    if trigger_at + max_delay * MINUTE <= next_run:
+        needed = (next_run - trigger_at) // MINUTE + 1
+        raise InvalidRequest(
+            f"trigger_at {trigger_at} with max_delay {max_delay} can never be called: the dispatcher runs at "
+            f"second 0 of each minute, and at its next run ({next_run}) max_delay has already run out; "
+            f'use a later trigger_at (e.g. "+1m") or a max_delay of {needed} or more'
+        )

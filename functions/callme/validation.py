@@ -15,7 +15,7 @@ from .egress import EgressPolicy, check_callback_url
 from .errors import InvalidRequest, PayloadTooLarge
 from .limits import Limits
 from .task import METHODS, TaskDefinition, TaskKey, check_name
-from .trigger import parse_trigger_at
+from .trigger import check_can_run, parse_trigger_at
 
 TASK_FIELDS = (
     "task_name",
@@ -134,6 +134,7 @@ def parse_task_request(
         retry=integer(body.get("retry", 1), "retry", 0, limits.max_retry),
         max_delay=integer(body.get("max_delay", 10), "max_delay", 1, limits.max_max_delay),
     )
+    check_can_run(trigger_at, definition.max_delay, now)
     return trigger_at, definition
 
 
@@ -143,6 +144,16 @@ def parse_reschedule_request(body: Mapping[str, Any], now: float, limits: Limits
     if body.get("trigger_at") is None:
         return None
     return parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
+
+
+def single_values(params: Mapping[str, list[str]]) -> dict[str, str]:
+    """The query string as one value per parameter. A repeated parameter is refused, as a
+    duplicate body field is, rather than silently taking one of its values."""
+    repeated = sorted(name for name, values in params.items() if len(values) > 1)
+    if repeated:
+        listed = ", ".join(f"{name!r} ({len(params[name])} times)" for name in repeated)
+        raise InvalidRequest(f"query parameter{'s' if len(repeated) > 1 else ''} {listed} repeated; give each once")
+    return {name: values[0] for name, values in params.items() if values}
 
 
 def check_query(params: Mapping[str, str], allowed: tuple[str, ...]) -> None:

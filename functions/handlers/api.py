@@ -17,8 +17,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from callme.errors import CallmeError, InvalidRequest, MethodNotAllowed, ServiceUnavailable
-from callme.task import TaskKey, check_name
-from callme.validation import check_query, flag, parse_json_object, parse_listing
+from callme.task import NAME_RULE, TaskKey, check_name
+from callme.validation import check_query, flag, parse_json_object, parse_listing, single_values
 from callme.views import task_view, tasks_view
 
 from . import wiring
@@ -28,7 +28,6 @@ from .openapi import DOCUMENT
 app = APIGatewayRestResolver()
 _ROUTES: dict[str, list[str]] = {}
 _NAMED_PREFIXES = ("/task/", "/status/", "/reschedule/")
-_LISTING_PARAMETERS = ("start_from", "future_only", "limit")
 
 
 def route(rule: str, method: str) -> Callable[[Callable[..., Response[str]]], Callable[..., Response[str]]]:
@@ -43,10 +42,13 @@ def route(rule: str, method: str) -> Callable[[Callable[..., Response[str]]], Ca
 @route("/task/<ident>", "GET")
 @route("/status/<ident>", "GET")
 def read(ident: str) -> Response[str]:
-    if "@" in ident:
-        check_query(_query(), _LISTING_PARAMETERS)  # accepted for symmetry; they shape lists only
-        return _json(200, task_view(wiring.task_service().get_entry(TaskKey.parse(ident))))
     service = wiring.task_service()
+    if "@" in ident:
+        key = TaskKey.parse(ident)
+        # One path, /task/{ident}, serves both forms: the listing parameters are checked here as on
+        # the list, and have nothing to shape.
+        parse_listing(_query(), service.limits, name=key.name)
+        return _json(200, task_view(service.get_entry(key)))
     listed = service.list_entries(ident, parse_listing(_query(), service.limits, name=ident))
     return _json(200, tasks_view(listed.tasks, listed.next))
 
@@ -129,13 +131,10 @@ def no_route(_: Exception) -> Response[str]:
     if allowed is not None and event.http_method not in allowed:
         return error_response(MethodNotAllowed(event.http_method, sorted(set(allowed))))
     for prefix in _NAMED_PREFIXES:
-        if path.startswith(prefix):
-            rest = path[len(prefix) :]
+        rest = path[len(prefix) :]
+        if path.startswith(prefix) and "/" not in rest:
             return error_response(
-                InvalidRequest(
-                    f"{rest!r} is not a task name or <task_name>@<trigger_at>: names are 1 to 128 characters "
-                    "of A-Z, a-z, 0-9, '.', '_' and '-'"
-                )
+                InvalidRequest(f"{rest!r} is not a task name or <task_name>@<trigger_at>: {NAME_RULE}")
             )
     return _json(404, {"error": f"no route {event.http_method} {event.path}; see the API reference in the README"})
 
@@ -149,7 +148,10 @@ def _matches(rule: str, path: str) -> bool:
 
 
 def _query() -> dict[str, str]:
-    return app.current_event.query_string_parameters or {}
+    event = app.current_event
+    if event.multi_value_query_string_parameters:
+        return single_values(event.multi_value_query_string_parameters)
+    return event.query_string_parameters or {}
 
 
 def _body() -> str | None:
@@ -168,4 +170,6 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("httpMethod") == "HEAD":  # API Gateway passes HEAD on; it is GET without the body, dropped there
+        event = {**event, "httpMethod": "GET"}
     return app.resolve(event, context)

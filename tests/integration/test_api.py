@@ -178,6 +178,11 @@ BAD_BODIES = [
     ('{"trigger_at": "+1h", "callback": "http://example.com/", "task_name": "other"}', "task_name"),
     ('{"trigger_at": "+1h", "trigger_at": "+2h", "callback": "http://example.com/"}', "twice"),
     ('{"trigger_at": NaN, "callback": "http://example.com/"}', "not valid JSON"),
+    ('{"trigger_at": "+0m", "callback": "http://example.com/", "max_delay": 1}', "can never be called"),
+    ('{"trigger_at": "+1h", "callback": "http://.../"}', "invalid host"),
+    ('{"trigger_at": "+1h", "callback": "http://-/"}', "invalid host"),
+    ('{"trigger_at": "+1h", "callback": "http://exa%20mple.com/"}', "invalid host"),
+    ('{"trigger_at": "+1h", "callback": "https://[v7.abc]/"}', "invalid host"),
 ]
 
 
@@ -199,10 +204,40 @@ def test_a_bad_task_name_gets_400(client: Client, aws: Any, name: str) -> None:
     assert stored_items(aws) == []
 
 
-def test_a_name_with_a_slash_gets_400_not_a_bare_404(client: Client, aws: Any) -> None:
-    status, answer, _ = client("PUT", "/task/a/b", {"trigger_at": "+1h", "callback": CALLBACK})
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [("PUT", "/task/a/b"), ("GET", "/task/a/b"), ("DELETE", "/task/a/b@1858809600"), ("POST", "/reschedule/a/b")],
+)
+def test_a_path_with_more_segments_is_no_route_404(client: Client, aws: Any, method: str, target: str) -> None:
+    # As the README says of unknown routes: a name never holds a slash, so this is no route of the API.
+    status, answer, _ = client(method, target, {"trigger_at": "+1h", "callback": CALLBACK} if method == "PUT" else None)
+    assert status == 404
+    assert answer["error"] == f"no route {method} {target}; see the API reference in the README"
+    assert stored_items(aws) == []
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("PUT", "/task/{}"),
+        ("GET", "/task/{}"),
+        ("GET", "/status/{}"),
+        ("DELETE", "/task/{}"),
+        ("POST", "/reschedule/{}"),
+        ("GET", "/status/{}@1858809600"),
+        ("GET", "/status/?start_from={}@1858809600"),
+    ],
+)
+def test_dot_segment_names_get_400_on_every_route(
+    client: Client, aws: Any, name: str, method: str, target: str
+) -> None:
+    # Clients resolve them away (curl sends GET /task/. as GET /task/), so none may exist.
+    body = {"trigger_at": "+1h", "callback": CALLBACK} if method == "PUT" else None
+    status, answer, _ = client(method, target.format(name), body)
     assert status == 400
-    assert "names are 1 to 128 characters" in answer["error"]
+    assert f"{name!r} is invalid" in answer["error"]
+    assert "other than '.' and '..'" in answer["error"]
     assert stored_items(aws) == []
 
 
@@ -271,6 +306,50 @@ def test_bad_query_strings_get_400(client: Client, target: str, named: str) -> N
     status, answer, _ = client("GET", target)
     assert status == 400
     assert named in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("target", "named"),
+    [
+        ("/status/job@1858809600?limit=abc", "limit must be an integer"),
+        ("/task/job@1858809600?limit=0", "limit must be between"),
+        ("/task/job@1858809600?future_only=maybe", "future_only"),
+        ("/task/job@1858809600?start_from=other@1858809600", "start_from"),
+        ("/task/job@1858809600?colour=red", "'colour'"),
+    ],
+)
+def test_listing_parameters_on_the_entry_route_are_checked_as_on_lists(client: Client, target: str, named: str) -> None:
+    # One path, /task/{ident}, serves an entry and a list; its parameters follow one rule.
+    client.put("job", trigger_at="1858809600")
+    status, answer, _ = client("GET", target)
+    assert status == 400
+    assert named in answer["error"]
+    assert client("GET", "/task/job@1858809600?limit=5&future_only&start_from=job@1858809540")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "named"),
+    [
+        ("GET", "/status/job?limit=1&limit=abc", "'limit' (2 times)"),
+        ("GET", "/task/job@1858809600?limit=1&limit=2", "'limit' (2 times)"),
+        ("GET", "/status/?start_from=a@60&start_from=b@60", "'start_from' (2 times)"),
+        ("GET", "/status/job?pretty&pretty=false", "'pretty' (2 times)"),
+        ("PUT", "/task/job?pretty&pretty", "'pretty' (2 times)"),
+        ("DELETE", "/task/job@1858809600?pretty=1&pretty=0", "'pretty' (2 times)"),
+        ("POST", "/reschedule/job@1858809600?all=true&all=false", "'all' (2 times)"),
+    ],
+)
+def test_a_repeated_query_parameter_gets_400_naming_it(
+    client: Client, aws: Any, method: str, target: str, named: str
+) -> None:
+    # As a duplicate body field is refused, rather than silently taking the last value.
+    client.put("job", trigger_at="1858809600")
+    before = stored_items(aws)
+    body = {"trigger_at": "1858809600", "callback": CALLBACK} if method == "PUT" else None
+    status, answer, _ = client(method, target, body)
+    assert status == 400
+    assert answer["error"] == f"query parameter {named} repeated; give each once"
+    assert stored_items(aws) == before
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -469,6 +548,17 @@ def test_bad_reschedule_requests_get_400(client: Client, aws: Any, target: str, 
     assert status == 400
     assert named in answer["error"]
     assert stored_items(aws) == before
+
+
+def test_a_reschedule_that_could_never_be_called_gets_400(client: Client, aws: Any) -> None:
+    client.put("job", trigger_at="1858809600", max_delay=1)
+    _finish(aws, "job", 1858809600, "failed")
+    before = stored_items(aws)
+    status, answer, _ = client("POST", "/reschedule/job@1858809600", {"trigger_at": "+0m"})
+    assert status == 400
+    assert "with max_delay 1 can never be called" in answer["error"]
+    assert stored_items(aws) == before
+    assert client("POST", "/reschedule/job@1858809600", {"trigger_at": "+1m"})[0] == 201
 
 
 def test_reschedule_of_a_missing_entry_is_404(client: Client) -> None:

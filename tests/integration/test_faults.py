@@ -161,7 +161,7 @@ def test_a_cancel_whose_answer_was_lost_still_answers_the_cancelled_entry(
     assert cancelled["task_state"] == "cancelled"
 
 
-def test_a_reschedule_survives_throttling_on_each_of_its_writes(aws: Any, faults: Faults, lambda_context: Any) -> None:
+def _failed_entry(aws: Any, lambda_context: Any) -> None:
     call(lambda_context, "PUT", "/task/job", TASK)
     aws.update_item(
         TableName="callme-tasks",
@@ -169,11 +169,45 @@ def test_a_reschedule_survives_throttling_on_each_of_its_writes(aws: Any, faults
         UpdateExpression="SET task_state = :s REMOVE due_shard, due_minute",
         ExpressionAttributeValues={":s": {"S": "failed"}},
     )
+
+
+def test_a_reschedule_survives_throttling_on_each_of_its_writes(aws: Any, faults: Faults, lambda_context: Any) -> None:
+    _failed_entry(aws, lambda_context)
     faults.fail("Query", throttled, 1)
-    faults.fail("PutItem", throttled, 2)
+    faults.fail("TransactWriteItems", throttled, 2)
     status, answer = call(lambda_context, "POST", "/reschedule/job", {"trigger_at": "1858816800"})
     assert status == 201, answer
     assert [t["trigger_at"] for t in answer["tasks"]] == [1858816800]
+    assert faults.plan["TransactWriteItems"] == [], "both faults were met and retried"
+
+
+@pytest.mark.parametrize("target", ["/reschedule/job@1858809600", "/reschedule/job"])
+def test_a_reschedule_that_cannot_write_gets_503_and_changes_nothing(
+    aws: Any, faults: Faults, lambda_context: Any, target: str
+) -> None:
+    # The successor and the mark on its source are one transaction: neither is written alone.
+    _failed_entry(aws, lambda_context)
+    before = stored_items(aws)
+    faults.fail("TransactWriteItems", internal_error, 50)
+    status, answer = call(lambda_context, "POST", target, {"trigger_at": "1858816800"})
+    assert status == 503
+    assert "storage is unavailable" in answer["error"]
+    assert stored_items(aws) == before
+
+
+def test_a_reschedule_whose_answer_was_lost_answers_its_one_successor(
+    aws: Any, faults: Faults, lambda_context: Any
+) -> None:
+    # botocore retries the transaction; moto (unlike DynamoDB, which recognises its client token)
+    # then refuses every write of it, each finding what this very transaction wrote.
+    _failed_entry(aws, lambda_context)
+    faults.fail("TransactWriteItems", applied_then_lost, 1)
+    status, answer = call(lambda_context, "POST", "/reschedule/job@1858809600", {"trigger_at": "1858816800"})
+    assert status == 201, answer
+    [successor] = answer["tasks"]
+    assert len(stored_items(aws)) == 2, "the source and one successor"
+    assert call(lambda_context, "GET", "/status/job@1858816800")[1]["webhook_id"] == successor["webhook_id"]
+    assert call(lambda_context, "GET", "/status/job@1858809600")[1]["rescheduled_to"] == "job@1858816800"
 
 
 # -- the dispatcher's paths --------------------------------------------------------------------

@@ -9,9 +9,9 @@ python3.13 for `sam build` (empty when there is none). Everything here runs offl
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import fields
@@ -24,53 +24,16 @@ from moto import mock_aws
 
 from callme.dispatch import DispatchConfig
 from local.template import TEMPLATE, load_template, table_definitions
+from tests.template.cfn import ACCOUNT, REGION, ROOT, Stack, explain, listed, run, tool, wildcard
 
 pytestmark = pytest.mark.template
 
-ROOT = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
 FUNCTIONS = ("ApiFunction", "DispatcherFunction")
 API_GATEWAY_TIMEOUT = 29  # seconds API Gateway waits for a Lambda integration before answering 504
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template()
-
-
-@pytest.fixture(scope="module")
-def resources(template: dict[str, Any]) -> dict[str, Any]:
-    found: dict[str, Any] = template["Resources"]
-    return found
-
-
-def tool(name: str) -> str:
-    """A tool from PATH (`make test` puts .tools/<name>/bin first), else from .tools/<name>/bin."""
-    found = shutil.which(name) or shutil.which(name, path=str(ROOT / ".tools" / name / "bin"))
-    if not found:
-        pytest.skip(f"{name} is not installed; `make test` installs it in .tools/{name}")
-    return os.path.abspath(found)  # `make test` puts relative directories on PATH
-
-
-def tool_env(**extra: str) -> dict[str, str]:
-    """The environment for the tools: offline, no telemetry, a region, no inherited Python paths."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.update(SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION, **extra)
-    return env
-
-
-def run(command: list[str], timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command, cwd=ROOT, env=tool_env(**extra_env), capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def explain(result: subprocess.CompletedProcess[str]) -> str:
-    return f"{' '.join(result.args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
 def python313() -> str:
@@ -87,17 +50,9 @@ def python313() -> str:
 
 
 def arn(value: Any) -> str:
-    """An intrinsic as the string Fn::Sub would write: !GetAtt T.Arn -> ${T.Arn}, !Ref S -> ${S}."""
-    if isinstance(value, str):
-        return value
-    ((function, argument),) = value.items()
-    if function == "Fn::GetAtt":
-        return "${" + (argument if isinstance(argument, str) else ".".join(argument)) + "}"
-    if function == "Ref":
-        return "${" + argument + "}"
-    if function == "Fn::Sub":
-        return str(argument if isinstance(argument, str) else argument[0])
-    raise AssertionError(f"unexpected intrinsic {value!r}")
+    """An intrinsic as the string Fn::Sub would write: !GetAtt T.Arn -> ${T.Arn}, !Ref S -> ${S}, with
+    parameters and conditions at their defaults."""
+    return str(Stack(load_template(), symbolic=True).resolve(value))
 
 
 def grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -130,16 +85,7 @@ def sample_environment(template: dict[str, Any], function: str) -> dict[str, str
         **template["Globals"]["Function"]["Environment"]["Variables"],
         **template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {}),
     }
-
-    def value(raw: Any) -> str:
-        if not isinstance(raw, dict):
-            return str(raw)
-        if "Ref" in raw:
-            parameter = template["Parameters"].get(raw["Ref"])
-            return str(parameter["Default"]) if parameter else f"callme-{raw['Ref']}"
-        return re.sub(r"\$\{[^}]+\}", "callme", arn(raw))
-
-    return {name: value(raw) for name, raw in variables.items()}
+    return {name: str(value) for name, value in Stack(template).resolve(variables).items()}
 
 
 # -- the linters ----------------------------------------------------------------------------------
@@ -256,38 +202,6 @@ def test_built_artifact_is_lean(built: Path, function: str) -> None:
 
 
 # -- what SAM generates ------------------------------------------------------------------------------
-
-TRANSLATE = """
-import json, sys
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
-
-class NoManagedPolicies:
-    def load(self):
-        return {}
-
-with open(sys.argv[1]) as handle:
-    template = yaml_parse(handle.read())
-template["Globals"]["Function"]["CodeUri"] = "s3://callme-artifacts/functions.zip"
-for resource in template["Resources"].values():
-    if resource["Type"] == "AWS::Serverless::Function" and "CodeUri" in resource["Properties"]:
-        resource["Properties"]["CodeUri"] = "s3://callme-artifacts/functions.zip"
-print(json.dumps(transform(template, {"AWS::Region": "us-east-1"}, NoManagedPolicies())))
-"""
-
-
-@pytest.fixture(scope="module")
-def generated() -> dict[str, Any]:
-    """The CloudFormation resources SAM generates from the template (samtranslator, offline)."""
-    sam_python = Path(tool("sam")).parent / "python"
-    if not sam_python.exists():
-        sam_python = ROOT / ".tools" / "sam" / "bin" / "python"
-    if not sam_python.exists():
-        pytest.skip("samtranslator is not installed; `make test` installs it with the SAM CLI in .tools/sam")
-    result = run([str(sam_python), "-c", TRANSLATE, str(TEMPLATE)], timeout=120)
-    assert result.returncode == 0, explain(result)
-    resources: dict[str, Any] = json.loads(result.stdout)["Resources"]
-    return resources
 
 
 def only(resources: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -451,11 +365,14 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
         variables = {**common, **resources[function]["Properties"].get("Environment", {}).get("Variables", {})}
         unknown = {name for name in variables if name.startswith("CALLME_")} - read
         assert not unknown, f"{function} sets variables that callme never reads: {sorted(unknown)}"
-    dispatcher = resources["DispatcherFunction"]["Properties"]
-    own = dispatcher["Environment"]["Variables"]
+    own = resources["DispatcherFunction"]["Properties"]["Environment"]["Variables"]
     assert own["CALLME_FANOUT"] == "lambda"
-    assert own["CALLME_DISPATCHER_FUNCTION"] == dispatcher["FunctionName"]  # it fans out to itself
-    assert own["CALLME_SIGNING_SECRET_ID"] == {"Ref": "SigningSecret"}
+    # It fans out to itself under the name the Lambda context gives: naming it here would take a fixed
+    # FunctionName (too long for long stack names) or a Ref to itself (a circular dependency).
+    assert "CALLME_DISPATCHER_FUNCTION" not in own
+    assert own["CALLME_SIGNING_SECRET_ID"] == {
+        "Fn::If": ["CreateSigningSecret", {"Ref": "SigningSecret"}, {"Ref": "ExistingSigningSecretArn"}]
+    }
     assert resources["SigningSecret"]["Type"] == "AWS::SecretsManager::Secret"
 
 
@@ -468,17 +385,28 @@ def test_api_function_grants(resources: dict[str, Any]) -> None:
 
 
 def test_dispatcher_grants(resources: dict[str, Any]) -> None:
-    dispatcher = resources["DispatcherFunction"]["Properties"]
-    itself = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-dispatcher"
-    assert itself.endswith(":function:" + arn(dispatcher["FunctionName"]))
     assert grants(inline_statements(resources["DispatcherFunction"])) == {
         ("dynamodb:Query", "${TasksTable.Arn}/index/due"),
         ("dynamodb:BatchGetItem", "${TasksTable.Arn}"),
         ("dynamodb:PutItem", "${TasksTable.Arn}"),
         ("dynamodb:PutItem", "${LeasesTable.Arn}"),
-        ("lambda:InvokeFunction", itself),
         ("secretsmanager:GetSecretValue", "${SigningSecret}"),
     }
+
+
+def test_the_dispatcher_may_invoke_itself_and_no_other_function(generated: dict[str, Any]) -> None:
+    """Its own Policies cannot name its ARN (a circular dependency), so a policy attached to the role
+    SAM generates does, and names nothing else."""
+    role = generated["DispatcherFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    attached = [
+        statement
+        for resource in generated.values()
+        if resource["Type"] == "AWS::IAM::Policy" and {"Ref": role} in resource["Properties"]["Roles"]
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert grants(attached) == {("lambda:InvokeFunction", "${DispatcherFunction.Arn}")}
+    invokes = {action for action, _ in role_grants(generated[role]) if action.startswith("lambda:")}
+    assert invokes == set(), "the role's own policies must not invoke functions by a name pattern"
 
 
 def test_dispatcher_schedule(resources: dict[str, Any]) -> None:
@@ -511,7 +439,9 @@ def test_timeouts_fit_the_dispatch_lease_and_api_gateway(resources: dict[str, An
     assert resources["ApiFunction"]["Properties"]["Timeout"] < API_GATEWAY_TIMEOUT
 
 
-def test_concurrency_reservations_are_optional_and_sized(template: dict[str, Any], resources: dict[str, Any]) -> None:
+def test_concurrency_reservations_are_optional_and_off_by_default(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
     parameters = template["Parameters"]
     conditions = template["Conditions"]
     for function, parameter, condition in (
@@ -523,8 +453,12 @@ def test_concurrency_reservations_are_optional_and_sized(template: dict[str, Any
         assert reserved == {"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
         assert conditions[condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, 0]}]}
         assert parameters[parameter]["MinValue"] == 0
-    # One coordinator and one invocation per shard each minute, with room for an overlapping minute.
-    assert parameters["DispatcherReservedConcurrency"]["Default"] > 2 * parameters["DueShards"]["Default"]
+        # Lambda keeps 100 of an account's concurrency unreserved and a new account's quota is 10:
+        # any reservation fails the first deploy there.
+        assert parameters[parameter]["Default"] == 0, f"{parameter} must reserve nothing by default"
+    # The description says what to reserve once the quota allows: a coordinator and one invocation per
+    # shard each minute, with room for an overlapping minute.
+    assert "2 x (DueShards + 1)" in parameters["DispatcherReservedConcurrency"]["Description"]
 
 
 def test_api_access_logs_get_their_account_role_when_asked(template: dict[str, Any], resources: dict[str, Any]) -> None:
@@ -532,6 +466,17 @@ def test_api_access_logs_get_their_account_role_when_asked(template: dict[str, A
     assert resources["ApiGatewayAccount"]["Condition"] == "CreateApiGatewayAccount"
     assert resources["Api"]["DependsOn"] == "ApiLoggingReady"
     assert resources["ApiLoggingReady"]["Metadata"]["Account"]["Fn::If"][1] == {"Ref": "ApiGatewayAccount"}
+
+
+def test_deleting_the_stack_leaves_the_account_wide_api_gateway_role(generated: dict[str, Any]) -> None:
+    """API Gateway has one CloudWatch role per account and region, which every API's logs go through:
+    deleting this stack (or replacing the role) must not take it from the others."""
+    accounts = [r for r in generated.values() if r["Type"] == "AWS::ApiGateway::Account"]
+    assert accounts
+    for account in accounts:
+        role = account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
+        for kept in (account, generated[role]):
+            assert (kept.get("DeletionPolicy"), kept.get("UpdateReplacePolicy")) == ("Retain", "Retain"), kept
 
 
 def test_log_groups_have_retention(template: dict[str, Any], resources: dict[str, Any]) -> None:
@@ -582,3 +527,191 @@ def test_alarms_notify_and_watch_this_stack(resources: dict[str, Any]) -> None:
                 assert dimension["Value"] == api_name, name
             if dimension["Name"] == "FunctionName":
                 assert dimension["Value"]["Ref"] in FUNCTIONS, name
+
+
+def test_alarm_topic_key_lets_cloudwatch_alarms_publish(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """CloudWatch may not use the AWS managed key alias/aws/sns: every alarm action on a topic encrypted
+    with it fails, and no e-mail is ever sent. The topic's key must be one of this stack, whose policy
+    lets CloudWatch use it, and that the account can still administer."""
+    key_id = resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
+    assert isinstance(key_id, dict) and "Ref" in key_id, f"the topic's key must be a key of this template: {key_id}"
+    key = resources[key_id["Ref"]]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    policy = Stack(template).resolve(key["Properties"]["KeyPolicy"])
+
+    def granted(principal: dict[str, str], action: str) -> list[dict[str, Any]]:
+        return [
+            s
+            for s in policy["Statement"]
+            if s["Effect"] == "Allow"
+            and s["Principal"] == principal
+            and any(wildcard(a, action, ignore_case=True) for a in listed(s["Action"]))
+            and "*" in listed(s["Resource"])
+        ]
+
+    cloudwatch = {"Service": "cloudwatch.amazonaws.com"}
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        statements = granted(cloudwatch, action)
+        assert statements, f"CloudWatch may not {action} with the alarm topic's key"
+        for statement in statements:  # scoped to this account's alarms, and by nothing CloudWatch does not send
+            assert statement.get("Condition", {}) in ({}, {"StringEquals": {"aws:SourceAccount": ACCOUNT}})
+    assert granted({"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "kms:PutKeyPolicy"), "the account must keep the key"
+    assert not [s for s in policy["Statement"] if s["Principal"] in ("*", {"AWS": "*"})]
+
+
+def test_the_api_has_one_stage_with_throttling_and_access_logs(generated: dict[str, Any]) -> None:
+    """Without OpenApiVersion SAM's deployment also creates a stage named "Stage": live (in IAM mode),
+    unthrottled and without access logs."""
+    stages = [r["Properties"]["StageName"] for r in generated.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    stages += [
+        r["Properties"]["StageName"]
+        for r in generated.values()
+        if r["Type"] == "AWS::ApiGateway::Deployment" and "StageName" in r["Properties"]
+    ]
+    assert stages == [{"Ref": "StageName"}]
+    stage = only(generated, "AWS::ApiGateway::Stage")["Properties"]
+    assert arn(stage["AccessLogSetting"]["DestinationArn"]) == "${ApiAccessLogGroup.Arn}"
+    (settings,) = stage["MethodSettings"]
+    assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ThrottleRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ThrottleBurstLimit"}
+
+
+LAMBDA_LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+
+
+@pytest.mark.parametrize("level", load_template()["Parameters"]["LogLevel"]["AllowedValues"])
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_lambda_filters_logs_at_the_log_level(translated: dict[str, Any], function: str, level: str) -> None:
+    """With JSON logs Lambda drops every line below its ApplicationLogLevel (INFO when unset), and its
+    level wins over POWERTOOLS_LOG_LEVEL: both must say LogLevel, each in its own words."""
+    stack = Stack(translated, parameters={"LogLevel": level})
+    props = translated["Resources"][function]["Properties"]
+    config = stack.resolve(props["LoggingConfig"])
+    assert config["LogFormat"] == "JSON"
+    assert config["ApplicationLogLevel"] in LAMBDA_LOG_LEVELS
+    assert logging.getLevelName(config["ApplicationLogLevel"]) == logging.getLevelName(level)
+    assert config["SystemLogLevel"] in {"DEBUG", "INFO", "WARN"}
+    assert stack.resolve(props["Environment"]["Variables"])["POWERTOOLS_LOG_LEVEL"] == level
+
+
+# Longest names each service takes, for every name the template builds from the stack's name.
+NAME_LIMITS = {
+    ("AWS::Lambda::Function", "FunctionName"): 64,
+    ("AWS::IAM::Role", "RoleName"): 64,
+    ("AWS::IAM::Policy", "PolicyName"): 128,
+    ("AWS::Logs::LogGroup", "LogGroupName"): 512,
+    ("AWS::DynamoDB::Table", "TableName"): 255,
+    ("AWS::SQS::Queue", "QueueName"): 80,
+    ("AWS::SNS::Topic", "TopicName"): 256,
+    ("AWS::Scheduler::Schedule", "Name"): 64,
+    ("AWS::SecretsManager::Secret", "Name"): 512,
+    ("AWS::KMS::Alias", "AliasName"): 256,
+    ("AWS::CloudWatch::Alarm", "AlarmName"): 255,
+    # API Gateway's metrics carry the API's name as a dimension, and CloudWatch takes 255 characters.
+    ("AWS::ApiGateway::RestApi", "Name"): 255,
+    ("AWS::CloudWatch::Alarm", "Dimensions.Value"): 255,
+}
+LONGEST_STACK_NAME = "c" + "-x" * 63 + "y"  # CloudFormation takes 128 characters
+
+
+def names_built_from_the_stack_name(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    """(property path, value) for every string the template builds with AWS::StackName."""
+    if isinstance(value, list):
+        return [found for item in value for found in names_built_from_the_stack_name(item, path)]
+    if not isinstance(value, dict):
+        return []
+    if ("Fn::Sub" in value or "Fn::Join" in value) and "AWS::StackName" in json.dumps(value):
+        return [(path, value)]
+    return [
+        found
+        for key, item in value.items()
+        for found in names_built_from_the_stack_name(item, f"{path}.{key}" if path else key)
+    ]
+
+
+def test_every_name_fits_its_service_with_the_longest_stack_name(translated: dict[str, Any]) -> None:
+    """A fixed `${AWS::StackName}-dispatcher` broke every stack name over 53 characters."""
+    assert len(LONGEST_STACK_NAME) == 128
+    stack = Stack(translated, name=LONGEST_STACK_NAME)
+    checked, problems = [], []
+    for logical_id, resource in translated["Resources"].items():
+        for path, value in names_built_from_the_stack_name(resource.get("Properties", {})):
+            limit = NAME_LIMITS.get((resource["Type"], path))
+            if limit is None:
+                problems.append(f"{logical_id}.{path} ({resource['Type']}): add the service's limit to NAME_LIMITS")
+                continue
+            name = stack.resolve(value)
+            checked.append(name)
+            if len(name) > limit:
+                problems.append(f"{logical_id}.{path} is {len(name)} characters, over {limit}: {name}")
+    assert not problems, "\n".join(problems)
+    assert checked, "the template builds no name from the stack name: is this test still looking?"
+
+
+def test_a_new_stack_can_use_the_kept_signing_secret(translated: dict[str, Any]) -> None:
+    """The secret is kept when the stack goes (receivers verify with it); a new stack given its ARN
+    creates none, and signs and reads with that one (the IAM proof runs the dispatcher so)."""
+    for logical_id in ("SigningSecret", "TasksTable"):
+        kept = translated["Resources"][logical_id]
+        assert (kept["DeletionPolicy"], kept["UpdateReplacePolicy"]) == ("Retain", "Retain"), logical_id
+    parameter = translated["Parameters"]["ExistingSigningSecretArn"]
+    existing = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:callme-signing-AbC123"
+    assert re.fullmatch(parameter["AllowedPattern"], existing)
+    assert re.fullmatch(parameter["AllowedPattern"], "")
+    # IAM matches the full ARN, so a name or an ARN without its random suffix would lock the dispatcher out.
+    for partial in ("callme-signing", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:callme-signing"):
+        assert not re.fullmatch(parameter["AllowedPattern"], partial), partial
+
+    stack = Stack(translated, parameters={"ExistingSigningSecretArn": existing})
+    assert not stack.exists("SigningSecret")
+    created = {k: v for k, v in translated["Resources"].items() if stack.exists(k)}
+    stack.resolve(created)  # no resource refers to the secret that is not created
+    dispatcher = stack.resolve(created["DispatcherFunction"]["Properties"])
+    assert dispatcher["Environment"]["Variables"]["CALLME_SIGNING_SECRET_ID"] == existing
+    assert stack.resolve(translated["Outputs"]["SigningSecretArn"]["Value"]) == existing
+
+
+# API Gateway's own answers callme must shape; REQUEST_TOO_LARGE is not among them: API Gateway does
+# not let its 413 be customised.
+GATEWAY_RESPONSES = {
+    "DEFAULT_4XX",
+    "DEFAULT_5XX",
+    "INVALID_API_KEY",
+    "MISSING_AUTHENTICATION_TOKEN",
+    "THROTTLED",
+    "INTEGRATION_FAILURE",
+    "INTEGRATION_TIMEOUT",
+}
+
+
+def render_gateway_response(template: str, response_type: str) -> str:
+    """A gateway response's mapping template as API Gateway fills it in, with an awkward message."""
+    message = 'User: arn:aws:iam::1:user/a "quoted" \\ name is not authorized'
+    rendered = (
+        template.replace("$context.error.messageString", json.dumps(message))
+        .replace("$context.error.message", message)
+        .replace("$context.error.responseType", response_type)
+    )
+    assert "$context" not in rendered, f"{response_type}: a variable this test does not fill in: {rendered}"
+    return rendered
+
+
+@pytest.mark.parametrize("auth_mode", ["API_KEY", "IAM"])
+def test_api_gateway_errors_answer_in_callme_shape(translated: dict[str, Any], auth_mode: str) -> None:
+    """A missing key, throttling or a failed function answer {"error": "..."} like callme's own errors,
+    not API Gateway's {"message": ...}."""
+    stack = Stack(translated, parameters={"AuthMode": auth_mode})
+    body = stack.resolve(translated["Resources"]["Api"]["Properties"]["Body"])
+    responses = body["x-amazon-apigateway-gateway-responses"]
+    assert responses.keys() >= GATEWAY_RESPONSES
+    for response_type, response in responses.items():
+        assert response["responseParameters"]["gatewayresponse.header.Content-Type"] == "'application/json'"
+        assert list(response["responseTemplates"]) == ["application/json"], response_type
+        answer = json.loads(render_gateway_response(response["responseTemplates"]["application/json"], response_type))
+        assert list(answer) == ["error"], response_type
+        assert isinstance(answer["error"], str) and len(answer["error"]) > 10, response_type
+    assert responses["THROTTLED"]["responseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+    missing = json.loads(responses["MISSING_AUTHENTICATION_TOKEN"]["responseTemplates"]["application/json"])
+    assert ("x-api-key" in missing["error"]) == (auth_mode == "API_KEY"), missing

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from callme.errors import Conflict, InvalidRequest
 from callme.task import (
     HISTORY_LIMIT,
+    NAME_PATTERN,
+    NAME_PATTERN_TEXT,
     RESPONSE_BODY_LIMIT,
     Attempt,
     Task,
@@ -25,6 +27,7 @@ from tests.unit.conftest import CURRENT_MINUTE, NOW, make_task, rejected
 
 RETENTION = 30 * 86400
 NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+NAMES = st.text(alphabet=NAME_CHARS, min_size=1, max_size=128).filter(lambda n: n not in (".", ".."))
 
 # -- names ----------------------------------------------------------------------------------------
 
@@ -42,8 +45,22 @@ def test_invalid_name_is_rejected_stating_the_rule(name: str) -> None:
     assert "1 to 128 characters" in error.message
 
 
+@pytest.mark.parametrize("name", [".", ".."])
+def test_dot_segments_are_rejected_as_names(name: str) -> None:
+    # Clients resolve them away (curl sends GET /task/.. as GET /): such an entry could not be read back.
+    error = rejected(lambda: check_name(name))
+    assert error.status == 400
+    assert f"task name {name!r} is invalid" in error.message
+    assert "other than '.' and '..'" in error.message
+
+
+def test_the_published_name_pattern_is_the_one_enforced() -> None:
+    assert NAME_PATTERN_TEXT == r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$"
+    assert NAME_PATTERN.pattern == NAME_PATTERN_TEXT
+
+
 @settings(max_examples=100, deadline=None)
-@given(name=st.text(alphabet=NAME_CHARS, min_size=1, max_size=128))
+@given(name=NAMES)
 def test_any_name_of_allowed_characters_is_accepted(name: str) -> None:
     assert check_name(name) == name
 
@@ -69,7 +86,7 @@ def test_key_prints_as_name_at_timestamp() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(name=st.text(alphabet=NAME_CHARS, min_size=1, max_size=128), minute=st.integers(0, 10**13))
+@given(name=NAMES, minute=st.integers(0, 10**13))
 def test_printed_key_parses_back_to_itself(name: str, minute: int) -> None:
     key = TaskKey(name, minute * 60)
     assert TaskKey.parse(str(key)) == key
@@ -203,6 +220,26 @@ def test_pending_entry_that_was_already_called_cannot_be_replaced() -> None:
     task = make_task(state=TaskState.PENDING, attempts=1)
     error = rejected(lambda: task.replaced_by(TaskDefinition("https://example.org/"), NOW))
     assert error.status == 409
+
+
+# -- rescheduled ------------------------------------------------------------------------------------
+
+
+def test_rescheduled_entry_points_at_its_successor() -> None:
+    task = make_task(state=TaskState.FAILED, attempts=2)
+    marked = task.rescheduled(TaskKey("job", CURRENT_MINUTE + 60), NOW)
+    assert marked.rescheduled_to == f"job@{CURRENT_MINUTE + 60}"
+    assert marked.revision != task.revision, "the mark is a write of its own, conditional on the entry as read"
+
+
+@pytest.mark.parametrize("minute", [CURRENT_MINUTE + 60, CURRENT_MINUTE + 120])
+def test_an_entry_has_at_most_one_successor(minute: int) -> None:
+    marked = make_task(state=TaskState.FAILED, attempts=2).rescheduled(TaskKey("job", CURRENT_MINUTE + 60), NOW)
+    error = rejected(lambda: marked.rescheduled(TaskKey("job", minute), NOW))
+    assert isinstance(error, Conflict)
+    assert error.message.startswith(
+        f"entry job@{CURRENT_MINUTE} was already rescheduled to job@{CURRENT_MINUTE + 60} (its rescheduled_to)"
+    )
 
 
 # -- cancelled --------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from callme.errors import InvalidRequest
 from callme.limits import DAY, Limits
-from callme.trigger import parse_trigger_at
+from callme.trigger import check_can_run, parse_trigger_at
 from tests.unit.conftest import CURRENT_MINUTE, NOW, rejected
 
 HORIZON = Limits().max_ahead_seconds
@@ -231,3 +231,44 @@ def test_relative_time_past_the_horizon_is_always_rejected(data: st.DataObject, 
 def test_any_minute_within_the_horizon_is_accepted_unchanged(minutes_ahead: int, as_text: bool) -> None:
     timestamp = CURRENT_MINUTE + minutes_ahead * 60
     assert parse(str(timestamp) if as_text else timestamp) == timestamp
+
+
+# -- check_can_run: what no dispatcher run (second 0 of each minute) could call --------------------
+
+
+@pytest.mark.parametrize("second", [0, 0.001, 30, 59.999])
+def test_current_minute_with_max_delay_1_can_never_run(second: float) -> None:
+    # The current minute's run has started; the next, at CURRENT_MINUTE + 60, is max_delay late.
+    error = rejected(lambda: check_can_run(CURRENT_MINUTE, 1, CURRENT_MINUTE + second))
+    assert isinstance(error, InvalidRequest)
+    assert error.message == (
+        f"trigger_at {CURRENT_MINUTE} with max_delay 1 can never be called: the dispatcher runs at second 0 of "
+        f"each minute, and at its next run ({CURRENT_MINUTE + 60}) max_delay has already run out; "
+        'use a later trigger_at (e.g. "+1m") or a max_delay of 2 or more'
+    )
+
+
+@pytest.mark.parametrize(("trigger_at", "max_delay"), [(CURRENT_MINUTE, 2), (CURRENT_MINUTE + 60, 1)])
+def test_an_entry_the_next_run_can_call_is_accepted(trigger_at: int, max_delay: int) -> None:
+    check_can_run(trigger_at, max_delay, NOW)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    minutes_ahead=st.integers(0, 60 * 24 * 30),
+    max_delay=st.integers(1, 1440),
+    second=st.floats(0, 59.999),
+)
+def test_refused_exactly_when_max_delay_runs_out_by_the_next_run(
+    minutes_ahead: int, max_delay: int, second: float
+) -> None:
+    trigger_at = CURRENT_MINUTE + 60 * minutes_ahead
+    next_run = CURRENT_MINUTE + 60
+    never = trigger_at + 60 * max_delay <= next_run
+    try:
+        check_can_run(trigger_at, max_delay, CURRENT_MINUTE + second)
+        refused = False
+    except InvalidRequest:
+        refused = True
+    assert refused == never
+    assert refused == (minutes_ahead == 0 and max_delay == 1)

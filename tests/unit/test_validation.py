@@ -20,6 +20,7 @@ from callme.validation import (
     parse_listing,
     parse_reschedule_request,
     parse_task_request,
+    single_values,
 )
 from tests.unit.conftest import CURRENT_MINUTE, NOW, PUBLIC_URL, rejected, task_body
 
@@ -115,6 +116,16 @@ def parse_task(body: dict[str, Any], name: str = "simpletask", limits: Limits | 
 
 
 class TestTaskRequest:
+    def test_current_minute_with_max_delay_1_is_refused_as_never_callable(self) -> None:
+        # The dispatcher's next run is at second 0 of the next minute, when max_delay has run out.
+        error = rejected(lambda: parse_task(task_body(trigger_at="+0m", max_delay=1)))
+        assert error.status == 400
+        assert f"trigger_at {CURRENT_MINUTE} with max_delay 1 can never be called" in error.message
+
+    @pytest.mark.parametrize(("trigger_at", "max_delay"), [("+0m", 2), ("+0m", None), ("+1m", 1)])
+    def test_current_minute_is_accepted_when_the_next_run_can_call_it(self, trigger_at: str, max_delay: Any) -> None:
+        assert parse_task(task_body(trigger_at=trigger_at, max_delay=max_delay))[0] >= CURRENT_MINUTE
+
     def test_minimal_body_gets_the_documented_defaults(self) -> None:
         # Given the seed's simplest example
         trigger_at, definition = parse_task({"trigger_at": "+6h", "callback": "http://example.com/that-thing/run-it"})
@@ -353,6 +364,22 @@ class TestQuery:
     def test_several_unknown_parameters_are_all_named(self) -> None:
         error = rejected(lambda: check_query({"b": "", "a": "", "all": ""}, ("all",)))
         assert "unknown query parameters 'a', 'b'" in error.message
+
+
+class TestSingleValues:
+    def test_each_parameter_given_once_keeps_its_value(self) -> None:
+        assert single_values({"limit": ["10"], "pretty": [""]}) == {"limit": "10", "pretty": ""}
+
+    def test_a_repeated_parameter_is_refused_naming_it(self) -> None:
+        # Duplicate body fields are refused; so is a query parameter given twice, rather than
+        # silently taking one of its values.
+        error = rejected(lambda: single_values({"limit": ["10", "abc"], "pretty": [""]}))
+        assert error.status == 400
+        assert error.message == "query parameter 'limit' (2 times) repeated; give each once"
+
+    def test_every_repeated_parameter_is_named(self) -> None:
+        error = rejected(lambda: single_values({"b": ["1", "1"], "a": ["", "", ""]}))
+        assert error.message == "query parameters 'a' (3 times), 'b' (2 times) repeated; give each once"
 
 
 class TestFlag:
