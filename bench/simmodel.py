@@ -517,7 +517,7 @@ class Design:
     consistent_read: str = "recent"  # re-read entries consistently: "recent" release, "always", "never"
     lease_renew_seconds: float = 0.0  # a short lease renewed this often (a write each); 0: one long lease
     fanout_parallelism: int = 1  # asynchronous invocations the coordinator makes at once
-    reserved_concurrency: int = 20  # the dispatcher's (DispatcherReservedConcurrency); 0: the account's
+    reserved_concurrency: int = 0  # the dispatcher's (DispatcherReservedConcurrency); 0: the account's
     memory_mb: int = 1024
     timeout: float = 75.0
     run_seconds: float = 40.0
