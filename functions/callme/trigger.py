@@ -7,8 +7,11 @@ import re
 from .clock import MINUTE, minute_of
 from .errors import InvalidRequest
 
-_RELATIVE = re.compile(r"\+(\d{1,12})([mhd])", re.ASCII)
-_ABSOLUTE = re.compile(r"\d{1,15}", re.ASCII)
+# The two forms as regular expressions (matched whole), also published in the OpenAPI document.
+RELATIVE_PATTERN = r"\+([0-9]{1,12})([mhd])"
+ABSOLUTE_PATTERN = r"[0-9]{1,15}"
+_RELATIVE = re.compile(RELATIVE_PATTERN)
+_ABSOLUTE = re.compile(ABSOLUTE_PATTERN)
 _UNIT_SECONDS = {"m": MINUTE, "h": 60 * MINUTE, "d": 24 * 60 * MINUTE}
 
 

@@ -21,9 +21,9 @@ from callme.task import TaskKey, check_name
 from callme.validation import check_query, flag, parse_json_object, parse_listing
 from callme.views import AnswerFormat, task_view, tasks_view
 
+from . import openapi as openapi_document
 from . import wiring
 from .observability import logger
-from .openapi import DOCUMENT
 
 app = APIGatewayRestResolver()
 _ROUTES: dict[str, list[str]] = {}
@@ -105,7 +105,7 @@ def reschedule(ident: str) -> Response[str]:
 
 @route("/openapi.json", "GET")
 def openapi() -> Response[str]:
-    return _json(200, DOCUMENT)
+    return _json(200, openapi_document.document(wiring.settings().limits))
 
 
 # -- errors -------------------------------------------------------------------------------------
