@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,9 @@ def fill(endpoint: str, entries: int) -> None:
             batch = client.batch_write_item(RequestItems=batch).get("UnprocessedItems") or {}
 
 
-def cancel_until_done(endpoint: str, entries: int, timeout: float = API_TIMEOUT) -> dict[str, Any]:
+def cancel_until_done(
+    endpoint: str, entries: int, timeout: float = API_TIMEOUT, storage_cpu: Callable[[], float] = lambda: 0.0
+) -> dict[str, Any]:
     os.environ.update(
         {
             "CALLME_TABLE_NAME": TASK_TABLE,
@@ -64,7 +67,7 @@ def cancel_until_done(endpoint: str, entries: int, timeout: float = API_TIMEOUT)
 
     wiring.reset()
     calls = []
-    started = time.perf_counter()
+    started, started_cpu, started_storage_cpu = time.perf_counter(), time.process_time(), storage_cpu()
     for _ in range(entries + 1):
         context: Any = LocalContext.for_function("callme-api", timeout_seconds=timeout)
         event = proxy_event("DELETE", f"/task/{NAME}", {"Host": "localhost"}, b"", "127.0.0.1")
@@ -76,6 +79,7 @@ def cancel_until_done(endpoint: str, entries: int, timeout: float = API_TIMEOUT)
         if response["statusCode"] == 200:
             break
     total = time.perf_counter() - started
+    api_cpu, storage_cpu_used = time.process_time() - started_cpu, storage_cpu() - started_storage_cpu
     still_pending = wiring.api_repository().entries_of(NAME, None, time.time(), 1, active_only=True).tasks
     wiring.reset()
     cancelled = sum(call["cancelled"] or 0 for call in calls)
@@ -88,6 +92,8 @@ def cancel_until_done(endpoint: str, entries: int, timeout: float = API_TIMEOUT)
         "seconds": round(total, 2),
         "longest_call_seconds": round(max(call["seconds"] for call in calls), 2),
         "entries_per_second": round(cancelled / total, 1),
+        "api_cpu_ms_per_entry": round(api_cpu * 1000 / max(cancelled, 1), 2),
+        "storage_cpu_ms_per_entry": round(storage_cpu_used * 1000 / max(cancelled, 1), 2),
     }
 
 
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     use_local_credentials()
     with DynamoDBService() as database:
         fill(database.url, args.entries)
-        result = cancel_until_done(database.url, args.entries)
+        result = cancel_until_done(database.url, args.entries, storage_cpu=database.cpu_seconds)
     for number, call in enumerate(result["calls"], 1):
         print(f"DELETE #{number}: {call['status']}, {call['cancelled']} cancelled in {call['seconds']:.2f} s")
     print(
@@ -107,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['seconds']} s in all ({result['entries_per_second']}/s); longest call "
         f"{result['longest_call_seconds']} s (the function's timeout: {API_TIMEOUT} s); "
         f"still pending: {result['still_pending']}"
+    )
+    print(
+        f"CPU per entry cancelled: {result['api_cpu_ms_per_entry']} ms in the api handler's process, "
+        f"{result['storage_cpu_ms_per_entry']} ms in the embedded DynamoDB's; load average {os.getloadavg()[0]:.1f}"
     )
     if args.output:
         args.output.write_text(json.dumps(result, indent=2) + "\n")

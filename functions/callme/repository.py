@@ -28,6 +28,7 @@ from .errors import ServiceUnavailable
 from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
 DUE_INDEX = "due"
+_MOST_EVALUATED = 10_000  # items one Query may evaluate when its filter is sparse (it stops at 1 MB anyway)
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -247,7 +248,7 @@ class DynamoDBTaskRepository:
             extra = f"task_state IN ({', '.join(f':active{i}' for i in range(len(active)))})"
             values.update({f":active{i}": {"S": state.value} for i, state in enumerate(active)})
         request = {"TableName": self._table, "KeyConditionExpression": condition}
-        return self._collect("query", limit, request, values, now, extra, fits)
+        return self._collect("query", limit, request, values, now, extra, fits, sparse=active_only)
 
     def all_entries(
         self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
@@ -272,15 +273,20 @@ class DynamoDBTaskRepository:
         now: float,
         extra: str | None,
         fits: Fits | None,
+        sparse: bool = False,
     ) -> Page:
         # The page ends at `limit` entries or at the first entry that does not fit; one item beyond
-        # it tells whether more remain, so `next` is only given when true.
+        # it tells whether more remain, so `next` is only given when true. DynamoDB's Limit counts
+        # the items a call evaluates, before the filter. A `sparse` filter may drop most of them
+        # (finished entries, when cancelling): each further call then evaluates 4 times more, so
+        # that skipping thousands of cancelled entries takes a few calls, not one per page.
         live = "(attribute_not_exists(expires_at) OR expires_at > :now)"
         request["FilterExpression"] = f"{live} AND {extra}" if extra else live
         request["ExpressionAttributeValues"] = {**values, ":now": {"N": str(int(now))}}
         found: list[Task] = []
+        window = limit + 1
         while True:
-            request["Limit"] = limit + 1 - len(found)
+            request["Limit"] = window if sparse else limit + 1 - len(found)
             response = self._call(operation, **request)
             for item in response.get("Items", []):
                 task = to_task(item)
@@ -290,6 +296,7 @@ class DynamoDBTaskRepository:
             if "LastEvaluatedKey" not in response:
                 return Page(found, False)
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            window = min(window * 4, _MOST_EVALUATED)
 
     def has_due(self, shard: int, up_to: int) -> bool:
         response = self._call("query", **self._due_query(shard, up_to), Limit=1, Select="COUNT")

@@ -24,7 +24,7 @@ from .views import AnswerFormat, AnswerRoom
 # A conditional write that loses a race is read again and retried this many times.
 _RACE_RETRIES = 5
 # Cancelling a whole task: entries read per page, and conditional writes in flight at once.
-_CANCEL_PAGE = 100
+_CANCEL_PAGE = 250
 _CANCEL_WRITERS = 8
 RESCHEDULABLE = (TaskState.FAILED, TaskState.SKIPPED)
 FINISHED = tuple(state for state in TaskState if not state.active)

@@ -8,7 +8,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from callme.task import TaskKey, TaskState, new_revision
+from callme.repository import to_row
+from callme.task import Task, TaskDefinition, TaskKey, TaskState, new_revision
 from handlers import api, wiring
 from local.lambda_context import LocalContext
 from tests.conftest import api_event, stored_items
@@ -97,3 +98,24 @@ def test_an_entry_that_finishes_while_the_task_is_cancelled_keeps_its_outcome(aw
     assert answer["cancelled"] == 1
     assert [t["trigger_at"] for t in answer["tasks"]] == [FIRST + 60]
     assert states(aws) == {FIRST: "successful", FIRST + 60: "cancelled"}
+
+
+def test_a_repeated_delete_skips_the_entries_it_already_cancelled_in_a_few_reads(aws: Any, lambda_context: Any) -> None:
+    # Given 3,000 entries of which the first 2,750 were cancelled by an earlier, interrupted DELETE
+    definition = TaskDefinition(callback="http://example.com/x")
+    rows = []
+    for i in range(3000):
+        task = Task.new(TaskKey("job", FIRST + 60 * i), definition, time.time())
+        rows.append(to_row(task.cancelled(time.time(), 86400) if i < 2750 else task, 8))
+    for start in range(0, len(rows), 25):
+        batch = [{"PutRequest": {"Item": row}} for row in rows[start : start + 25]]
+        aws.batch_write_item(RequestItems={"callme-tasks": batch})
+    queries: list[int] = []
+    wiring.api_repository()._client.meta.events.register(
+        "before-call.dynamodb.Query", lambda params, **_: queries.append(params.get("Limit", 0))
+    )
+    # When it is repeated
+    status, answer, _ = call(lambda_context, "DELETE", "/task/job")
+    # Then it reads past the cancelled ones in a few calls (each evaluating more), not one per page
+    assert (status, answer["cancelled"]) == (200, 250)
+    assert len(queries) <= 4, queries
