@@ -47,9 +47,10 @@ def test_delete_by_name_counts_every_cancelled_entry_and_shows_the_first(aws: An
 
 
 def test_a_delete_that_runs_out_of_time_says_how_far_it_got_and_a_repeat_finishes(
-    aws: Any, lambda_context: Any
+    served_storage: Any, lambda_context: Any
 ) -> None:
     # Given 300 pending entries, and writes that take 80 ms each
+    aws = served_storage
     put_entries(lambda_context, "job", 300)
 
     def slow_write(**_: Any) -> None:

@@ -101,7 +101,7 @@ def crawl(delay: float) -> None:
     wiring.api_repository()._client.meta.events.register("before-send.dynamodb", wait)
 
 
-def test_a_slow_storage_cannot_keep_a_long_request_past_its_deadline(aws: Any) -> None:
+def test_a_slow_storage_cannot_keep_a_long_request_past_its_deadline(served_storage: Any) -> None:
     # Given a task with many pending entries, and a storage that takes 0.4 s a request
     context = LocalContext.for_function("callme-api", timeout_seconds=60)
     for i in range(40):
