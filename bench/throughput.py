@@ -33,7 +33,7 @@ from callme.callback import CallerConfig, HttpCaller
 from callme.clock import OffsetClock, minute_of
 from callme.dispatch import Caller, CallResult, DispatchConfig, DispatchEngine, RunReport
 from callme.egress import EgressPolicy
-from callme.repository import DynamoDBTaskRepository, Lease, Page, connect
+from callme.repository import DynamoDBTaskRepository, Fits, Lease, Page, connect
 from callme.signing import Signer, new_secret
 from callme.task import Task, TaskDefinition, TaskKey, Verdict
 
@@ -116,11 +116,15 @@ class TimedRepository:
     def get_many(self, keys: list[TaskKey]) -> list[Task]:
         return self.inner.get_many(keys)
 
-    def entries_of(self, name: str, lowest: int | None, now: float, limit: int) -> Page:
-        return self.inner.entries_of(name, lowest, now, limit)
+    def entries_of(
+        self, name: str, lowest: int | None, now: float, limit: int, fits: Fits | None = None, active_only: bool = False
+    ) -> Page:
+        return self.inner.entries_of(name, lowest, now, limit, fits, active_only)
 
-    def all_entries(self, after: TaskKey | None, lowest: int | None, now: float, limit: int) -> Page:
-        return self.inner.all_entries(after, lowest, now, limit)
+    def all_entries(
+        self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
+    ) -> Page:
+        return self.inner.all_entries(after, lowest, now, limit, fits)
 
     def has_due(self, shard: int, up_to: int) -> bool:
         return self.inner.has_due(shard, up_to)

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.dynamodb import TABLE_NAMES, ensure_tables
+from local.dynamodb import TABLE_NAMES, EmbeddedDynamoDB, ensure_tables
 from local.lambda_context import LocalContext
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +69,34 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """moto's DynamoDB with the tables of template.yaml; the handlers' wiring pointed at it."""
     from handlers import wiring
 
+    handler_environment(monkeypatch)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        ensure_tables(client=client)
+        wiring.reset()
+        yield client
+    wiring.reset()
+
+
+@pytest.fixture
+def served_storage(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The local stack's embedded DynamoDB on a loopback port, the handlers' wiring pointed at it.
+    Unlike moto in-process, every request crosses a socket, so the api client's timeouts bound
+    each try as they do in AWS: for tests that time requests."""
+    from handlers import wiring
+
+    handler_environment(monkeypatch)
+    database = EmbeddedDynamoDB(None)
+    database.start()
+    monkeypatch.setenv("CALLME_DYNAMODB_ENDPOINT", database.endpoint)
+    wiring.reset()
+    yield boto3.client("dynamodb", endpoint_url=database.endpoint, region_name="us-east-1")
+    wiring.reset()
+    database.stop()
+
+
+def handler_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variables the handlers read, as the tests set them (no endpoint: moto in-process)."""
     for name, value in {
         "CALLME_TABLE_NAME": TABLE_NAMES["TasksTable"],
         "CALLME_LEASE_TABLE_NAME": TABLE_NAMES["LeasesTable"],
@@ -82,12 +110,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv(name, value)
     for name in ("CALLME_DYNAMODB_ENDPOINT", "CALLME_SIGNING_SECRET", "CALLME_SIGNING_SECRET_ID"):
         monkeypatch.delenv(name, raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        ensure_tables(client=client)
-        wiring.reset()
-        yield client
-    wiring.reset()
 
 
 @dataclass

@@ -6,13 +6,14 @@ hash ``due_shard`` (N), range ``due_minute`` (N), projecting all attributes; onl
 Table ``leases``: hash key ``shard`` (N); one item per shard names the dispatcher run holding it.
 
 Every write is conditional. A write that timed out but landed, then was retried by botocore and
-failed its condition, is recognised by its ``revision`` token and counted as done.
+failed its condition, is recognised by its ``revision`` token and counted as done. No try starts,
+and no retry is made, that could not end before the request's deadline (callme.deadline).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -22,12 +23,14 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import deadline
 from .errors import ServiceUnavailable
 from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
 DUE_INDEX = "due"
 MAX_TRANSACTION_WRITES = 100  # DynamoDB's limit on the actions of one TransactWriteItems
 _ABSENT = "attribute_not_exists(task_name)"
+_MOST_EVALUATED = 10_000  # items one Query may evaluate when its filter is sparse (it stops at 1 MB anyway)
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -61,6 +64,10 @@ class Page:
     more: bool
 
 
+# Whether the next entry still fits in the page (an answer's room in bytes); False ends the page there.
+Fits = Callable[[Task], bool]
+
+
 @dataclass(frozen=True)
 class Lease:
     shard: int
@@ -79,27 +86,94 @@ class TaskRepository(Protocol):
     def reschedule(self, successor: Task | None, marked: list[tuple[Task, str]]) -> None: ...
     def get(self, key: TaskKey) -> Task | None: ...
     def get_many(self, keys: list[TaskKey]) -> list[Task]: ...
-    def entries_of(self, name: str, lowest: int | None, now: float, limit: int) -> Page: ...
-    def all_entries(self, after: TaskKey | None, lowest: int | None, now: float, limit: int) -> Page: ...
+    def entries_of(
+        self, name: str, lowest: int | None, now: float, limit: int, fits: Fits | None = None, active_only: bool = False
+    ) -> Page: ...
+    def all_entries(
+        self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
+    ) -> Page: ...
     def has_due(self, shard: int, up_to: int) -> bool: ...
     def due(self, shard: int, up_to: int) -> Iterator[Task]: ...
     def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Lease | None: ...
     def release_lease(self, shard: int, owner: str, now: float) -> None: ...
 
 
+@dataclass(frozen=True)
+class StorageTimeouts:
+    """How long one DynamoDB try may wait (seconds), and how many tries botocore makes."""
+
+    connect: float
+    read: float
+    attempts: int = 4
+
+    @property
+    def per_try(self) -> float:
+        """The longest one try can take: a connection, then a wait for the answer."""
+        return self.connect + self.read
+
+
+# The dispatcher's run has a minute, and riding out a slow table beats leaving entries to the next.
+DISPATCHER_STORAGE = StorageTimeouts(connect=2, read=5)
+# An api request has the function's 10 s. DynamoDB answers in milliseconds: seconds mean a hang,
+# and a short try leaves time to try again and still answer (503 at worst) before Lambda's timeout.
+API_STORAGE = StorageTimeouts(connect=1, read=2)
+
+
 def connect(
-    table: str, lease_table: str, shards: int, region: str, endpoint: str | None = None, max_pool: int = 10
+    table: str,
+    lease_table: str,
+    shards: int,
+    region: str,
+    endpoint: str | None = None,
+    max_pool: int = 10,
+    timeouts: StorageTimeouts = DISPATCHER_STORAGE,
 ) -> DynamoDBTaskRepository:
-    """A repository on a boto3 client with standard retries (throttling, 5xx) and short timeouts."""
+    """A repository on a boto3 client with standard retries (throttling, 5xx) and short timeouts,
+    which also keeps every try and every retry within the request's deadline (callme.deadline)."""
     config = Config(
         region_name=region,
-        retries={"mode": "standard", "max_attempts": 4},
-        connect_timeout=2,
-        read_timeout=5,
+        retries={"mode": "standard", "max_attempts": timeouts.attempts},
+        connect_timeout=timeouts.connect,
+        read_timeout=timeouts.read,
         max_pool_connections=max_pool,
     )
     client = boto3.session.Session().client("dynamodb", endpoint_url=endpoint, config=config)
+    guard = _DeadlineGuard(timeouts.per_try)
+    client.meta.events.register_first("before-send.dynamodb", guard.before_send)
+    client.meta.events.register_first("needs-retry.dynamodb", guard.needs_retry)
     return DynamoDBTaskRepository(client, table, lease_table, shards)
+
+
+class _OutOfTime(Exception):
+    """A try was not started (or a retry not made): it could not have ended before the deadline."""
+
+
+class _DeadlineGuard:
+    """botocore event handlers holding a client's tries and retries to the request's deadline."""
+
+    # botocore's standard retry mode waits rand(0, 1) x min(2 ** (attempt - 1), 20) seconds before
+    # the next try (for throttling; 25 ms instead of 1 s for other DynamoDB errors), raised to an
+    # x-amz-retry-after header's value but at most 5 s beyond (botocore.retries.standard).
+    _MAX_BACKOFF = 20.0
+    _RETRY_AFTER_EXTRA = 5.0
+
+    def __init__(self, per_try: float) -> None:
+        self.per_try = per_try
+
+    def before_send(self, **_: Any) -> None:
+        if deadline.remaining() < self.per_try:
+            raise _OutOfTime()
+
+    def needs_retry(self, attempts: int, response: Any = None, **_: Any) -> bool | None:
+        """False vetoes a retry whose wait and try might not end before the deadline; None leaves
+        the decision to botocore's own handler (registered after this one)."""
+        longest_wait = min(2.0 ** (attempts - 1), self._MAX_BACKOFF)
+        http_response = response[0] if response else None
+        if http_response is not None and "x-amz-retry-after" in http_response.headers:
+            longest_wait += self._RETRY_AFTER_EXTRA
+        if deadline.remaining() < longest_wait + self.per_try:
+            return False
+        return None
 
 
 def shard_of(key: TaskKey, shards: int) -> int:
@@ -197,23 +271,27 @@ class DynamoDBTaskRepository:
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def entries_of(self, name: str, lowest: int | None, now: float, limit: int) -> Page:
-        """Entries of one task in trigger order, from ``lowest`` on, hiding expired ones."""
+    def entries_of(
+        self, name: str, lowest: int | None, now: float, limit: int, fits: Fits | None = None, active_only: bool = False
+    ) -> Page:
+        """Entries of one task in trigger order, from ``lowest`` on, hiding expired ones (and
+        finished ones with ``active_only``); at most ``limit``, and no more than ``fits`` takes."""
         condition = "task_name = :name"
         values: dict[str, Any] = {":name": {"S": name}}
         if lowest is not None:
             condition += " AND trigger_at >= :lowest"
             values[":lowest"] = {"N": str(lowest)}
-        return self._collect(
-            "query",
-            limit,
-            {"TableName": self._table, "KeyConditionExpression": condition},
-            values,
-            now,
-            None,
-        )
+        extra = None
+        if active_only:
+            active = [state for state in TaskState if state.active]
+            extra = f"task_state IN ({', '.join(f':active{i}' for i in range(len(active)))})"
+            values.update({f":active{i}": {"S": state.value} for i, state in enumerate(active)})
+        request = {"TableName": self._table, "KeyConditionExpression": condition}
+        return self._collect("query", limit, request, values, now, extra, fits, sparse=active_only)
 
-    def all_entries(self, after: TaskKey | None, lowest: int | None, now: float, limit: int) -> Page:
+    def all_entries(
+        self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
+    ) -> Page:
         """Every entry of every task, in the table's own (stable) order, resuming after ``after``."""
         extra = None
         values: dict[str, Any] = {}
@@ -223,24 +301,41 @@ class DynamoDBTaskRepository:
         request: dict[str, Any] = {"TableName": self._table}
         if after is not None:
             request["ExclusiveStartKey"] = _key(after)
-        return self._collect("scan", limit, request, values, now, extra)
+        return self._collect("scan", limit, request, values, now, extra, fits)
 
     def _collect(
-        self, operation: str, limit: int, request: dict[str, Any], values: dict[str, Any], now: float, extra: str | None
+        self,
+        operation: str,
+        limit: int,
+        request: dict[str, Any],
+        values: dict[str, Any],
+        now: float,
+        extra: str | None,
+        fits: Fits | None,
+        sparse: bool = False,
     ) -> Page:
-        # One item beyond the page tells whether more remain, so `next` is only given when true.
+        # The page ends at `limit` entries or at the first entry that does not fit; one item beyond
+        # it tells whether more remain, so `next` is only given when true. DynamoDB's Limit counts
+        # the items a call evaluates, before the filter. A `sparse` filter may drop most of them
+        # (finished entries, when cancelling): each further call then evaluates 4 times more, so
+        # that skipping thousands of cancelled entries takes a few calls, not one per page.
         live = "(attribute_not_exists(expires_at) OR expires_at > :now)"
         request["FilterExpression"] = f"{live} AND {extra}" if extra else live
         request["ExpressionAttributeValues"] = {**values, ":now": {"N": str(int(now))}}
         found: list[Task] = []
-        while len(found) <= limit:
-            request["Limit"] = limit + 1 - len(found)
+        window = limit + 1
+        while True:
+            request["Limit"] = window if sparse else limit + 1 - len(found)
             response = self._call(operation, **request)
-            found.extend(to_task(item) for item in response.get("Items", []))
+            for item in response.get("Items", []):
+                task = to_task(item)
+                if len(found) == limit or (fits is not None and not fits(task)):
+                    return Page(found, True)
+                found.append(task)
             if "LastEvaluatedKey" not in response:
-                break
+                return Page(found, False)
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return Page(found[:limit], len(found) > limit)
+            window = min(window * 4, _MOST_EVALUATED)
 
     def has_due(self, shard: int, up_to: int) -> bool:
         response = self._call("query", **self._due_query(shard, up_to), Limit=1, Select="COUNT")
@@ -327,6 +422,8 @@ class DynamoDBTaskRepository:
             raise ServiceUnavailable(f"storage is unavailable ({code or 'error'}); retry the request") from exc
         except BotoCoreError as exc:
             raise ServiceUnavailable(f"storage is unavailable ({type(exc).__name__}); retry the request") from exc
+        except _OutOfTime:
+            raise ServiceUnavailable("storage did not answer in time; retry the request") from None
 
 
 class _ConditionFailed(Exception):

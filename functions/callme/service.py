@@ -9,9 +9,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from . import deadline
 from .clock import MINUTE, Clock, minute_of
 from .egress import EgressPolicy
 from .errors import Conflict, InvalidRequest, ServiceUnavailable, TaskNotFound
@@ -27,12 +29,16 @@ from .repository import (
 from .task import Task, TaskKey, TaskState, check_name
 from .trigger import check_can_run
 from .validation import Listing, parse_reschedule_request, parse_task_request
+from .views import AnswerFormat, AnswerRoom
 
 # A conditional write that loses a race is tried again, with what the winner stored. Each lost
 # round means another writer's write applied, so concurrent writers of one entry all get through;
 # the bound is the time a request may spend on it, not a count, and rounds are spread with jitter.
 RACE_SECONDS = 5.0
 _JITTER_SECONDS = (0.005, 0.1)  # the first wait's bound, and the cap as it doubles
+# Cancelling a whole task: entries read per page, and conditional writes in flight at once.
+_CANCEL_PAGE = 250
+_CANCEL_WRITERS = 8
 RESCHEDULABLE = (TaskState.FAILED, TaskState.SKIPPED)
 FINISHED = tuple(state for state in TaskState if not state.active)
 
@@ -41,6 +47,32 @@ FINISHED = tuple(state for state in TaskState if not state.active)
 class Listed:
     tasks: list[Task]
     next: TaskKey | None
+
+
+class _Tally:
+    """Entries cancelled so far: their count, and the first ones, as many as one answer shows."""
+
+    def __init__(self, room: AnswerRoom, most: int) -> None:
+        self.room = room
+        self.most = most
+        self.count = 0
+        self.first: list[Task] = []
+
+    def add(self, task: Task) -> None:
+        shown_so_far = len(self.first) == self.count  # `first` stays a prefix, in trigger order
+        self.count += 1
+        if shown_so_far and len(self.first) < self.most and self.room.take(task):
+            self.first.append(task)
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What ``DELETE /task/<name>`` did: how many entries it cancelled, the first of them (as many
+    as one answer holds), and why it stopped before cancelling them all (None when it did not)."""
+
+    count: int
+    first: list[Task]
+    unfinished: str | None
 
 
 class TaskService:
@@ -80,18 +112,20 @@ class TaskService:
             raise TaskNotFound(f"no entry {key}")
         return task
 
-    def list_entries(self, name: str | None, listing: Listing) -> Listed:
+    def list_entries(self, name: str | None, listing: Listing, answer_format: AnswerFormat | None = None) -> Listed:
+        """A page of entries: at most ``listing.limit``, and no more than one answer holds."""
         now = self.clock.now()
         lowest = minute_of(now) if listing.future_only else None
+        fits = AnswerRoom(answer_format or AnswerFormat()).take
         page: Page
         if name is None:
-            page = self.repository.all_entries(listing.start_from, lowest, now, listing.limit)
+            page = self.repository.all_entries(listing.start_from, lowest, now, listing.limit, fits)
         else:
             check_name(name)
             if listing.start_from is not None:
                 after = listing.start_from.trigger_at + MINUTE
                 lowest = after if lowest is None else max(lowest, after)
-            page = self.repository.entries_of(name, lowest, now, listing.limit)
+            page = self.repository.entries_of(name, lowest, now, listing.limit, fits)
             if not page.tasks and listing.start_from is None and not self._name_exists(name, now):
                 raise TaskNotFound(f"no task named {name!r}")
         next_key = page.tasks[-1].key if page.more else None
@@ -110,16 +144,60 @@ class TaskService:
                 task = stale.current
         raise _too_fast(key)
 
-    def cancel_name(self, name: str) -> list[Task]:
-        """Cancel every active entry of ``name``; finished ones are left as they are."""
-        cancelled = []
-        for task in self._every_entry(name):
-            if task.state.active:
+    def cancel_name(self, name: str, answer_format: AnswerFormat | None = None) -> Cancellation:
+        """Cancel every active entry of ``name``; finished ones are left as they are.
+
+        Active entries are read a page at a time and cancelled with concurrent conditional writes,
+        until none is left or the request's time (callme.deadline) or storage runs out. Then the
+        result says how many were cancelled and why it stopped: a repeated call cancels the rest.
+        """
+        check_name(name)
+        now = self.clock.now()
+        tally = _Tally(AnswerRoom(answer_format or AnswerFormat()), self.limits.default_page_size)
+        lowest = None
+        with ThreadPoolExecutor(_CANCEL_WRITERS, thread_name_prefix="cancel") as writers:
+            while True:
                 try:
-                    cancelled.append(self.cancel_entry(task.key))
-                except (Conflict, TaskNotFound):
-                    continue  # it finished or vanished meanwhile
-        return cancelled
+                    page = self.repository.entries_of(name, lowest, now, _CANCEL_PAGE, active_only=True)
+                    if not page.tasks and lowest is None and not self._name_exists(name, now):
+                        raise TaskNotFound(f"no task named {name!r}")
+                    self._cancel_all(writers, page.tasks, tally)
+                except ServiceUnavailable as stop:
+                    return Cancellation(tally.count, tally.first, stop.message)
+                if not page.more:
+                    return Cancellation(tally.count, tally.first, None)
+                lowest = page.tasks[-1].key.trigger_at + MINUTE
+
+    def _cancel_all(self, writers: ThreadPoolExecutor, tasks: list[Task], tally: _Tally) -> None:
+        """Cancel ``tasks`` concurrently, counting each in ``tally``. When some could not be, raise
+        ServiceUnavailable once every write has ended, so that the count is exact."""
+        cancel = deadline.carried(self._cancel_as_read)
+        failure = None
+        for future in [writers.submit(cancel, task) for task in tasks]:
+            try:
+                cancelled = future.result()
+            except ServiceUnavailable as exc:
+                failure = exc
+                continue
+            if cancelled is not None:
+                tally.add(cancelled)
+        if failure is not None:
+            raise failure
+
+    def _cancel_as_read(self, task: Task) -> Task | None:
+        """Cancel ``task`` as read or, when it changed meanwhile, as it is now (the failed write
+        returns it). None if it finished or vanished meanwhile: nothing to cancel."""
+        current: Task | None = task
+        for _ in contended():
+            if current is None or not current.state.active:
+                return None
+            cancelled = current.cancelled(self.clock.now(), self.limits.retention_seconds)
+            try:
+                self.repository.save(cancelled, current.revision)
+                return cancelled
+            except StaleEntry as stale:
+                current = stale.current
+        raise _too_fast(task.key)
 
     def reschedule(self, target: TaskKey | str, body: Mapping[str, Any], everything: bool) -> list[Task]:
         """A new pending entry for failed and skipped entries (all finished ones with ``everything``).

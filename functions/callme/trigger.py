@@ -9,10 +9,13 @@ from .clock import MINUTE, minute_of
 from .errors import InvalidRequest
 
 # A duration ``<int>{m,h,d}``: the relative form of trigger_at after its ``+``, and a schedule's ``every``.
-DURATION = r"(\d{1,12})([mhd])"
+DURATION = r"([0-9]{1,12})([mhd])"
 UNIT_SECONDS = {"m": MINUTE, "h": 60 * MINUTE, "d": 24 * 60 * MINUTE}
-_RELATIVE = re.compile(r"\+" + DURATION, re.ASCII)
-_ABSOLUTE = re.compile(r"\d{1,15}", re.ASCII)
+# The two forms of trigger_at as regular expressions (matched whole), also published in the OpenAPI document.
+RELATIVE_PATTERN = r"\+" + DURATION
+ABSOLUTE_PATTERN = r"[0-9]{1,15}"
+_RELATIVE = re.compile(RELATIVE_PATTERN)
+_ABSOLUTE = re.compile(ABSOLUTE_PATTERN)
 
 
 def parse_trigger_at(value: object, now: float, max_ahead_seconds: int, field: str = "trigger_at") -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .egress import EgressPolicy, check_callback_url
@@ -27,6 +27,7 @@ TASK_FIELDS = (
     "retry",
     "max_delay",
 )
+_MAX_DIGITS = 18  # of an integer sent as a string
 _TRUE = ("", "true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
@@ -93,12 +94,55 @@ def integer(value: object, field: str, low: int, high: int) -> int:
         raise InvalidRequest(f"{field} must be an integer, not {_json_type(value)}")
     if isinstance(value, str):
         text = value[1:] if value.startswith("-") else value
-        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DIGITS:
             raise InvalidRequest(f"{field} must be an integer, got {value!r}")
         value = int(value)
     if not low <= value <= high:
         raise InvalidRequest(f"{field} must be between {low} and {high}, got {value}")
     return value
+
+
+def integer_pattern(low: int, high: int) -> str:
+    """The strings ``integer`` accepts within ``[low, high]`` (``low`` >= 0), as a regular expression
+    to match whole, written for the OpenAPI document: digits, leading zeros allowed, ``-`` only on 0."""
+    if low < 0:
+        raise ValueError("integer_pattern covers ranges from 0 up")
+    forms = [f"-?0{{1,{_MAX_DIGITS}}}"] if low == 0 else []
+    for start, stop in _digit_ranges(max(low, 1), min(high, 10**_MAX_DIGITS - 1)):
+        forms.append(f"0{{0,{_MAX_DIGITS - len(str(start))}}}{_digits_between(start, stop)}")
+    return "|".join(forms) or "(?!)"
+
+
+def _digit_ranges(low: int, high: int) -> list[tuple[int, int]]:
+    """``[low, high]`` (positive) cut where a range of same-length numbers can be written as fixed
+    digits, one ``[a-b]``, then any digits: at ...9, ...99 above ``low`` and ...0, ...00 below ``high``."""
+    if low > high:
+        return []
+    stops = {high}
+    for count in range(1, len(str(high)) + 1):
+        nines = int(str(low)[:-count] + "9" * count)
+        if low <= nines < high:
+            stops.add(nines)
+        zeros = (high + 1) - (high + 1) % 10**count - 1
+        if low < zeros <= high:
+            stops.add(zeros)
+    ranges, start = [], low
+    for stop in sorted(stops):
+        ranges.append((start, stop))
+        start = stop + 1
+    return ranges
+
+
+def _digits_between(start: int, stop: int) -> str:
+    pattern, free = "", 0
+    for first, last in zip(str(start), str(stop), strict=True):
+        if first == last:
+            pattern += first
+        elif (first, last) != ("0", "9"):
+            pattern += f"[{first}-{last}]"
+        else:
+            free += 1
+    return pattern + ("[0-9]" + (f"{{{free}}}" if free > 1 else "") if free else "")
 
 
 def parse_task_request(
@@ -114,10 +158,10 @@ def parse_task_request(
         raise InvalidRequest(f"task_name {body['task_name']!r} in the body differs from {name!r} in the path")
     trigger_at = parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
     callback = check_callback_url(body["callback"], policy, limits.max_url_length)
-    method = body.get("callback_method", "GET")
+    method = body.get("callback_method", default_of("callback_method"))
     if not isinstance(method, str) or method.upper() not in METHODS:
         raise InvalidRequest(f"callback_method must be one of {', '.join(METHODS)}, got {method!r}")
-    payload = body.get("payload", "")
+    payload = body.get("payload", default_of("payload"))
     if not isinstance(payload, str):
         raise InvalidRequest(f"payload must be a string, not {_json_type(payload)} (send JSON as an encoded string)")
     try:
@@ -126,16 +170,34 @@ def parse_task_request(
         raise InvalidRequest("payload must be Unicode text; it holds an unpaired surrogate (\\ud800-\\udfff)") from None
     if payload_size > limits.max_payload_bytes:
         raise PayloadTooLarge(f"payload is {payload_size} bytes; the limit is {limits.max_payload_bytes}")
+    numbers = {
+        name: integer(body.get(name, default_of(name)), name, low, high)
+        for name, (low, high) in integer_ranges(limits).items()
+    }
     definition = TaskDefinition(
         callback=callback,
         callback_method=method.upper(),
         payload=payload,
-        expected_http_status=integer(body.get("expected_http_status", 200), "expected_http_status", 100, 599),
-        retry=integer(body.get("retry", 1), "retry", 0, limits.max_retry),
-        max_delay=integer(body.get("max_delay", 10), "max_delay", 1, limits.max_max_delay),
+        expected_http_status=numbers["expected_http_status"],
+        retry=numbers["retry"],
+        max_delay=numbers["max_delay"],
     )
     check_can_run(trigger_at, definition.max_delay, now)
     return trigger_at, definition
+
+
+def integer_ranges(limits: Limits) -> dict[str, tuple[int, int]]:
+    """The integer fields of a task and the values each may take."""
+    return {
+        "expected_http_status": (100, 599),
+        "retry": (0, limits.max_retry),
+        "max_delay": (1, limits.max_max_delay),
+    }
+
+
+def default_of(name: str) -> Any:
+    """The value a task field takes when the body leaves it out."""
+    return next(f.default for f in fields(TaskDefinition) if f.name == name)
 
 
 def parse_reschedule_request(body: Mapping[str, Any], now: float, limits: Limits) -> int | None:

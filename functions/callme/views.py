@@ -1,11 +1,27 @@
-"""What clients see of an entry: the JSON shape of the API's answers."""
+"""What clients see of an entry: the JSON shape of the API's answers, their text and their size.
+
+Every answer must stay under Lambda's response limit: 6,291,556 bytes for the whole proxy response
+(status, headers and the body). Over it, Lambda fails the invocation and API Gateway answers 502.
+The body travels inside that response as a JSON string, escaped once more by the runtime's
+``json.dumps``, which writes every non-ASCII or control character as ``\\uXXXX``: a payload byte can
+take up to 7 bytes there (a control character: ``\\u0001`` in the body, ``\\\\u0001`` around it).
+So sizes are counted as carried (``carried_size``), and a list stops when its next entry would take
+the answer past ``ANSWER_BUDGET``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .task import Attempt, Task
+
+LAMBDA_RESPONSE_LIMIT = 6_291_556
+# What the entries of one answer may take, carried. The rest of the limit (291,556 bytes) is far
+# more than the envelope (status, headers, its own keys) and the answer's other keys ever need.
+ANSWER_BUDGET = 6_000_000
+_LIST_DEPTH_INDENT = 4  # entries sit at depth 2 of every list answer: {"tasks": [entry, ...]}
 
 
 def task_view(task: Task) -> dict[str, Any]:
@@ -48,3 +64,55 @@ def tasks_view(tasks: list[Task], next_key: object = None) -> dict[str, Any]:
 def _ms(instant: float | None) -> float | None:
     """Unix seconds to the millisecond, as stored."""
     return None if instant is None else round(instant, 3)
+
+
+def carried_size(text: str) -> int:
+    """Bytes ``text`` takes as the body string of Lambda's proxy response (JSON-escaped, ASCII)."""
+    return len(json.dumps(text)) - 2
+
+
+@dataclass(frozen=True)
+class AnswerFormat:
+    """How an answer is written: compact, or indented (``?pretty``)."""
+
+    pretty: bool = False
+
+    def text(self, body: Any) -> str:
+        """The answer's JSON text (UTF-8 as sent; the Lambda runtime escapes it once more)."""
+        if self.pretty:
+            return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(body, ensure_ascii=False)
+
+    def listed_size(self, task: Task) -> int:
+        """What ``task`` adds to a list answer, carried, its separator included.
+
+        JSON escapes each character on its own, so the carried size of a text is the sum of its
+        parts'. An entry listed at depth 2 is its own text with every line indented 4 more spaces,
+        after a separator: ``", "`` compact, ``",\\n    "`` indented (7 bytes carried, the newline
+        escaped). The first entry's is shorter (by 2 or 1 bytes); an indented list that is not empty
+        closes on a line of its own (4 bytes), which the room left beside ANSWER_BUDGET holds.
+        """
+        text = self.text(task_view(task)).rstrip("\n")
+        if self.pretty:
+            return carried_size(text) + _LIST_DEPTH_INDENT * text.count("\n") + 7
+        return carried_size(text) + 2
+
+
+class AnswerRoom:
+    """Room for entries in one answer: ``take`` says whether the next entry still fits.
+
+    The first entry always fits (every single entry does: see the README's Limits), so a page is
+    never empty while entries remain, and pagination always moves on.
+    """
+
+    def __init__(self, answer_format: AnswerFormat, budget: int = ANSWER_BUDGET) -> None:
+        self.answer_format = answer_format
+        self.budget = budget
+        self.used = 0
+
+    def take(self, task: Task) -> bool:
+        size = self.answer_format.listed_size(task)
+        if self.used and self.used + size > self.budget:
+            return False
+        self.used += size
+        return True

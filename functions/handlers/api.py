@@ -7,7 +7,6 @@ and the mapping of domain errors to responses.
 from __future__ import annotations
 
 import binascii
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -16,18 +15,24 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from callme import deadline
 from callme.errors import CallmeError, InvalidRequest, MethodNotAllowed, ServiceUnavailable
 from callme.task import NAME_RULE, TaskKey, check_name
 from callme.validation import check_query, flag, parse_json_object, parse_listing, single_values
-from callme.views import task_view, tasks_view
+from callme.views import AnswerFormat, task_view, tasks_view
 
+from . import openapi as openapi_document
 from . import wiring
 from .observability import logger
-from .openapi import DOCUMENT
 
 app = APIGatewayRestResolver()
 _ROUTES: dict[str, list[str]] = {}
 _NAMED_PREFIXES = ("/task/", "/status/", "/reschedule/")
+# Time kept, out of what the Lambda context has left, to write the answer after the last storage call.
+ANSWER_MARGIN_SECONDS = 1.0
+# Error messages may quote what the client sent; beyond this many characters they are cut, so that
+# every error answer stays far under Lambda's response limit (12 bytes a character at worst, carried).
+_ERROR_CHARACTERS = 2000
 
 
 def route(rule: str, method: str) -> Callable[[Callable[..., Response[str]]], Callable[..., Response[str]]]:
@@ -49,7 +54,7 @@ def read(ident: str) -> Response[str]:
         # the list, and have nothing to shape.
         parse_listing(_query(), service.limits, name=key.name)
         return _json(200, task_view(service.get_entry(key)))
-    listed = service.list_entries(ident, parse_listing(_query(), service.limits, name=ident))
+    listed = service.list_entries(ident, parse_listing(_query(), service.limits, name=ident), _format())
     return _json(200, tasks_view(listed.tasks, listed.next))
 
 
@@ -57,7 +62,7 @@ def read(ident: str) -> Response[str]:
 @route("/status", "GET")
 def read_all() -> Response[str]:
     service = wiring.task_service()
-    listed = service.list_entries(None, parse_listing(_query(), service.limits))
+    listed = service.list_entries(None, parse_listing(_query(), service.limits), _format())
     return _json(200, tasks_view(listed.tasks, listed.next))
 
 
@@ -79,7 +84,14 @@ def cancel(ident: str) -> Response[str]:
     service = wiring.task_service()
     if "@" in ident:
         return _json(200, task_view(service.cancel_entry(TaskKey.parse(ident))))
-    return _json(200, tasks_view(service.cancel_name(ident)))
+    done = service.cancel_name(ident, _format())
+    if done.unfinished is not None:
+        message = (
+            f"cancelled {done.count} pending entries of task {ident!r}, then stopped ({done.unfinished}); "
+            f"some may still be pending: send DELETE /task/{ident} again to cancel the rest"
+        )
+        return error_response(ServiceUnavailable(message), {"cancelled": done.count})
+    return _json(200, {"cancelled": done.count, **tasks_view(done.first)})
 
 
 @route("/reschedule/<ident>", "POST")
@@ -95,7 +107,7 @@ def reschedule(ident: str) -> Response[str]:
 
 @route("/openapi.json", "GET")
 def openapi() -> Response[str]:
-    return _json(200, DOCUMENT)
+    return _json(200, openapi_document.document(wiring.settings().limits))
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -106,15 +118,18 @@ def domain_error(error: CallmeError) -> Response[str]:
     return error_response(error)
 
 
-def error_response(error: CallmeError) -> Response[str]:
-    """The one mapping of domain errors to HTTP: status, ``{"error": ...}`` and headers."""
+def error_response(error: CallmeError, details: dict[str, Any] | None = None) -> Response[str]:
+    """The one mapping of domain errors to HTTP: status, ``{"error": ...}`` (plus ``details``) and headers."""
     headers: dict[str, str] = {}
     if isinstance(error, MethodNotAllowed):
         headers["Allow"] = ", ".join(error.allowed)
     if isinstance(error, ServiceUnavailable):
         headers["Retry-After"] = "1"
         logger.warning("storage unavailable", extra={"error": error.message})
-    return _json(error.status, {"error": error.message}, headers)
+    message = error.message
+    if len(message) > _ERROR_CHARACTERS:
+        message = f"{message[:_ERROR_CHARACTERS]}... ({len(message) - _ERROR_CHARACTERS} more characters)"
+    return _json(error.status, {"error": message, **(details or {})}, headers)
 
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
@@ -161,15 +176,19 @@ def _body() -> str | None:
         raise InvalidRequest("request body is not UTF-8 text") from None
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+def _format() -> AnswerFormat:
     query = app.current_event.query_string_parameters or {}
-    pretty = "pretty" in query and (query["pretty"] or "").lower() not in ("false", "0", "no")
-    text = json.dumps(body, indent=2 if pretty else None, ensure_ascii=False) + ("\n" if pretty else "")
-    return Response(status_code=status, content_type="application/json", body=text, headers=headers)
+    return AnswerFormat(pretty="pretty" in query and (query["pretty"] or "").lower() not in ("false", "0", "no"))
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(status_code=status, content_type="application/json", body=_format().text(body), headers=headers)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("httpMethod") == "HEAD":  # API Gateway passes HEAD on; it is GET without the body, dropped there
         event = {**event, "httpMethod": "GET"}
-    return app.resolve(event, context)
+    # Storage gives up in time for an answer (503 at worst) before Lambda cuts the function off.
+    with deadline.within(context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS):
+        return app.resolve(event, context)

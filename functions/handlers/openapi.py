@@ -1,101 +1,188 @@
 """The API's OpenAPI 3 document, served at ``GET /openapi.json``.
 
-It describes what a client may send and every answer it can get; the schema-driven fuzzer
-(schemathesis, in the test suite) checks the running API against it.
+It describes what a client may send and every answer it can get. It is built from the definitions
+validation itself uses (the name and time patterns, the methods, the states, the defaults, the
+integer ranges) and the limits in force, so the two cannot drift apart; what a schema cannot say
+is listed in RULES_BEYOND_THE_SCHEMA. The schema-driven fuzzer (schemathesis, in the test suite)
+checks the running API against it.
 """
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from typing import Any
 
-from callme.validation import TASK_FIELDS
+from callme.limits import DAY, Limits
+from callme.task import METHODS, NAME_PATTERN, TaskState
+from callme.trigger import ABSOLUTE_PATTERN, RELATIVE_PATTERN
+from callme.validation import TASK_FIELDS, default_of, integer_pattern, integer_ranges
 
-_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$", "example": "simpletask"}
-_IDENT = {
-    "type": "string",
-    "description": "A task name, or one entry as <task_name>@<trigger_at>",
-    "example": "faraway@1858809600",
+# What a body may hold that the schema cannot say: every document-valid body the API refuses breaks
+# one of these (tests/integration/test_openapi_document.py checks it against the API's answers).
+RULES_BEYOND_THE_SCHEMA = {
+    "past": "trigger_at is not before the current minute",
+    "horizon": "trigger_at is at most {ahead_days} days ahead",
+    "minute": "a trigger_at sent as a string of digits is divisible by 60, as a number must be",
+    "callable": (
+        "trigger_at plus max_delay minutes is after the next minute, when the dispatcher next runs "
+        '(so "+0m" needs a max_delay of 2 or more)'
+    ),
+    "callback": (
+        "callback is a valid URL with a well-formed host (DNS labels, IDNA A-labels or an IP literal), "
+        "no user:password@, a port from 1 to 65535, and an address "
+        "callbacks may reach (not loopback, private, link-local and the like; see the README's Security)"
+    ),
+    "task_name": "task_name, when given, equals the name in the path",
+    "payload": "payload is at most {payload_bytes} bytes of UTF-8 (Unicode text: no unpaired surrogates)",
+    "body": "the request body is at most {body_bytes} bytes",
 }
-_NULLABLE_INT = {"type": "integer", "nullable": True}
-_NULLABLE_NUMBER = {"type": "number", "nullable": True}
-_NULLABLE_STRING = {"type": "string", "nullable": True}
 
-_TIME = {
-    "description": "A Unix timestamp divisible by 60 (number or string), or +<integer>{m,h,d}",
-    "oneOf": [
-        {"type": "integer", "minimum": 0, "multipleOf": 60},
-        {"type": "string", "pattern": "^(\\+[0-9]{1,6}[mhd]|[0-9]{1,12})$", "example": "+6h"},
-    ],
-}
 
-TASK_INPUT = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["trigger_at", "callback"],
-    "properties": {
-        "task_name": _NAME,
-        "trigger_at": _TIME,
-        "callback": {"type": "string", "format": "uri", "maxLength": 2048, "example": "https://example.com/run-it"},
-        "callback_method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"], "default": "GET"},
-        "payload": {"type": "string", "default": "", "description": "At most 64 KiB (UTF-8)"},
-        "expected_http_status": {"type": "integer", "minimum": 100, "maximum": 599, "default": 200},
-        "retry": {"type": "integer", "minimum": 0, "maximum": 10, "default": 1},
-        "max_delay": {"type": "integer", "minimum": 1, "maximum": 1440, "default": 10},
-    },
-}
+def whole(pattern: str) -> str:
+    """A Python pattern matched with ``fullmatch``, as an anchored ECMA-262 pattern for OpenAPI."""
+    return f"^(?:{pattern})$"
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def _integer(low: int, high: int, default: int) -> dict[str, Any]:
+    """An integer field: a JSON number, or a string of digits (validation.integer takes both)."""
+    return {
+        "oneOf": [
+            {"type": "integer", "minimum": low, "maximum": high},
+            {"type": "string", "pattern": whole(integer_pattern(low, high))},
+        ],
+        "description": f"{low} to {high}, as a number or a string of digits",
+        "default": default,
+    }
+
+
+def _time(limits: Limits) -> dict[str, Any]:
+    return {
+        "description": (
+            "A Unix timestamp divisible by 60 (number or string), or +<integer>{m,h,d} from the start of the "
+            f"current minute; not in the past, at most {limits.max_ahead_seconds // DAY} days ahead"
+        ),
+        "oneOf": [
+            {"type": "integer", "multipleOf": 60},
+            {"type": "string", "pattern": whole(f"{RELATIVE_PATTERN}|{ABSOLUTE_PATTERN}"), "example": "+6h"},
+        ],
+    }
+
+
+def _task_input(limits: Limits) -> dict[str, Any]:
+    rules = {
+        key: rule.format(
+            ahead_days=limits.max_ahead_seconds // DAY,
+            payload_bytes=limits.max_payload_bytes,
+            body_bytes=limits.max_body_bytes,
+        )
+        for key, rule in RULES_BEYOND_THE_SCHEMA.items()
+    }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["trigger_at", "callback"],
+        "description": "Also required, beyond this schema: " + "; ".join(rules.values()) + ".",
+        "properties": {
+            "task_name": {"type": "string", "pattern": whole(NAME_PATTERN.pattern), "example": "simpletask"},
+            "trigger_at": _time(limits),
+            "callback": {
+                "type": "string",
+                "pattern": whole(f"{_any_case('http')}[Ss]?://[!-~]+"),
+                "maxLength": limits.max_url_length,
+                "example": "https://example.com/run-it",
+            },
+            "callback_method": {
+                "type": "string",
+                "pattern": whole("|".join(_any_case(method) for method in METHODS)),
+                "description": f"{', '.join(METHODS)}, in any case",
+                "default": default_of("callback_method"),
+            },
+            "payload": {
+                "type": "string",
+                "maxLength": limits.max_payload_bytes,
+                "default": default_of("payload"),
+                "description": f"At most {limits.max_payload_bytes} bytes of UTF-8",
+            },
+            **{field: _integer(low, high, default_of(field)) for field, (low, high) in integer_ranges(limits).items()},
+        },
+    }
+
 
 ATTEMPT = {
     "type": "object",
     "required": ["at", "status", "error", "duration_ms"],
     "properties": {
         "at": {"type": "number"},
-        "status": _NULLABLE_INT,
-        "error": _NULLABLE_STRING,
+        "status": {"type": "integer", "nullable": True},
+        "error": {"type": "string", "nullable": True},
         "duration_ms": {"type": "integer"},
     },
 }
 
-TASK = {
-    "type": "object",
-    "required": [*TASK_FIELDS, "task_state", "attempts", "history", "webhook_id"],
-    "properties": {
-        "task_name": {"type": "string"},
-        "trigger_at": {"type": "integer"},
-        "callback": {"type": "string"},
-        "callback_method": {"type": "string"},
-        "payload": {"type": "string"},
-        "expected_http_status": {"type": "integer"},
-        "retry": {"type": "integer"},
-        "max_delay": {"type": "integer"},
-        "task_state": {
-            "type": "string",
-            "enum": ["pending", "running", "successful", "failed", "skipped", "cancelled"],
-        },
-        "attempts": {"type": "integer"},
-        "response_status": _NULLABLE_INT,
-        "response_body": _NULLABLE_STRING,
-        "executed_at": _NULLABLE_NUMBER,
-        "next_attempt_at": _NULLABLE_NUMBER,
-        "history": {"type": "array", "items": {"$ref": "#/components/schemas/Attempt"}},
-        "webhook_id": {"type": "string"},
-        "created_at": {"type": "number"},
-        "updated_at": {"type": "number"},
-        "rescheduled_from": _NULLABLE_STRING,
-        "rescheduled_to": _NULLABLE_STRING,
-        "expires_at": _NULLABLE_INT,
-    },
-}
 
+def _task() -> dict[str, Any]:
+    nullable_int = {"type": "integer", "nullable": True}
+    nullable_number = {"type": "number", "nullable": True}
+    nullable_string = {"type": "string", "nullable": True}
+    return {
+        "type": "object",
+        "required": [*TASK_FIELDS, "task_state", "attempts", "history", "webhook_id"],
+        "properties": {
+            "task_name": {"type": "string"},
+            "trigger_at": {"type": "integer"},
+            "callback": {"type": "string"},
+            "callback_method": {"type": "string", "enum": list(METHODS)},
+            "payload": {"type": "string"},
+            "expected_http_status": {"type": "integer"},
+            "retry": {"type": "integer"},
+            "max_delay": {"type": "integer"},
+            "task_state": {"type": "string", "enum": [state.value for state in TaskState]},
+            "attempts": {"type": "integer"},
+            "response_status": nullable_int,
+            "response_body": nullable_string,
+            "executed_at": nullable_number,
+            "next_attempt_at": nullable_number,
+            "history": {"type": "array", "items": {"$ref": "#/components/schemas/Attempt"}},
+            "webhook_id": {"type": "string"},
+            "created_at": {"type": "number"},
+            "updated_at": {"type": "number"},
+            "rescheduled_from": nullable_string,
+            "rescheduled_to": nullable_string,
+            "expires_at": nullable_int,
+        },
+    }
+
+
+_TASKS = {"type": "array", "items": {"$ref": "#/components/schemas/Task"}}
 TASK_LIST = {
     "type": "object",
     "required": ["tasks"],
     "properties": {
-        "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+        "tasks": _TASKS,
         "next": {"type": "string", "description": "Pass back as start_from for the next page"},
     },
 }
-
-ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+CANCELLED = {
+    "type": "object",
+    "required": ["cancelled", "tasks"],
+    "properties": {
+        "cancelled": {"type": "integer", "description": "How many pending entries were cancelled"},
+        "tasks": {**_TASKS, "description": "The first of them, as many as one answer holds"},
+    },
+}
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string"},
+        "cancelled": {"type": "integer", "description": "DELETE /task/<name>: entries cancelled before it stopped"},
+    },
+}
 
 
 def _json(schema: str, description: str) -> dict[str, Any]:
@@ -105,6 +192,11 @@ def _json(schema: str, description: str) -> dict[str, Any]:
     }
 
 
+def _one_of(description: str, *schemas: str) -> dict[str, Any]:
+    choices = [{"$ref": f"#/components/schemas/{schema}"} for schema in schemas]
+    return {"description": description, "content": {"application/json": {"schema": {"oneOf": choices}}}}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
         400: "Bad input; the error names the field",
@@ -112,7 +204,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         405: "Method not allowed here",
         409: "Conflicts with the entry's state",
         413: "Body or payload too large",
-        503: "Storage unavailable; retry",
+        503: "Storage unavailable or too slow to answer in time; retry (Retry-After)",
     }
     return {str(s): _json("Error", meaning[s]) for s in statuses}
 
@@ -124,122 +216,135 @@ _PRETTY = {
     "schema": {"type": "string"},
     "description": "Indent the JSON answer (present, or true)",
 }
-_LISTING = [
-    _PRETTY,
-    {
-        "name": "start_from",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "The `next` of the previous page (<task_name>@<trigger_at>)",
-    },
-    {
-        "name": "future_only",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "Hide entries whose trigger minute has passed",
-    },
-    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-]
-_IDENT_PARAM = {"name": "ident", "in": "path", "required": True, "schema": _IDENT}
-_READ = {
-    "parameters": [_IDENT_PARAM, *_LISTING],
-    "responses": {
-        "200": {
-            "description": "One entry (for name@ts) or a page of entries (for a name)",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "oneOf": [{"$ref": "#/components/schemas/Task"}, {"$ref": "#/components/schemas/TaskList"}]
-                    }
-                }
-            },
-        },
-        **_errors(400, 404, 503),
-    },
-}
-_READ_ALL = {"parameters": _LISTING, "responses": {"200": _json("TaskList", "A page of entries"), **_errors(400, 503)}}
 
-DOCUMENT: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "info": {
-        "title": "callme",
-        "version": "1.0",
-        "description": "Schedule HTTP callbacks: register a task, and at its minute callme calls the URL.",
-    },
-    "paths": {
-        "/task/{ident}": {
-            "put": {
-                "summary": "Register an entry <name>@<trigger_at> (re-PUT replaces one not yet called)",
-                "parameters": [{"name": "ident", "in": "path", "required": True, "schema": _NAME}, _PRETTY],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskInput"}}},
+
+def _listing(limits: Limits) -> list[dict[str, Any]]:
+    return [
+        _PRETTY,
+        {
+            "name": "start_from",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "The `next` of the previous page (<task_name>@<trigger_at>)",
+        },
+        {
+            "name": "future_only",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Hide entries whose trigger minute has passed",
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": limits.max_page_size},
+            "description": f"At most this many entries (default {limits.default_page_size}); a page also "
+            "stops before the answer would grow too large",
+        },
+    ]
+
+
+@cache
+def document(limits: Limits) -> dict[str, Any]:
+    """The OpenAPI document of the API under ``limits``, from the definitions validation uses."""
+    name = {"type": "string", "pattern": whole(NAME_PATTERN.pattern), "example": "simpletask"}
+    ident = {
+        "name": "ident",
+        "in": "path",
+        "required": True,
+        "schema": {
+            "type": "string",
+            "description": "A task name, or one entry as <task_name>@<trigger_at>",
+            "example": "faraway@1858809600",
+        },
+    }
+    read = {
+        "parameters": [ident, *_listing(limits)],
+        "responses": {
+            "200": _one_of("One entry (for name@ts) or a page of entries (for a name)", "Task", "TaskList"),
+            **_errors(400, 404, 503),
+        },
+    }
+    read_all = {
+        "parameters": _listing(limits),
+        "responses": {"200": _json("TaskList", "A page of entries"), **_errors(400, 503)},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "callme",
+            "version": "1.0",
+            "description": "Schedule HTTP callbacks: register a task, and at its minute callme calls the URL.",
+        },
+        "paths": {
+            "/task/{ident}": {
+                "put": {
+                    "summary": "Register an entry <name>@<trigger_at> (re-PUT replaces one not yet called)",
+                    "parameters": [{"name": "ident", "in": "path", "required": True, "schema": name}, _PRETTY],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskInput"}}},
+                    },
+                    "responses": {
+                        "201": _json("Task", "Created"),
+                        "200": _json("Task", "Replaced the pending entry"),
+                        **_errors(400, 409, 413, 503),
+                    },
                 },
-                "responses": {
-                    "201": _json("Task", "Created"),
-                    "200": _json("Task", "Replaced the pending entry"),
-                    **_errors(400, 409, 413, 503),
+                "get": {"summary": "Same as GET /status/{ident}", **read},
+                "delete": {
+                    "summary": "Cancel one pending entry, or every pending entry of a name",
+                    "parameters": [ident, _PRETTY],
+                    "responses": {
+                        "200": _one_of("The cancelled entry, or how many were cancelled", "Task", "Cancelled"),
+                        **_errors(400, 404, 409, 503),
+                    },
                 },
             },
-            "get": {"summary": "Same as GET /status/{ident}", **_READ},
-            "delete": {
-                "summary": "Cancel one pending entry, or every pending entry of a name",
-                "parameters": [_IDENT_PARAM, _PRETTY],
-                "responses": {
-                    "200": {
-                        "description": "The cancelled entry, or the list of them",
+            "/task/": {"get": {"summary": "Same as GET /status/", **read_all}},
+            "/status/{ident}": {"get": {"summary": "One entry, or the entries of a task (paginated)", **read}},
+            "/status/": {"get": {"summary": "Every entry of every task (paginated)", **read_all}},
+            "/reschedule/{ident}": {
+                "post": {
+                    "summary": "New pending entries for failed and skipped entries (all finished ones with all=true)",
+                    "parameters": [
+                        ident,
+                        _PRETTY,
+                        {"name": "all", "in": "query", "required": False, "schema": {"type": "string"}},
+                    ],
+                    "requestBody": {
+                        "required": False,
                         "content": {
                             "application/json": {
                                 "schema": {
-                                    "oneOf": [
-                                        {"$ref": "#/components/schemas/Task"},
-                                        {"$ref": "#/components/schemas/TaskList"},
-                                    ]
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {"trigger_at": _time(limits)},
                                 }
                             }
                         },
                     },
-                    **_errors(400, 404, 409, 503),
-                },
-            },
-        },
-        "/task/": {"get": {"summary": "Same as GET /status/", **_READ_ALL}},
-        "/status/{ident}": {"get": {"summary": "One entry, or the entries of a task (paginated)", **_READ}},
-        "/status/": {"get": {"summary": "Every entry of every task (paginated)", **_READ_ALL}},
-        "/reschedule/{ident}": {
-            "post": {
-                "summary": "New pending entries for failed and skipped entries (all finished ones with all=true)",
-                "parameters": [
-                    _IDENT_PARAM,
-                    _PRETTY,
-                    {"name": "all", "in": "query", "required": False, "schema": {"type": "string"}},
-                ],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "properties": {"trigger_at": _TIME},
-                            }
-                        }
+                    "responses": {
+                        "201": _json("TaskList", "The new entries"),
+                        "200": _json("TaskList", "Nothing to reschedule"),
+                        **_errors(400, 404, 409, 413, 503),
                     },
-                },
-                "responses": {
-                    "201": _json("TaskList", "The new entries"),
-                    "200": _json("TaskList", "Nothing to reschedule"),
-                    **_errors(400, 404, 409, 413, 503),
-                },
-            }
+                }
+            },
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
         },
-        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
-    },
-    "components": {
-        "schemas": {"TaskInput": TASK_INPUT, "Task": TASK, "TaskList": TASK_LIST, "Attempt": ATTEMPT, "Error": ERROR},
-        "securitySchemes": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}},
-    },
-    "security": [{"api_key": []}],
-}
+        "components": {
+            "schemas": {
+                "TaskInput": _task_input(limits),
+                "Task": _task(),
+                "TaskList": TASK_LIST,
+                "Cancelled": CANCELLED,
+                "Attempt": ATTEMPT,
+                "Error": ERROR,
+            },
+            "securitySchemes": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}},
+        },
+        "security": [{"api_key": []}],
+    }

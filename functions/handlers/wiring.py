@@ -12,7 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from callme.clock import Clock, SystemClock
-from callme.repository import DynamoDBTaskRepository, connect
+from callme.repository import API_STORAGE, DynamoDBTaskRepository, connect
 from callme.service import TaskService
 from callme.settings import Settings
 
@@ -29,6 +29,7 @@ def settings() -> Settings:
 
 @cache
 def repository() -> DynamoDBTaskRepository:
+    """The dispatcher's."""
     s = settings()
     return connect(
         s.table_name,
@@ -41,14 +42,21 @@ def repository() -> DynamoDBTaskRepository:
 
 
 @cache
+def api_repository() -> DynamoDBTaskRepository:
+    """The api function's: short storage timeouts, so that a request answers within its deadline."""
+    s = settings()
+    return connect(s.table_name, s.lease_table_name, s.due_shards, s.region, s.dynamodb_endpoint, timeouts=API_STORAGE)
+
+
+@cache
 def task_service() -> TaskService:
     s = settings()
-    return TaskService(repository(), SystemClock(), s.limits, s.egress)
+    return TaskService(api_repository(), SystemClock(), s.limits, s.egress)
 
 
 def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
-    for built in (settings, repository, task_service, caller, _static_signer):
+    for built in (settings, repository, api_repository, task_service, caller, _static_signer):
         built.cache_clear()
 
 

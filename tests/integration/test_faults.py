@@ -47,11 +47,11 @@ class _Raw:
 class Faults:
     """Makes chosen operations fail ``times`` times with a given fault, then pass."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    def __init__(self, *clients: Any) -> None:
         self.plan: dict[str, list[Callable[[Any], Any]]] = {}
         self.seen: list[str] = []
-        client.meta.events.register_first("before-send.dynamodb", self._before_send)
+        for client in clients:
+            client.meta.events.register_first("before-send.dynamodb", self._before_send)
 
     def fail(self, operation: str, fault: Callable[[Any], Any], times: int) -> None:
         self.plan.setdefault(operation, []).extend([fault] * times)
@@ -92,7 +92,8 @@ def applied_then_lost(request: Any) -> None:
 
 @pytest.fixture
 def faults(aws: Any) -> Faults:
-    return Faults(wiring.repository()._client)
+    """Faults on the clients of both functions (the api's has shorter timeouts than the dispatcher's)."""
+    return Faults(wiring.repository()._client, wiring.api_repository()._client)
 
 
 def call(context: Any, method: str, target: str, body: Any = None) -> tuple[int, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from callme.task import METHODS, TaskKey
 from callme.validation import (
     check_query,
     flag,
+    integer,
+    integer_pattern,
     parse_json_object,
     parse_listing,
     parse_reschedule_request,
@@ -448,3 +451,36 @@ class TestListing:
         error = rejected(lambda: parse_listing({"offset": "10"}, limits))
         assert "unknown query parameter 'offset'" in error.message
         assert "start_from, future_only, limit" in error.message
+
+
+# -- integers as the OpenAPI document writes them ------------------------------------------------
+
+INTEGER_TEXTS = st.one_of(
+    st.integers(0, 10**19).map(str),
+    st.builds(lambda zeros, n: "0" * zeros + str(n), st.integers(0, 20), st.integers(0, 10**6)),
+    st.builds(lambda zeros, n: "-" + "0" * zeros + str(n), st.integers(0, 3), st.integers(0, 100)),
+    st.text("0123456789-+ x", max_size=20),
+)
+
+
+@settings(max_examples=1000)
+@given(
+    low=st.integers(0, 10**6),
+    span=st.integers(0, 10**7) | st.just(10**19),
+    text=INTEGER_TEXTS,
+)
+def test_the_integer_pattern_matches_exactly_the_strings_integer_accepts(low: int, span: int, text: str) -> None:
+    high = low + span
+    try:
+        integer(text, "field", low, high)
+        accepted = True
+    except InvalidRequest:
+        accepted = False
+    assert (re.fullmatch(integer_pattern(low, high), text) is not None) == accepted
+
+
+def test_the_integer_pattern_of_a_small_range_is_exact_for_every_number() -> None:
+    pattern = re.compile(integer_pattern(100, 599))
+    for n in range(0, 2000):
+        assert (pattern.fullmatch(str(n)) is not None) == (100 <= n <= 599)
+        assert (pattern.fullmatch(f"000{n}") is not None) == (100 <= n <= 599)
