@@ -158,6 +158,7 @@
   function forgetKey(message) {
     app.key = "";
     sessionStorage.removeItem(KEY_STORE);
+    showAuth();
     askKey(`The API refused this key: ${message}`);
   }
 
@@ -193,6 +194,7 @@
   function problem(error, retry) {
     if (!(error instanceof ApiError)) throw error;
     let text;
+    if (error.status === 403 && app.auth === "api_key") return true; // the key dialog says it, and reloads
     if (error.status === 0) text = `Cannot reach the API. ${capital(error.message)}.`;
     else if (error.status === 403) text = `The API refused the request (403): ${error.message}`;
     else if (error.status === 429) text = `Too many requests (429): ${error.message}`;

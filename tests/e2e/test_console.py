@@ -611,6 +611,9 @@ def test_with_an_api_key_the_page_asks_once_and_keeps_it_for_the_tab(watched: Ca
     page.keyboard.press("Enter")
     expect(page.locator("#key-error")).to_contain_text("The API refused this key: missing or unknown API key")
     expect(dialog).to_be_visible()
+    expect(page.locator("#auth-state")).to_have_text("API key needed")
+    expect(page.locator("#banner")).to_be_hidden()  # the dialog says it
+    shot(page, "api-key-refused")
     page.fill("#key-input", "right-key")
     page.keyboard.press("Enter")
     expect(row(page, "paid-invoice")).to_have_count(1)
@@ -637,6 +640,7 @@ def test_in_iam_mode_the_page_says_how_to_reach_it_instead(watched: Callable[...
     expect(page.locator("#view-iam")).to_contain_text("cannot sign requests")
     expect(page.locator("#iam-command")).to_contain_text("python -m local")
     expect(page.locator("nav")).to_be_hidden()
+    shot(page, "iam")
     assert not [url for url in watch.requests if "/status/" in url], "it must not call the API unsigned"
 
 
@@ -692,7 +696,8 @@ def test_the_list_does_not_jump_while_it_loads(watched: Callable[..., Watched]) 
 
 
 def test_on_a_phone_everything_fits_the_screen(watched: Callable[..., Watched], seeded: Seeded) -> None:
-    page = watched(viewport=PHONE, is_mobile=True, has_touch=True).open()
+    # In dark mode too, as many phones are: the screenshots show both at once.
+    page = watched(viewport=PHONE, is_mobile=True, has_touch=True, color_scheme="dark").open()
     expect(row(page, "paid-invoice")).to_have_count(1)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the page is {width} px wide on a {PHONE['width']} px screen"
@@ -732,6 +737,7 @@ def test_the_main_actions_are_reachable_with_the_keyboard(watched: Callable[...,
     page.keyboard.press("Tab")
     assert focused(page) == "Skip to content"
     tab_to(page, "New task")
+    shot(page, "keyboard-focus")
     page.keyboard.press("Enter")
     expect(page.locator("#new-title")).to_be_focused()
     page.keyboard.press("Tab")
