@@ -163,6 +163,21 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_dir
 
 
+def run_in_artifact(artifact: Path, probe: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """The JSON a probe prints last, run by python3.13 in ``artifact`` with nothing else importable."""
+    result = subprocess.run(
+        [python313(), "-I", "-S", "-c", probe, str(artifact), *args],
+        cwd=artifact,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, explain(result)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_built_artifact_imports_with_only_vendored_dependencies(
     built: Path, template: dict[str, Any], function: str
@@ -175,17 +190,7 @@ def test_built_artifact_imports_with_only_vendored_dependencies(
         "AWS_DEFAULT_REGION": REGION,
         "LANG": "C.UTF-8",
     }
-    result = subprocess.run(
-        [python313(), "-I", "-S", "-c", IMPORT_PROBE, str(artifact)],
-        cwd=artifact,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, explain(result)
-    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    probe = run_in_artifact(artifact, IMPORT_PROBE, env=env)
     assert probe["python"] == [3, 13]
     assert probe["handlers"].startswith(str(artifact)), probe
     assert probe["outside"] == [], f"modules loaded from outside the artifact: {probe['outside']}"
@@ -206,16 +211,7 @@ def test_built_artifact_serves_the_console(built: Path) -> None:
     artifact = built / "ApiFunction"
     files = sorted(path.name for path in (ROOT / "functions" / "console").iterdir() if path.name != "index.html")
     assert (artifact / "console" / "index.html").is_file()
-    result = subprocess.run(
-        [python313(), "-I", "-S", "-c", CONSOLE_PROBE, str(artifact), *files],
-        cwd=artifact,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, explain(result)
-    probe = json.loads(result.stdout)
+    probe = run_in_artifact(artifact, CONSOLE_PROBE, *files)
     assert probe["page"] == 200
     for name in files:
         assert probe["files"][name] == (ROOT / "functions" / "console" / name).read_text(), name
