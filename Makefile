@@ -9,6 +9,7 @@ PY313     := $(shell scripts/find-python 3.13)
 BIN       := $(VENV)/bin
 SAM       := $(TOOLS)/sam/bin/sam
 CHECKOV   := $(TOOLS)/checkov/bin/checkov
+CHROMIUM  := /usr/bin/chromium
 PYTEST_ARGS ?=
 
 .PHONY: help run test test-unit test-integration test-e2e lint format validate build deploy bench bench-smoke clean
@@ -21,7 +22,7 @@ $(BIN)/.installed: requirements-dev.txt functions/requirements.txt
 	@echo "creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
 # SAM CLI and checkov each get a virtual environment of their own: their pins clash with the project's.
@@ -38,10 +39,20 @@ $(CHECKOV): requirements-checkov.txt
 	$(TOOLS)/checkov/bin/python -m pip install --quiet -r requirements-checkov.txt
 	@touch $@
 
+# The console's browser tests drive Debian's chromium through Playwright (which never downloads a browser).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium for the console's browser tests"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "error: the console's browser tests need Debian's chromium at $(CHROMIUM); install it as root: apt-get install --no-install-recommends chromium"; \
+		exit 1; \
+	fi
+
 run: $(BIN)/.installed ## run callme locally: API on 127.0.0.1:6777, embedded DynamoDB, dispatcher
 	$(BIN)/python -m local
 
-test: $(BIN)/.installed $(SAM) $(CHECKOV) ## run the whole test suite (lint, unit, integration, template, e2e)
+test: $(BIN)/.installed $(SAM) $(CHECKOV) $(CHROMIUM) ## run the whole test suite (lint, unit, integration, template, e2e)
 	$(MAKE) --no-print-directory lint
 	PATH="$(TOOLS)/sam/bin:$(TOOLS)/checkov/bin:$$PATH" CALLME_PY313="$(PY313)" \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -52,7 +63,7 @@ test-unit: $(BIN)/.installed ## only the unit tests (fast)
 test-integration: $(BIN)/.installed ## only the handler tests against moto
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: $(BIN)/.installed ## only the end-to-end tests against the local stack
+test-e2e: $(BIN)/.installed $(CHROMIUM) ## only the end-to-end tests against the local stack
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed ## ruff and mypy

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -153,6 +154,13 @@ class Sink:
 
 @pytest.fixture
 def sink() -> Iterator[Sink]:
+    with serve_sink() as recorder:
+        yield recorder
+
+
+@contextmanager
+def serve_sink() -> Iterator[Sink]:
+    """A Sink listening on loopback until the block ends (the ``sink`` fixture, for any scope)."""
     recorder = Sink()
 
     class Handler(BaseHTTPRequestHandler):
@@ -186,9 +194,11 @@ def sink() -> Iterator[Sink]:
     recorder.url = f"http://127.0.0.1:{server.server_port}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield recorder
-    server.shutdown()
-    server.server_close()
+    try:
+        yield recorder
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def stored_items(client: Any, table: str = TABLE_NAMES["TasksTable"]) -> list[dict[str, Any]]:

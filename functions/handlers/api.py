@@ -16,13 +16,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from callme import deadline
-from callme.errors import CallmeError, InvalidRequest, MethodNotAllowed, ServiceUnavailable
+from callme.errors import CallmeError, InvalidRequest, MethodNotAllowed, RouteNotFound, ServiceUnavailable
 from callme.task import NAME_RULE, TaskKey, check_name
 from callme.validation import check_query, flag, parse_json_object, parse_listing, single_values
 from callme.views import AnswerFormat, task_view, tasks_view
 
+from . import console, wiring
 from . import openapi as openapi_document
-from . import wiring
 from .observability import logger
 
 app = APIGatewayRestResolver()
@@ -108,6 +108,32 @@ def reschedule(ident: str) -> Response[str]:
 @route("/openapi.json", "GET")
 def openapi() -> Response[str]:
     return _json(200, openapi_document.document(wiring.settings().limits))
+
+
+# -- the console (handlers/console.py; in AWS these paths need no key) ----------------------------
+
+
+@route("/console", "GET")
+def console_page() -> Response[str]:
+    if app.current_event.path.endswith("/"):  # the page names its files relative to /console
+        return Response(status_code=308, headers={"Location": "../console", **console.SECURITY_HEADERS})
+    return _sent(console.page(app.current_event.headers.get("If-None-Match")))
+
+
+@route("/console/<name>", "GET")
+def console_file(name: str) -> Response[str]:
+    if name == console.CONFIG:
+        return _sent(console.config(console.auth_mode(), _ROUTES))
+    found = console.asset(name, _query().get("v"), app.current_event.headers.get("If-None-Match"))
+    if found is None:
+        raise RouteNotFound(f"the console has no file {name!r}")
+    return _sent(found)
+
+
+def _sent(answer: console.ConsoleAnswer) -> Response[str]:
+    return Response(
+        status_code=answer.status, content_type=answer.content_type, body=answer.body, headers=answer.headers
+    )
 
 
 # -- errors -------------------------------------------------------------------------------------

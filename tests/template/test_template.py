@@ -163,6 +163,21 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_dir
 
 
+def run_in_artifact(artifact: Path, probe: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """The JSON a probe prints last, run by python3.13 in ``artifact`` with nothing else importable."""
+    result = subprocess.run(
+        [python313(), "-I", "-S", "-c", probe, str(artifact), *args],
+        cwd=artifact,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, explain(result)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_built_artifact_imports_with_only_vendored_dependencies(
     built: Path, template: dict[str, Any], function: str
@@ -175,20 +190,31 @@ def test_built_artifact_imports_with_only_vendored_dependencies(
         "AWS_DEFAULT_REGION": REGION,
         "LANG": "C.UTF-8",
     }
-    result = subprocess.run(
-        [python313(), "-I", "-S", "-c", IMPORT_PROBE, str(artifact)],
-        cwd=artifact,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, explain(result)
-    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    probe = run_in_artifact(artifact, IMPORT_PROBE, env=env)
     assert probe["python"] == [3, 13]
     assert probe["handlers"].startswith(str(artifact)), probe
     assert probe["outside"] == [], f"modules loaded from outside the artifact: {probe['outside']}"
+
+
+CONSOLE_PROBE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from handlers import console
+page = console.page(None)
+served = {name: console.asset(name, None, None) for name in sys.argv[2:]}
+print(json.dumps({"page": page.status, "files": {n: a.body if a else None for n, a in served.items()}}))
+"""
+
+
+def test_built_artifact_serves_the_console(built: Path) -> None:
+    """The console's files are packaged beside the handlers, and the api function finds them there."""
+    artifact = built / "ApiFunction"
+    files = sorted(path.name for path in (ROOT / "functions" / "console").iterdir() if path.name != "index.html")
+    assert (artifact / "console" / "index.html").is_file()
+    probe = run_in_artifact(artifact, CONSOLE_PROBE, *files)
+    assert probe["page"] == 200
+    for name in files:
+        assert probe["files"][name] == (ROOT / "functions" / "console" / name).read_text(), name
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -357,7 +383,8 @@ def test_handlers_and_code(template: dict[str, Any], resources: dict[str, Any]) 
 
 
 def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any], resources: dict[str, Any]) -> None:
-    read = set(re.findall(r'"(CALLME_[A-Z0-9_]+)"', (ROOT / "functions" / "callme" / "settings.py").read_text()))
+    readers = (ROOT / "functions" / "callme" / "settings.py", ROOT / "functions" / "handlers" / "console.py")
+    read = {name for path in readers for name in re.findall(r'"(CALLME_[A-Z0-9_]+)"', path.read_text())}
     common = template["Globals"]["Function"]["Environment"]["Variables"]
     assert common["CALLME_TABLE_NAME"] == {"Ref": "TasksTable"}
     assert common["CALLME_LEASE_TABLE_NAME"] == {"Ref": "LeasesTable"}
@@ -508,12 +535,34 @@ def test_auth_mode(template: dict[str, Any], resources: dict[str, Any]) -> None:
     assert schemes["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     assert body["x-amazon-apigateway-api-key-source"] == "HEADER"
     methods = [(path, method, spec) for path, item in body["paths"].items() for method, spec in item.items()]
-    assert methods
+    assert {path for path, _, _ in methods} == {"/", "/{proxy+}", *CONSOLE_PATHS}
     for path, method, spec in methods:
-        assert spec["security"] == {"Fn::If": ["UseApiKey", [{"api_key": []}], [{"sigv4": []}]]}, (path, method)
+        required = [] if path in CONSOLE_PATHS else {"Fn::If": ["UseApiKey", [{"api_key": []}], [{"sigv4": []}]]}
+        assert spec["security"] == required, (path, method)
         integration = spec["x-amazon-apigateway-integration"]
         assert integration["type"] == "aws_proxy"
         assert "${ApiFunction.Arn}" in arn(integration["uri"])
+
+
+CONSOLE_PATHS = {"/console", "/console/{file+}"}
+
+
+@pytest.mark.parametrize(("auth_mode", "scheme"), [("API_KEY", "api_key"), ("IAM", "sigv4")])
+def test_only_the_console_files_are_open(translated: dict[str, Any], auth_mode: str, scheme: str) -> None:
+    """In the API SAM deploys, every path needs the key (or a signature) but the console's page and files,
+    which hold no data: the page asks for the key and sends it to the data routes."""
+    stack = Stack(translated, parameters={"AuthMode": auth_mode})
+    body = stack.resolve(translated["Resources"]["Api"]["Properties"]["Body"])
+    for path, item in body["paths"].items():
+        for method, spec in item.items():
+            if path in CONSOLE_PATHS:
+                assert spec.get("security", []) == [], (path, method)
+            else:
+                assert spec["security"] == [{scheme: []}], (path, method)
+            assert ":ApiFunction/Arn/invocations" in spec["x-amazon-apigateway-integration"]["uri"], (path, method)
+    assert set(body["paths"]) >= CONSOLE_PATHS
+    env = translated["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert stack.resolve(env["CALLME_AUTH_MODE"]) == auth_mode
 
 
 def test_alarms_notify_and_watch_this_stack(resources: dict[str, Any]) -> None:
@@ -597,7 +646,7 @@ def test_lambda_filters_logs_at_the_log_level(translated: dict[str, Any], functi
 
 
 # Longest names each service takes, for every name the template builds from the stack's name.
-NAME_LIMITS = {
+NAME_LIMITS: dict[tuple[str, str], int | None] = {
     ("AWS::Lambda::Function", "FunctionName"): 64,
     ("AWS::IAM::Role", "RoleName"): 64,
     ("AWS::IAM::Policy", "PolicyName"): 128,
@@ -612,6 +661,8 @@ NAME_LIMITS = {
     # API Gateway's metrics carry the API's name as a dimension, and CloudWatch takes 255 characters.
     ("AWS::ApiGateway::RestApi", "Name"): 255,
     ("AWS::CloudWatch::Alarm", "Dimensions.Value"): 255,
+    # Not a name: the JSON names the API in its metrics' dimensions, checked in test_dashboard.py.
+    ("AWS::CloudWatch::Dashboard", "DashboardBody"): None,
 }
 LONGEST_STACK_NAME = "c" + "-x" * 63 + "y"  # CloudFormation takes 128 characters
 
@@ -638,6 +689,8 @@ def test_every_name_fits_its_service_with_the_longest_stack_name(translated: dic
     checked, problems = [], []
     for logical_id, resource in translated["Resources"].items():
         for path, value in names_built_from_the_stack_name(resource.get("Properties", {})):
+            if (resource["Type"], path) in NAME_LIMITS and NAME_LIMITS[(resource["Type"], path)] is None:
+                continue
             limit = NAME_LIMITS.get((resource["Type"], path))
             if limit is None:
                 problems.append(f"{logical_id}.{path} ({resource['Type']}): add the service's limit to NAME_LIMITS")
