@@ -129,11 +129,18 @@ class Task:
     # -- API-side transitions -------------------------------------------------------------
 
     def replaced_by(self, definition: TaskDefinition, now: float) -> Task:
-        """A re-PUT: only an entry that has not been called yet (pending or cancelled) takes it."""
+        """A re-PUT: only an entry that has not been called yet (pending or cancelled) takes it, and
+        only before its trigger minute, since from then on the dispatcher may be calling it (a
+        replacement during that call would be called a second time)."""
         if self.state not in (TaskState.PENDING, TaskState.CANCELLED) or self.attempts:
             raise Conflict(
                 f"entry {self.key} is {self.state} and has already been called; it cannot be replaced "
                 f"(use POST /reschedule/{self.key} or another trigger_at)"
+            )
+        if now >= self.key.trigger_at:
+            raise Conflict(
+                f"entry {self.key} is due (its minute began at {self.key.trigger_at}) and the dispatcher may be "
+                f"calling it, so it can no longer be replaced; register the new definition at another trigger_at"
             )
         return Task.new(self.key, definition, now, self.rescheduled_from)
 

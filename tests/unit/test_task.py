@@ -25,6 +25,8 @@ from callme.task import (
 )
 from tests.unit.conftest import CURRENT_MINUTE, NOW, make_task, rejected
 
+NEXT_MINUTE = CURRENT_MINUTE + 60
+
 RETENTION = 30 * 86400
 NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 NAMES = st.text(alphabet=NAME_CHARS, min_size=1, max_size=128).filter(lambda n: n not in (".", ".."))
@@ -188,8 +190,8 @@ def test_each_entry_gets_its_own_webhook_id() -> None:
 
 @pytest.mark.parametrize("state", [TaskState.PENDING, TaskState.CANCELLED])
 def test_entry_not_yet_called_is_replaced_by_a_pending_one(state: TaskState) -> None:
-    # Given an entry that has not been called
-    old = make_task(state=state, callback_method="GET")
+    # Given an entry that has not been called, due the next minute
+    old = make_task(state=state, trigger_at=NEXT_MINUTE, callback_method="GET")
     new_definition = TaskDefinition("https://example.org/new", callback_method="POST", retry=3)
     # When it is PUT again
     replaced = old.replaced_by(new_definition, NOW + 5)
@@ -202,7 +204,7 @@ def test_entry_not_yet_called_is_replaced_by_a_pending_one(state: TaskState) -> 
 
 
 def test_replacement_keeps_where_the_entry_was_rescheduled_from() -> None:
-    old = replace(make_task(), rescheduled_from="job@1799999940")
+    old = replace(make_task(trigger_at=NEXT_MINUTE), rescheduled_from="job@1799999940")
     assert old.replaced_by(TaskDefinition("https://example.org/"), NOW).rescheduled_from == "job@1799999940"
 
 
@@ -220,6 +222,28 @@ def test_pending_entry_that_was_already_called_cannot_be_replaced() -> None:
     task = make_task(state=TaskState.PENDING, attempts=1)
     error = rejected(lambda: task.replaced_by(TaskDefinition("https://example.org/"), NOW))
     assert error.status == 409
+
+
+@pytest.mark.parametrize("state", [TaskState.PENDING, TaskState.CANCELLED])
+def test_entry_is_replaced_until_the_last_instant_before_its_minute(state: TaskState) -> None:
+    task = make_task(state=state, trigger_at=NEXT_MINUTE)
+    replaced = task.replaced_by(TaskDefinition("https://example.org/new"), NEXT_MINUTE - 0.001)
+    assert replaced.definition.callback == "https://example.org/new"
+
+
+@pytest.mark.parametrize("state", [TaskState.PENDING, TaskState.CANCELLED])
+@pytest.mark.parametrize("seconds_in", [0.0, 42.5, 3600.0])
+def test_entry_whose_minute_has_begun_cannot_be_replaced(state: TaskState, seconds_in: float) -> None:
+    # Given an entry not called yet, whose minute has begun: the dispatcher may be calling it now
+    task = make_task(state=state, trigger_at=CURRENT_MINUTE)
+    # When it is PUT again
+    error = rejected(lambda: task.replaced_by(TaskDefinition("https://example.org/"), CURRENT_MINUTE + seconds_in))
+    # Then it is a conflict that says why and what to do instead
+    assert isinstance(error, Conflict)
+    assert error.status == 409
+    assert f"entry job@{CURRENT_MINUTE} is due" in error.message
+    assert "the dispatcher may be calling it" in error.message
+    assert "another trigger_at" in error.message
 
 
 # -- rescheduled ------------------------------------------------------------------------------------
