@@ -146,6 +146,9 @@ class TimedRepository:
         self.times.lease_wall.append(time.perf_counter() - started)
         return lease
 
+    def renew_lease(self, shard: int, owner: str, until: float) -> bool:
+        return self.inner.renew_lease(shard, owner, until)
+
     def release_lease(self, shard: int, owner: str, now: float) -> None:
         self.inner.release_lease(shard, owner, now)
 

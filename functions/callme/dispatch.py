@@ -2,11 +2,16 @@
 
 One run takes a set of shards of the ``due`` index. For each it first takes the shard's lease (a
 conditional write on the leases table), so overlapping or duplicated runs never work on the same
-entries; a run that dies leaves its lease to expire, and the next run redoes what was not recorded.
-Calls run on a bounded pool and their outcomes are written by another; retries wait in a timer
-heap, never in a worker, so one slow or failing endpoint does not hold up the others. The run stops
-starting calls at ``stop_at`` (before its lease and its Lambda deadline end); what is left waits,
-still pending, for the next run.
+entries. A lease is short and renewed every heartbeat while the run lives, and a call only starts
+while the leases have room for all of it (its budget, then its recording), so a run that dies or
+loses its leases has finished every call it started before another run can take the shards.
+
+The index is eventually consistent, so it only says which entries to look at: each entry is read
+again, strongly consistently, just before its call (the reads of entries starting together are
+batched), and the call is made from what that read returns, within ``read_window`` of it. Calls run
+on a bounded pool and their outcomes are written by another; retries wait in a timer heap, never in
+a worker, so one slow or failing endpoint does not hold up the others. The run stops starting calls
+at ``stop_at`` (before its Lambda deadline); what is left waits, still pending, for the next run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import heapq
 import logging
 import queue
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -24,12 +30,13 @@ from typing import Any, Protocol
 
 from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
-from .repository import Lease, StaleEntry, TaskRepository
-from .task import Attempt, Task, TaskState, Verdict, judge
+from .repository import BATCH_GET_LIMIT, Lease, StaleEntry, TaskRepository
+from .task import Attempt, Task, TaskKey, TaskState, Verdict, judge
 
 log = logging.getLogger("callme.dispatch")
 READERS = 4  # shards read at once by one run (in AWS a run has one shard; locally, all of them)
 WRITERS = 16  # outcome writes at once: a write takes a few ms, a call up to its whole budget
+READ_TRIES = 3  # consistent reads of an entry before its call, when one comes back too late
 
 
 def writers_for(concurrency: int) -> int:
@@ -37,8 +44,9 @@ def writers_for(concurrency: int) -> int:
 
 
 def storage_connections(concurrency: int) -> int:
-    """Connections to DynamoDB one dispatcher needs: writers, readers and the run's own thread."""
-    return writers_for(concurrency) + READERS + 1
+    """Connections to DynamoDB one dispatcher needs: writers, index readers, the reads before the
+    calls, the lease renewals and the run's own thread."""
+    return writers_for(concurrency) + READERS + 3
 
 
 @dataclass(frozen=True)
@@ -82,13 +90,32 @@ class DispatchConfig:
     concurrency: int = 64
     run_seconds: float = 40.0  # no call starts later than this after the run began
     call_budget: float = 15.0  # no call lasts longer than this (connect + read, all bytes)
-    lease_seconds: float = 80.0  # longer than any run: run_seconds + call_budget + recording
-    lease_wait_seconds: float = 20.0  # how long to wait for a shard a previous run still holds
-    fresh_release_seconds: float = 10.0  # index may lag a release this recent: read entries again
+    read_window: float = 2.0  # a call starts at most this long after the consistent read of its entry was sent
+    record_seconds: float = 2.0  # kept inside the lease, after a call's budget, to write its outcome
+    heartbeat_seconds: float = 4.0  # a run renews its leases this often while it lives
+    lease_wait_seconds: float | None = None  # how long to wait for a shard another run holds (None: a lease)
     retention_seconds: int = 30 * 86400
     backoff_base: float = 1.0
     backoff_cap: float = 120.0
     record_attempts: int = 4  # tries of each outcome write on top of botocore's own retries
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a lease lasts after its last renewal (25 s by default): a call started just
+        before the renewal was due (its budget and its recording) fits in it even when that
+        renewal is a whole heartbeat late. A dead run's shards are free again this long after."""
+        return 2 * self.heartbeat_seconds + self.call_budget + self.record_seconds
+
+    @property
+    def call_room(self) -> float:
+        """What a lease must still have when a call starts: the call's budget, then its recording."""
+        return self.call_budget + self.record_seconds
+
+    @property
+    def lease_wait(self) -> float:
+        """How long a run waits for a shard another run holds: by default a whole lease, so a shard
+        left by a run that died is taken over by the next one."""
+        return self.lease_seconds if self.lease_wait_seconds is None else self.lease_wait_seconds
 
 
 @dataclass
@@ -103,6 +130,7 @@ class RunReport:
     retried: int = 0
     deferred: int = 0
     unrecorded: int = 0
+    withdrawn: int = 0  # shown by the index, but cancelled, finished or deleted when read before the call
 
 
 @dataclass(order=True)
@@ -140,8 +168,8 @@ class DispatchEngine:
         """Dispatch everything due in ``shards``; stop starting calls before ``deadline``.
 
         Shards whose lease is free are dispatched at once; shards another run holds are tried again
-        until ``lease_wait_seconds`` have passed. A run never sits on a lease while it waits for
-        another, so two runs that split the shards between them do not wait for each other.
+        until ``lease_wait`` has passed. A run never sits on a lease while it waits for another,
+        so two runs that split the shards between them do not wait for each other.
         """
         started = self.clock.now()
         stop_at = started + self.config.run_seconds
@@ -150,7 +178,7 @@ class DispatchEngine:
         report = RunReport(shards=list(shards))
         owner = f"run-{uuid.uuid4().hex[:12]}"
         waiting = list(report.shards)
-        give_up = min(started + self.config.lease_wait_seconds, stop_at)
+        give_up = min(started + self.config.lease_wait, stop_at)
         while waiting:
             leases = self._free_leases(waiting, owner)
             if leases:
@@ -160,10 +188,10 @@ class DispatchEngine:
                 if self.on_leased:
                     self.on_leased(taken)
                 try:
-                    _Run(self, report, stop_at).go(leases, self.clock.now())
+                    _Run(self, report, stop_at, _Leases(self, leases)).go(self.clock.now())
                 finally:
                     for lease in leases:
-                        self._release(lease, owner)
+                        self._release(lease)
             elif self.clock.now() >= give_up:
                 break
             else:
@@ -182,23 +210,11 @@ class DispatchEngine:
                 taken.append(lease)
         return taken
 
-    def _release(self, lease: Lease, owner: str) -> None:
+    def _release(self, lease: Lease) -> None:
         try:
-            self.repository.release_lease(lease.shard, owner, self.clock.now())
+            self.repository.release_lease(lease.shard, lease.owner, self.clock.now())
         except ServiceUnavailable:
             log.warning("could not release shard %s; it frees itself when the lease runs out", lease.shard)
-
-    def _due_entries(self, lease: Lease, now: float) -> list[Task]:
-        """The active entries of one leased shard whose trigger minute has come."""
-        due = list(self.repository.due(lease.shard, minute_of(now)))
-        recent = lease.previous_released_at is not None and (
-            now - lease.previous_released_at < self.config.fresh_release_seconds
-        )
-        if recent and due:
-            # The index is eventually consistent: a run that just released this shard may have
-            # recorded outcomes the index does not show yet. Read those entries consistently.
-            due = [t for t in self.repository.get_many([t.key for t in due]) if t.state.active]
-        return due
 
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with jitter: about base * 2^(attempts-1), between half and all of it."""
@@ -206,81 +222,245 @@ class DispatchEngine:
         return float(ceiling / 2 + self._random.uniform(0, ceiling / 2))
 
 
+class _Leases:
+    """The leases one run holds: renewed every heartbeat by the run's loop while it lives.
+
+    ``until`` is when the first of them runs out, as last written. A call may start only while it
+    leaves room for the whole call and its recording (``has_room``); callers read it from their
+    threads, only the loop's thread changes it.
+    """
+
+    def __init__(self, engine: DispatchEngine, leases: list[Lease]) -> None:
+        self.engine = engine
+        self.leases = leases
+        self.until = min(lease.until for lease in leases)
+        self.renew_at = engine.clock.now() + engine.config.heartbeat_seconds
+        self.lost = False
+        self.renewing: Future[float | None] | None = None
+
+    def has_room(self, now: float) -> bool:
+        return not self.lost and now + self.engine.config.call_room <= self.until
+
+    def gone(self, now: float) -> bool:
+        """Lost to another run, or run out: no call may start any more."""
+        return self.lost or now >= self.until
+
+    def renew(self) -> float | None:
+        """In a worker: extend every lease by a whole lease from now; None if one was lost."""
+        until = self.engine.clock.now() + self.engine.config.lease_seconds
+        for lease in self.leases:
+            if not self.engine.repository.renew_lease(lease.shard, lease.owner, until):
+                return None
+        return until
+
+    def renewed(self, done: Future[float | None]) -> None:
+        """In the loop's thread: take in a renewal's result."""
+        self.renewing = None
+        now = self.engine.clock.now()
+        try:
+            until = done.result()
+        except ServiceUnavailable as exc:
+            log.warning("could not renew the leases of shards %s (%s); trying again", self._shards(), exc.message)
+            self.renew_at = now + 1.0
+            return
+        if until is None:
+            log.warning("shards %s were taken by another run: this run starts no more calls", self._shards())
+            self.lost = True
+            return
+        self.until = until
+        self.renew_at = now + self.engine.config.heartbeat_seconds
+
+    def _shards(self) -> list[int]:
+        return [lease.shard for lease in self.leases]
+
+
+class _FreshReads:
+    """Strongly consistent reads of the entries about to be called, batched.
+
+    A caller asks for its entry and waits; one thread reads every entry asked for meanwhile with
+    one BatchGetItem, so entries that start together share a request and an idle run adds no delay.
+    """
+
+    def __init__(self, repository: TaskRepository, clock: Clock) -> None:
+        self._repository = repository
+        self._clock = clock
+        self._asks: queue.SimpleQueue[_Ask | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="fresh-reads", daemon=True)
+        self._thread.start()
+
+    def read(self, key: TaskKey) -> tuple[Task | None, float]:
+        """The entry as stored (None if it is gone), and when the read that returned it was sent.
+        Raises ServiceUnavailable if storage did not answer."""
+        ask = _Ask(key)
+        self._asks.put(ask)
+        ask.done.wait()
+        if ask.error is not None:
+            raise ask.error
+        return ask.found, ask.sent_at
+
+    def close(self) -> None:
+        self._asks.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (first := self._asks.get()) is not None:
+            batch = [first]
+            closing = False
+            while len(batch) < BATCH_GET_LIMIT:
+                try:
+                    ask = self._asks.get_nowait()
+                except queue.Empty:
+                    break
+                if ask is None:
+                    closing = True
+                    break
+                batch.append(ask)
+            self._answer(batch)
+            if closing:
+                return
+
+    def _answer(self, batch: list[_Ask]) -> None:
+        sent_at = self._clock.now()
+        error: ServiceUnavailable | None = None
+        found: dict[TaskKey, Task] = {}
+        try:
+            found = {t.key: t for t in self._repository.get_many(list(dict.fromkeys(a.key for a in batch)))}
+        except ServiceUnavailable as exc:
+            error = exc
+        except Exception as exc:  # a bug must not leave the callers waiting
+            log.exception("consistent read of %d entries failed", len(batch))
+            error = ServiceUnavailable(f"the entry could not be read ({type(exc).__name__})")
+        for ask in batch:
+            ask.found, ask.sent_at, ask.error = found.get(ask.key), sent_at, error
+            ask.done.set()
+
+
+@dataclass(eq=False)
+class _Ask:
+    key: TaskKey
+    done: threading.Event = field(default_factory=threading.Event)
+    found: Task | None = None
+    sent_at: float = 0.0
+    error: ServiceUnavailable | None = None
+
+
 @dataclass(frozen=True)
 class _Outcome:
-    """One entry's turn: the call (if one was made), the entry as it is to be written, and why the
-    write did not apply, if it did not."""
+    """One entry's turn: the entry as read just before it, what to write (if anything), the call
+    (if one was made), and why nothing was done or the write did not apply."""
 
-    task: Task  # as it was read
-    updated: Task  # as it is to be written
-    result: CallResult | None = None  # None: not called (max_delay had passed)
+    task: Task  # as it was read before the call (the index's copy when no read came back)
+    updated: Task | None  # as it is to be written; None: nothing to write
+    result: CallResult | None = None  # None: not called
     verdict: Verdict | None = None
     next_at: float | None = None
-    unrecorded: str | None = None
+    unrecorded: str | None = None  # why the write did not apply
+    left: str | None = None  # why the entry was left, untouched, for a later run
 
 
 class _Run:
     """One run's scheduling loop: shards read in parallel, a pool of callers, a pool of writers for
-    the outcomes, and a timer heap for retries.
+    the outcomes, a timer heap for retries, and the leases' heartbeat.
 
-    Only this loop's thread touches the timer heap, the report and the observer. A caller hands its
-    outcome to a writer as soon as its call ends, so a slow write never keeps a call from starting,
-    and the calls of the first shard read start while the others are still being read.
+    Only this loop's thread touches the timer heap, the report, the observer and the leases. A
+    caller reads its entry, calls it and hands the outcome to a writer as soon as the call ends, so
+    a slow write never keeps a call from starting, and the calls of the first shard read start
+    while the others are still being read.
     """
 
-    def __init__(self, engine: DispatchEngine, report: RunReport, stop_at: float) -> None:
+    def __init__(self, engine: DispatchEngine, report: RunReport, stop_at: float, leases: _Leases) -> None:
         self.engine = engine
         self.report = report
         self.stop_at = stop_at
+        self.leases = leases
         self.timers: list[_Timer] = []
         self.order = 0
         self.failure: Exception | None = None
         self.calls: set[Future[_Outcome]] = set()
         self.writes: set[Future[_Outcome]] = set()
         self.done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+        self.fresh = _FreshReads(engine.repository, engine.clock)
 
-    def go(self, leases: list[Lease], now: float) -> None:
+    def go(self, now: float) -> None:
         engine = self.engine
-        with (
-            ThreadPoolExecutor(max_workers=min(len(leases), READERS), thread_name_prefix="due") as readers,
-            ThreadPoolExecutor(max_workers=engine.config.concurrency, thread_name_prefix="callback") as callers,
-            ThreadPoolExecutor(
-                max_workers=writers_for(engine.config.concurrency), thread_name_prefix="record"
-            ) as writers,
-        ):
-            reading = {self._submit(readers, engine._due_entries, lease, now) for lease in leases}
-            while reading or self.timers or self.calls or self.writes:
-                now = engine.clock.now()
-                self._start_ready(now, callers, writers)
-                busy = bool(reading or self.calls or self.writes)
-                if not (busy or self.timers):
-                    break
-                timeout = None
-                if self.timers and self._room():
-                    timeout = max(0.0, min(self.timers[0].ready_at, self.stop_at) - now)
-                if not busy:
-                    engine.sleep(min(timeout or 0.0, 1.0))
-                    continue
-                try:
-                    future = self.done.get(timeout=timeout)
-                except queue.Empty:
-                    continue
-                while True:  # everything that has finished meanwhile, then look at the timers again
-                    if future in self.calls:
-                        self.calls.remove(future)
-                        self.writes.add(self._submit(writers, self._write, future.result()))
-                    elif future in self.writes:
-                        self.writes.remove(future)
-                        self._settle(future.result())
-                    else:
-                        reading.discard(future)
-                        self._take(future)
-                    try:
-                        future = self.done.get_nowait()
-                    except queue.Empty:
-                        break
+        shards = [lease.shard for lease in self.leases.leases]
+        try:
+            with (
+                ThreadPoolExecutor(max_workers=min(len(shards), READERS), thread_name_prefix="due") as readers,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat") as heartbeat,
+                ThreadPoolExecutor(max_workers=engine.config.concurrency, thread_name_prefix="callback") as callers,
+                ThreadPoolExecutor(
+                    max_workers=writers_for(engine.config.concurrency), thread_name_prefix="record"
+                ) as writers,
+            ):
+                minute = minute_of(now)
+                reading = {self._submit(readers, self._due, shard, minute) for shard in shards}
+                self._loop(reading, heartbeat, callers, writers)
+        finally:
+            self.fresh.close()
         if self.failure is not None:
             raise self.failure
+
+    def _loop(
+        self,
+        reading: set[Future[list[Task]]],
+        heartbeat: ThreadPoolExecutor,
+        callers: ThreadPoolExecutor,
+        writers: ThreadPoolExecutor,
+    ) -> None:
+        engine = self.engine
+        leases = self.leases
+        while reading or self.timers or self.calls or self.writes:
+            now = engine.clock.now()
+            if leases.renewing is None and not leases.lost and now >= leases.renew_at:
+                leases.renewing = self._submit(heartbeat, leases.renew)
+            self._start_ready(now, callers)
+            busy = bool(reading or self.calls or self.writes or leases.renewing)
+            if not (busy or self.timers):
+                break
+            timeout = self._wait(now)
+            if not busy:
+                engine.sleep(min(timeout if timeout is not None else 0.0, 1.0))
+                continue
+            try:
+                future = self.done.get(timeout=timeout)
+            except queue.Empty:
+                continue
+            while True:  # everything that has finished meanwhile, then look at the timers again
+                self._finished(future, reading, writers)
+                try:
+                    future = self.done.get_nowait()
+                except queue.Empty:
+                    break
+
+    def _finished(self, future: Future[Any], reading: set[Future[list[Task]]], writers: ThreadPoolExecutor) -> None:
+        """Take in one finished job: a call's outcome goes to a writer (if there is anything to
+        write), a write's is settled, a renewal updates the leases, a shard's read is scheduled."""
+        if future in self.calls:
+            self.calls.remove(future)
+            outcome = future.result()
+            if outcome.updated is None:
+                self._settle(outcome)
+            else:
+                self.writes.add(self._submit(writers, self._write, outcome))
+        elif future in self.writes:
+            self.writes.remove(future)
+            self._settle(future.result())
+        elif future is self.leases.renewing:
+            self.leases.renewed(future)
+        elif future in reading:
+            reading.discard(future)
+            self._take(future)
+
+    def _wait(self, now: float) -> float | None:
+        """How long the loop may wait before it has something to do without being woken: the next
+        timer (when a call could start), the next renewal. None: until a job finishes."""
+        wake = []
+        if not self.leases.lost:
+            wake.append(self.leases.renew_at)
+        if self.timers and self._room() and self.leases.has_room(now):
+            wake.append(min(self.timers[0].ready_at, self.stop_at))
+        return max(0.0, min(wake) - now) if wake else None
 
     def _submit(self, pool: ThreadPoolExecutor, job: Callable[..., Any], *args: Any) -> Future[Any]:
         """Start a job; its future is put on ``done`` when it finishes (waiting on a queue, not on
@@ -289,18 +469,15 @@ class _Run:
         future.add_done_callback(self.done.put)
         return future
 
-    def _start_ready(self, now: float, callers: ThreadPoolExecutor, writers: ThreadPoolExecutor) -> None:
-        """Hand every entry whose time has come to a caller, as far as the concurrency allows; an
-        entry past its ``max_delay`` goes straight to a writer, to be recorded as missed."""
-        while self.timers and self.timers[0].ready_at <= now and self._room() and now < self.stop_at:
-            task = heapq.heappop(self.timers).task
-            if now >= task.deadline():
-                self.writes.add(self._submit(writers, self._give_up, task))
-            else:
-                self.calls.add(self._submit(callers, self._attempt, task))
-        if now >= self.stop_at and self.timers:
+    def _start_ready(self, now: float, callers: ThreadPoolExecutor) -> None:
+        """Hand every entry whose time has come to a caller, as far as the concurrency and the
+        leases allow. Past ``stop_at``, or once the leases are gone, the rest is left for later."""
+        if self.timers and (now >= self.stop_at or self.leases.gone(now)):
             self.report.deferred += len(self.timers)
             self.timers.clear()
+        while self.timers and self.timers[0].ready_at <= now and self._room() and self.leases.has_room(now):
+            task = heapq.heappop(self.timers).task
+            self.calls.add(self._submit(callers, self._attempt, task))
 
     def _room(self) -> bool:
         """Whether another call may start: fewer calls in flight than the concurrency, and fewer
@@ -325,14 +502,41 @@ class _Run:
 
     # -- in the pools --------------------------------------------------------------------------
 
-    def _attempt(self, task: Task) -> _Outcome:
-        """One call, and what it makes of the entry."""
+    def _due(self, shard: int, minute: int) -> list[Task]:
+        """The entries the index shows due in one leased shard (possibly not as they are now)."""
+        return list(self.engine.repository.due(shard, minute))
+
+    def _attempt(self, listed: Task) -> _Outcome:
+        """One entry's turn: read it, then call it as read, if it is still to be called now."""
         engine = self.engine
+        for _ in range(READ_TRIES):
+            try:
+                task, sent_at = self.fresh.read(listed.key)
+            except ServiceUnavailable as exc:
+                return _Outcome(listed, None, left=f"not read before its call: {exc.message}")
+            if task is None or not task.state.active:
+                return _Outcome(task or listed, None)  # cancelled, finished or deleted meanwhile
+            now = engine.clock.now()
+            if task.next_attempt_at is not None and task.next_attempt_at > now:
+                return _Outcome(task, None)  # another run made an attempt: its retry is not due yet
+            if now >= task.deadline():
+                return _Outcome(task, task.missed(now, engine.config.retention_seconds))
+            if not self.leases.has_room(now):
+                return _Outcome(task, None, left="the run's leases have no room left for the call")
+            if now - sent_at <= engine.config.read_window:
+                return self._call(task)
+        return _Outcome(listed, None, left=f"not read within {engine.config.read_window:g} s of its call")
+
+    def _call(self, task: Task) -> _Outcome:
+        """One call, timed on the engine's clock (the caller's own clock only stamps signatures),
+        and what it makes of the entry."""
+        engine = self.engine
+        started = engine.clock.now()
         try:
-            result = self._call(task)
+            result = replace(engine.caller.call(task), started_at=started)
         except Exception as exc:  # a bug in the caller must not lose the entry
             log.exception("callback of %s raised", task.key)
-            result = CallResult(started_at=engine.clock.now(), duration_ms=0, error=f"internal error: {exc}")
+            result = CallResult(started_at=started, duration_ms=0, error=f"internal error: {exc}")
         verdict = Verdict.FAIL if result.refused else judge(result.status, task.definition.expected_http_status)
         next_at = None
         if verdict is Verdict.RETRY and task.retries_left() > 1:
@@ -347,16 +551,8 @@ class _Run:
         return _Outcome(task, updated, result, verdict, next_at)
 
     def _write(self, outcome: _Outcome) -> _Outcome:
+        assert outcome.updated is not None
         return replace(outcome, unrecorded=self._record(outcome.updated, outcome.task))
-
-    def _call(self, task: Task) -> CallResult:
-        """One call, timed on the engine's clock (the caller's own clock only stamps signatures)."""
-        started = self.engine.clock.now()
-        return replace(self.engine.caller.call(task), started_at=started)
-
-    def _give_up(self, task: Task) -> _Outcome:
-        final = task.missed(self.engine.clock.now(), self.engine.config.retention_seconds)
-        return _Outcome(task, final, unrecorded=self._record(final, task))
 
     def _record(self, updated: Task, previous: Task) -> str | None:
         """Write the outcome, conditional on the entry not having changed since it was read.
@@ -388,6 +584,16 @@ class _Run:
     def _settle(self, outcome: _Outcome) -> None:
         engine = self.engine
         task = outcome.task
+        if outcome.left is not None:
+            log.info("%s left for a later run: %s", task.key, outcome.left)
+            self.report.deferred += 1
+            return
+        if outcome.updated is None:
+            if task.state.active:  # another run's retry, due later
+                self._schedule(task, task.next_attempt_at or 0.0)
+            else:
+                self.report.withdrawn += 1
+            return
         result = outcome.result
         if result is not None and outcome.verdict is not None:
             self.report.calls += 1

@@ -12,6 +12,7 @@ and no retry is made, that could not end before the request's deadline (callme.d
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -29,8 +30,10 @@ from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
 DUE_INDEX = "due"
 MAX_TRANSACTION_WRITES = 100  # DynamoDB's limit on the actions of one TransactWriteItems
+BATCH_GET_LIMIT = 100  # keys in one BatchGetItem
 _ABSENT = "attribute_not_exists(task_name)"
 _MOST_EVALUATED = 10_000  # items one Query may evaluate when its filter is sparse (it stops at 1 MB anyway)
+_UNPROCESSED_ROUNDS = 6
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -73,7 +76,6 @@ class Lease:
     shard: int
     owner: str
     until: float
-    previous_released_at: float | None
 
 
 class TaskRepository(Protocol):
@@ -95,6 +97,7 @@ class TaskRepository(Protocol):
     def has_due(self, shard: int, up_to: int) -> bool: ...
     def due(self, shard: int, up_to: int) -> Iterator[Task]: ...
     def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Lease | None: ...
+    def renew_lease(self, shard: int, owner: str, until: float) -> bool: ...
     def release_lease(self, shard: int, owner: str, now: float) -> None: ...
 
 
@@ -259,16 +262,21 @@ class DynamoDBTaskRepository:
         return to_task(item) if item else None
 
     def get_many(self, keys: list[TaskKey]) -> list[Task]:
-        """Strongly consistent reads of many entries (missing ones are left out)."""
+        """Strongly consistent reads of many entries (missing ones are left out), 100 keys a
+        request. Keys DynamoDB leaves unprocessed (throttling) are asked again after a backoff."""
         found: list[Task] = []
-        for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {
-                self._table: {"Keys": [_key(k) for k in keys[start : start + 100]], "ConsistentRead": True}
-            }
-            while request:
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            chunk = keys[start : start + BATCH_GET_LIMIT]
+            request: dict[str, Any] = {self._table: {"Keys": [_key(k) for k in chunk], "ConsistentRead": True}}
+            for attempt in range(_UNPROCESSED_ROUNDS):
                 response = self._call("batch_get_item", RequestItems=request)
                 found.extend(to_task(item) for item in response["Responses"].get(self._table, []))
                 request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise ServiceUnavailable("storage is unavailable (keys left unprocessed); retry the request")
         return found
 
     def entries_of(
@@ -364,29 +372,37 @@ class DynamoDBTaskRepository:
 
     def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
         """Take the shard if it is free or its holder's lease ran out; None if someone holds it."""
+        taken = self._put_lease(
+            shard,
+            owner,
+            until,
+            "attribute_not_exists(#owner) OR lease_until < :now",
+            {":now": {"N": _number(now)}},
+        )
+        return Lease(shard, owner, until) if taken else None
+
+    def renew_lease(self, shard: int, owner: str, until: float) -> bool:
+        """Extend a lease ``owner`` holds to ``until``; False if it is not theirs any more (it ran
+        out and another run took the shard)."""
+        return self._put_lease(shard, owner, until, "#owner = :owner", {":owner": {"S": owner}})
+
+    def _put_lease(self, shard: int, owner: str, until: float, condition: str, values: dict[str, Any]) -> bool:
+        """Write ``owner``'s lease under ``condition``; a lease already ``owner``'s when the
+        condition fails is our own put, retried by botocore after its answer was lost."""
         try:
-            response = self._call(
+            self._call(
                 "put_item",
                 TableName=self._lease_table,
-                Item={
-                    "shard": {"N": str(shard)},
-                    "owner": {"S": owner},
-                    "lease_until": {"N": _number(until)},
-                    "acquired_at": {"N": _number(now)},
-                },
-                ConditionExpression="attribute_not_exists(#owner) OR lease_until < :now",
+                Item={"shard": {"N": str(shard)}, "owner": {"S": owner}, "lease_until": {"N": _number(until)}},
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":now": {"N": _number(now)}},
-                ReturnValues="ALL_OLD",
+                ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except _ConditionFailed as failed:
-            if failed.item and failed.item.get("owner", {}).get("S") == owner:
-                return Lease(shard, owner, until, None)  # our own put, retried
-            return None
-        old = response.get("Attributes") or {}
-        released = old.get("released_at") or (old.get("lease_until") if "owner" in old else None)
-        return Lease(shard, owner, until, float(released["N"]) if released else None)
+            stored = failed.item or {}
+            return bool(stored.get("owner", {}).get("S") == owner)
+        return True
 
     def release_lease(self, shard: int, owner: str, now: float) -> None:
         try:

@@ -281,13 +281,14 @@ def test_two_overlapping_runs_call_each_entry_once(repo: Any) -> None:
 def test_a_run_that_died_holding_its_lease_is_recovered_after_the_lease(repo: Any, clock: FixedClock) -> None:
     add(repo, "orphan")
     shard = shard_of(TaskKey("orphan", T0), SHARDS)
-    assert repo.acquire_lease(shard, "dead-run", clock.now(), clock.now() + 80) is not None
+    lease = DispatchConfig().lease_seconds
+    assert repo.acquire_lease(shard, "dead-run", clock.now(), clock.now() + lease) is not None
 
     caller = ScriptedCaller(clock)
     report = make_engine(repo, caller, clock, lease_wait_seconds=5).run([shard])
     assert (caller.calls, report.busy_shards) == ([], [])
 
-    clock.at = T0 + 5 + 81
+    clock.at = T0 + 5 + lease + 1
     run_all(make_engine(repo, caller, clock))
     assert caller.count() == {f"orphan@{T0}": 1}
     assert state(repo, "orphan").state is TaskState.SUCCESSFUL
@@ -314,7 +315,7 @@ def test_a_run_right_after_a_release_reads_entries_consistently(repo: Any, clock
     run_all(make_engine(repo, caller, clock))
     assert caller.count() == {f"done@{T0}": 1}
 
-    clock.advance(1)  # within fresh_release_seconds of the first run's release
+    clock.advance(1)  # the index still shows the entry the first run just recorded
     stale = StaleIndex(repo, [before])
     engine = DispatchEngine(stale, caller, clock, DispatchConfig(concurrency=4), sleep=clock.advance)  # type: ignore[arg-type]
     engine.run(range(SHARDS))

@@ -1,0 +1,201 @@
+"""Shard leases: short, renewed while a run lives, and never holding two runs' calls at once.
+
+A run starts a call only while its leases have room for the whole call and its recording, so a
+run that cannot renew (storage trouble), is paused past its lease or dies has ended every call it
+started before another run can take its shards; and a dead run costs at most one short lease.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from callme.clock import FixedClock
+from callme.dispatch import CallResult, DispatchConfig, DispatchEngine, RunReport
+from callme.errors import ServiceUnavailable
+from callme.repository import DynamoDBTaskRepository, shard_of
+from callme.task import Task, TaskKey, TaskState, Verdict
+from tests.integration.test_dispatch import SHARDS, T0, _RealClockFrom, add, state
+
+ENTRIES = 12
+# Small numbers so that a lease (2 x heartbeat + budget + recording) lasts 0.8 s of real time.
+QUICK = {"heartbeat_seconds": 0.2, "call_budget": 0.3, "record_seconds": 0.1, "concurrency": 1}
+
+
+class TimedCaller:
+    """Answers 200 after ``delay`` seconds; notes each call's start and end on ``clock``."""
+
+    def __init__(self, clock: Any, delay: float = 0.0) -> None:
+        self.clock = clock
+        self.delay = delay
+        self.calls: list[tuple[str, float, float]] = []
+        self._lock = threading.Lock()
+
+    def call(self, task: Task) -> CallResult:
+        started = self.clock.now()
+        time.sleep(self.delay)
+        with self._lock:
+            self.calls.append((str(task.key), started, self.clock.now()))
+        return CallResult(started_at=started, duration_ms=int(self.delay * 1000), status=200, body="ok")
+
+    def keys(self) -> list[str]:
+        return [key for key, _, _ in self.calls]
+
+
+class LeaseLog:
+    """The real repository, noting when each lease was taken; ``renewals_fail`` breaks renewals."""
+
+    def __init__(self, real: DynamoDBTaskRepository, clock: Any, renewals_fail: bool = False) -> None:
+        self.real = real
+        self.shards = real.shards
+        self.clock = clock
+        self.renewals_fail = renewals_fail
+        self.acquired: list[tuple[int, float, float]] = []  # shard, when, until
+        self.renewed: list[float] = []
+
+    def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Any:
+        lease = self.real.acquire_lease(shard, owner, now, until)
+        if lease is not None:
+            self.acquired.append((shard, self.clock.now(), until))
+        return lease
+
+    def renew_lease(self, shard: int, owner: str, until: float) -> bool:
+        if self.renewals_fail:
+            raise ServiceUnavailable("storage is unavailable (InternalServerError); retry the request")
+        self.renewed.append(until)
+        return self.real.renew_lease(shard, owner, until)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.fixture
+def repo(aws: Any) -> DynamoDBTaskRepository:
+    return DynamoDBTaskRepository(aws, "callme-tasks", "callme-leases", SHARDS)
+
+
+def one_shard_entries(count: int) -> list[str]:
+    """Names of ``count`` entries due at T0 that all fall in one shard, so one lease covers them."""
+    names = [f"job{i}" for i in range(1000) if shard_of(TaskKey(f"job{i}", T0), SHARDS) == 0]
+    return names[:count]
+
+
+def start(engine: DispatchEngine, shards: list[int], reports: list[RunReport]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: reports.append(engine.run(shards)))
+    thread.start()
+    return thread
+
+
+def test_a_run_renews_its_lease_and_keeps_its_shard_for_longer_than_one_lease(repo: DynamoDBTaskRepository) -> None:
+    for name in one_shard_entries(ENTRIES):
+        add(repo, name)
+    clock = _RealClockFrom(T0 + 1)
+    config = DispatchConfig(**QUICK)
+    first, second = TimedCaller(clock, 0.15), TimedCaller(clock)
+    logged = LeaseLog(repo, clock)
+    reports: list[RunReport] = []
+    running = start(DispatchEngine(logged, first, clock, config), [0], reports)
+    time.sleep(0.1)
+    waiting = DispatchEngine(logged, second, clock, DispatchConfig(**{**QUICK, "lease_wait_seconds": 3.0}))
+    report = waiting.run([0])
+    running.join()
+    assert len(first.calls) == ENTRIES, "the first run made every call"
+    assert first.calls[-1][2] - first.calls[0][1] > 2 * config.lease_seconds, "over more than two leases"
+    assert logged.renewed, "by renewing its lease"
+    assert second.calls == [] and report.due == 0, "the second run got the shard only once all was done"
+    assert logged.acquired[1][1] >= first.calls[-1][2]
+
+
+def test_a_run_that_cannot_renew_ends_its_calls_before_its_lease_runs_out(repo: DynamoDBTaskRepository) -> None:
+    names = one_shard_entries(ENTRIES)
+    for name in names:
+        add(repo, name)
+    clock = _RealClockFrom(T0 + 1)
+    config = DispatchConfig(**QUICK)
+    first, second = TimedCaller(clock, 0.15), TimedCaller(clock, 0.15)
+    broken = LeaseLog(repo, clock, renewals_fail=True)
+    reports: list[RunReport] = []
+    running = start(DispatchEngine(broken, first, clock, config), [0], reports)
+    time.sleep(0.1)
+    # A second run waits for the shard, and takes it the moment the first run's lease runs out
+    taker = LeaseLog(repo, clock)
+    waiting = DispatchEngine(taker, second, clock, DispatchConfig(**{**QUICK, "lease_wait_seconds": 5.0}))
+    waiting.sleep = lambda _: time.sleep(0.01)
+    later = waiting.run([0])
+    running.join()
+    [(_, _, first_until)] = broken.acquired
+    [(_, taken_at, _)] = taker.acquired
+    assert 1 <= len(first.calls) < ENTRIES, "the first run stopped starting calls"
+    assert reports[0].deferred == ENTRIES - len(first.calls)
+    assert all(end <= first_until - config.record_seconds for _, _, end in first.calls), "and ended them in time"
+    assert taken_at >= first_until
+    assert sorted(first.keys() + second.keys()) == sorted(f"{n}@{T0}" for n in names), "each called exactly once"
+    assert later.succeeded == ENTRIES - len(first.calls)
+    assert {state(repo, n).state for n in names} == {TaskState.SUCCESSFUL}
+
+
+def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(repo: DynamoDBTaskRepository) -> None:
+    names = one_shard_entries(ENTRIES)
+    for name in names:
+        add(repo, name)
+    clock = FixedClock(T0 + 1)
+    config = DispatchConfig(concurrency=1)
+    first = TimedCaller(clock)
+    second = TimedCaller(clock, 0.02)
+    taken = threading.Event()
+    reports: list[RunReport] = []
+    threads: list[threading.Thread] = []
+
+    class PauseAfterFirstCall:
+        """After the first recorded call the first run's process stalls for 30 s (more than a
+        lease); meanwhile the next run takes the shard and starts calling."""
+
+        def attempted(self, task: Task, result: CallResult, verdict: Verdict, lateness: float) -> None:
+            if threads:
+                return
+            clock.advance(config.lease_seconds + 5)
+            other = DispatchEngine(repo, second, clock, config, on_leased=lambda _: taken.set())
+            threads.append(start(other, [0], reports))
+            assert taken.wait(10)
+
+        def finished(self, task: Task) -> None:
+            pass
+
+        def record_failed(self, task: Task, reason: str) -> None:
+            pass
+
+    report = DispatchEngine(repo, first, clock, config, PauseAfterFirstCall(), sleep=clock.advance).run([0])
+    threads[0].join()
+    assert len(first.calls) == 1, "the paused run made no call after it woke"
+    assert report.deferred == ENTRIES - 1
+    assert sorted(first.keys() + second.keys()) == sorted(f"{n}@{T0}" for n in names), "each called exactly once"
+    assert reports[0].succeeded == ENTRIES - 1
+
+
+def test_a_dead_run_costs_at_most_one_lease(repo: DynamoDBTaskRepository) -> None:
+    # A run took the shard at T0 + 5, then died without a word (kill -9)
+    add(repo, "orphan")
+    shard = shard_of(TaskKey("orphan", T0), SHARDS)
+    config = DispatchConfig()
+    assert config.lease_seconds == 25
+    assert repo.acquire_lease(shard, "dead-run", T0 + 5, T0 + 5 + config.lease_seconds) is not None
+    # When the next run starts 10 s later, it waits for the shard (its lease_wait is a whole lease)
+    clock = FixedClock(T0 + 15)
+    caller = TimedCaller(clock)
+    report = DispatchEngine(repo, caller, clock, config, sleep=clock.advance).run([shard])
+    # Then it calls the entry as soon as the dead run's lease ran out, 25 s after it was taken
+    [(_, started, _)] = caller.calls
+    assert T0 + 5 + config.lease_seconds <= started <= T0 + 5 + config.lease_seconds + 0.5
+    assert (report.busy_shards, report.succeeded) == ([shard], 1)
+    assert state(repo, "orphan").state is TaskState.SUCCESSFUL
+
+
+def test_a_lease_another_run_took_over_cannot_be_renewed_by_its_old_holder(repo: DynamoDBTaskRepository) -> None:
+    assert repo.acquire_lease(0, "old-run", T0, T0 + 25) is not None
+    assert repo.renew_lease(0, "old-run", T0 + 30), "its holder renews it"
+    assert repo.acquire_lease(0, "new-run", T0 + 20, T0 + 45) is None, "nobody else takes it meanwhile"
+    assert repo.acquire_lease(0, "new-run", T0 + 31, T0 + 56) is not None, "once it ran out, another run may"
+    assert not repo.renew_lease(0, "old-run", T0 + 60), "and then the old holder cannot renew it"
