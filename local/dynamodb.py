@@ -4,6 +4,8 @@ a restart, a kill -9 or a power loss: each write is on disk (fsync) before its a
 Every successful write request is appended to ``dynamodb-journal.jsonl`` in the state folder; at
 start the journal is replayed into the fresh moto, then compacted to one PutItem per live item
 (written to a temporary file, fsynced, and moved into place durably).
+With an index lag (``CALLME_LOCAL_INDEX_LAG_SECONDS``) the ``due`` index is served as it was that
+many seconds ago, as DynamoDB's eventually consistent indexes may be.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import functools
 import io
 import json
 import logging
+import math
 import os
+import queue
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -272,11 +277,105 @@ def _base64(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-class EmbeddedDynamoDB:
-    """moto's DynamoDB on 127.0.0.1, tables from template.yaml, state kept in ``state_dir``."""
+LAG_VARIABLE = "CALLME_LOCAL_INDEX_LAG_SECONDS"
+_LAGGED_INDEX = "due"
+_SHADOW_ACCOUNT = "000000000042"  # moto keeps each account's tables apart
 
-    def __init__(self, state_dir: Path | None, port: int = 0) -> None:
+
+def index_lag_from(env: Mapping[str, str]) -> float:
+    """The ``due`` index's lag in seconds, from ``CALLME_LOCAL_INDEX_LAG_SECONDS`` (default 0)."""
+    text = env.get(LAG_VARIABLE) or "0"
+    try:
+        lag = float(text)
+    except ValueError:
+        raise ValueError(f"{LAG_VARIABLE} must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(lag) and 0 <= lag <= 300):
+        raise ValueError(f"{LAG_VARIABLE} must be between 0 and 300 seconds, got {text!r}")
+    return lag
+
+
+class LaggedIndex:
+    """The ``due`` index served ``lag`` seconds late, as DynamoDB's eventually consistent global
+    secondary indexes may serve it (moto's are always up to date).
+
+    A shadow copy of the tables, kept in another moto account, receives every write the real
+    tables accepted ``lag`` seconds later, in the same order; Query requests on the ``due`` index
+    are answered from it, so they see the tables as they were ``lag`` seconds ago. Every other
+    request goes to the real tables, as before.
+    """
+
+    def __init__(self, backend: WSGIApp, lag: float) -> None:
+        self._backend = backend  # moto itself: shadow writes are never journaled
+        self._client = Client(backend)
+        self._lag = lag
+        self._order = threading.Lock()  # writes reach the shadow in the order they were applied
+        self._later: queue.SimpleQueue[tuple[float, str, str]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._apply_later, name="index-lag", daemon=True)
+
+    def wrap(self, app: WSGIApp) -> WSGIApp:
+        """Start the shadow as a copy of the tables as they are now, and serve ``app`` through it."""
+        create_tables_with(self._to_shadow)
+        for op, body in list(_snapshot(self._client)):
+            self._to_shadow(op, body)
+        self._thread.start()
+
+        def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            op = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+            if op == "Query":
+                body = _read_body(environ)
+                if json.loads(body or b"{}").get("IndexName") == _LAGGED_INDEX:
+                    environ["HTTP_X_MOTO_ACCOUNT_ID"] = _SHADOW_ACCOUNT
+                    return self._backend(environ, start_response)
+            if op not in _WRITES:
+                return app(environ, start_response)
+            body = _read_body(environ)
+            status: list[str] = []
+
+            def capture(status_line: str, headers: list[Any], exc_info: Any = None) -> Any:
+                status.append(status_line)
+                return start_response(status_line, headers, exc_info)
+
+            with self._order:
+                chunks = list(app(environ, capture))
+                if status and status[0].startswith("200"):
+                    self._later.put((time.monotonic() + self._lag, op, body.decode()))
+            return chunks
+
+        return middleware
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _apply_later(self) -> None:
+        while not self._stop.is_set():
+            try:
+                due_at, op, body = self._later.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if self._stop.wait(max(0.0, due_at - time.monotonic())):
+                return
+            self._to_shadow(op, body)
+
+    def _to_shadow(self, op: str, body: str) -> None:
+        _post(self._client, op, body, account=_SHADOW_ACCOUNT)
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """The request's body, put back so that the application reads it too."""
+    body: bytes = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+class EmbeddedDynamoDB:
+    """moto's DynamoDB on 127.0.0.1, tables from template.yaml, state kept in ``state_dir``;
+    the ``due`` index served ``index_lag`` seconds late when asked."""
+
+    def __init__(self, state_dir: Path | None, port: int = 0, index_lag: float = 0.0) -> None:
         self.journal = Journal(state_dir / "dynamodb-journal.jsonl") if state_dir else None
+        self.lagged_index: LaggedIndex | None = None
+        self.index_lag = index_lag
         self._port = port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -285,10 +384,14 @@ class EmbeddedDynamoDB:
     def start(self) -> None:
         speed_up_moto()
         app: WSGIApp = DomainDispatcherApplication(create_backend_app)
+        backend = app
         replayed = 0
         if self.journal:
             replayed = self._replay(app)
             app = journaled(app, self.journal)
+        if self.index_lag:
+            self.lagged_index = LaggedIndex(backend, self.index_lag)
+            app = self.lagged_index.wrap(app)
         self._server = make_server("127.0.0.1", self._port, app, threaded=True)
         self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="dynamodb", daemon=True)
@@ -311,21 +414,22 @@ class EmbeddedDynamoDB:
     def stop(self) -> None:
         if self._server:
             self._server.shutdown()
+        if self.lagged_index:
+            self.lagged_index.stop()
         if self.journal:
             self.journal.close()
 
 
-def _post(client: Client, op: str, body: str) -> dict[str, Any]:
-    response = client.post(
-        "/",
-        data=body,
-        headers={
-            "X-Amz-Target": f"DynamoDB_20120810.{op}",
-            "Content-Type": "application/x-amz-json-1.0",
-            "Authorization": _AUTH,
-            "Host": f"dynamodb.{REGION}.amazonaws.com",
-        },
-    )
+def _post(client: Client, op: str, body: str, account: str | None = None) -> dict[str, Any]:
+    headers = {
+        "X-Amz-Target": f"DynamoDB_20120810.{op}",
+        "Content-Type": "application/x-amz-json-1.0",
+        "Authorization": _AUTH,
+        "Host": f"dynamodb.{REGION}.amazonaws.com",
+    }
+    if account:
+        headers["X-Moto-Account-Id"] = account
+    response = client.post("/", data=body, headers=headers)
     answer: dict[str, Any] = json.loads(response.get_data(as_text=True) or "{}")
     return answer
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .dynamodb import REGION, TABLE_NAMES, EmbeddedDynamoDB, ensure_tables
+from .dynamodb import REGION, TABLE_NAMES, EmbeddedDynamoDB, ensure_tables, index_lag_from
 from .gateway import GatewayResponses, LambdaFunction, LocalApiGateway
 from .lambda_context import LocalContext
 from .state import StateFolder, StateFolderInUse
@@ -73,10 +73,12 @@ class LocalStack:
             ensure_tables(endpoint)
             where = f"DynamoDB at {endpoint}"
         else:
-            self.database = EmbeddedDynamoDB(options.state_dir)
+            self.database = EmbeddedDynamoDB(options.state_dir, index_lag=index_lag_from(os.environ))
             self.database.start()
             os.environ["CALLME_DYNAMODB_ENDPOINT"] = self.database.endpoint
             where = f"embedded DynamoDB, state kept in {options.state_dir}/"
+            if self.database.index_lag:
+                where += f"; the due index lags {self.database.index_lag:g} s"
 
         from handlers import api, dispatcher
 
