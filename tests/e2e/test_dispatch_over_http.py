@@ -153,10 +153,14 @@ def test_a_run_killed_after_claiming_is_recovered(stack_factory: Any, sink: Sink
 
     restarted = stack_factory(state_dir=stack.state_dir)
     assert restarted.entry(f"survivor@{trigger}")["task_state"] == "pending", "the entry survived the crash"
-    assert restarted.tick(trigger + 30)["calls"] == 0, "the dead run's lease still holds the shard"
-    restarted.tick(trigger + 1 + 81)
+    # The next run starts 20 s after the kill: it waits for the dead run's lease (25 s) and takes
+    # the shard the moment it runs out, not 80 s after the kill as with the old, long lease.
+    report = restarted.tick(trigger + 1 + 20)
+    assert report["calls"] == 1
     assert len(sink.calls("/survivor")) == 1
-    assert restarted.entry(f"survivor@{trigger}")["task_state"] == "successful"
+    entry = restarted.entry(f"survivor@{trigger}")
+    assert entry["task_state"] == "successful"
+    assert trigger + 1 + 25 <= entry["executed_at"] <= trigger + 1 + 25 + 2, "called one lease after the kill"
 
 
 def test_one_hanging_endpoint_does_not_delay_a_hundred_others(stack_factory: Any, sink: Sink) -> None:
