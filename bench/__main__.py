@@ -146,6 +146,7 @@ def _cost(
     inputs = cost.Inputs(
         write_units_per_task=m(capacity_runs, "write_units_per_task"),
         read_units_per_task=m(capacity_runs, "read_units_per_task"),
+        read_units_before_call_per_task=m(capacity_runs, "read_units_before_call_per_task"),
         lease_write_units_per_shard_run=m(capacity_runs, "per_shard_run", "write_units"),
         peek_read_units_per_minute=m(capacity_runs, "per_minute_peek", "read_units"),
         item_bytes=int(m(capacity_runs, "item_bytes", "after_dispatch")),
@@ -211,8 +212,14 @@ def build_figures(
             "read units per task",
             runs(c, "read_units_per_task"),
             "RRU",
-            "< 1",
-            0.999999,
+            "<= 1.1 (1 per call: the read before it)",
+            1.1,
+        ),
+        figure(
+            "capacity.read_units_before_call_per_task",
+            "  of which the consistent read before the call",
+            runs(c, "read_units_before_call_per_task"),
+            "RRU",
         ),
         figure(
             "capacity.original_write_units_per_task",
@@ -333,6 +340,18 @@ def build_figures(
             "cost.original_design_per_million_usd",
             "  same, original design (6 WRU)",
             [estimate["original_design_per_million_usd"]],
+            "USD",
+        ),
+        figure(
+            "cost.read_before_call_per_million_usd",
+            "  of which the read before each call",
+            [estimate["read_before_call_per_million_usd"]],
+            "USD",
+        ),
+        figure(
+            "cost.without_read_before_call_per_million_usd",
+            "  same, without the read before each call",
+            [estimate["without_read_before_call_per_million_usd"]],
             "USD",
         ),
         figure("cost.fixed_per_month_usd", "  fixed, nothing due", [estimate["fixed_per_month_usd"]], "USD/month"),

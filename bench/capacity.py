@@ -20,7 +20,8 @@ prices the request by DynamoDB's documented capacity rules:
 
 The lifecycle measured is the happy path: one ``PUT /task`` (TaskService.put_task) and one
 successful dispatch run over a realistic batch (DispatchEngine.busy_shards + run, as the
-dispatcher handler does). The original callme design is priced by the same meter, from the writes
+dispatcher handler does), whose reads are the index Query and the strongly consistent
+BatchGetItem of each entry just before its call. The original callme design is priced by the same meter, from the writes
 its description makes: a put on create, a claim put and an outcome put on dispatch.
 """
 
@@ -397,6 +398,8 @@ def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concur
         "lease_write_units_per_task": round(lease_per_task, 6),
         "write_units_per_task_with_leases": round(per_task_writes + lease_per_task, 6),
         "read_units_per_task": round(reads_per_task, 6),
+        # the dispatch's only base-table reads: the consistent BatchGetItem of each entry before its call
+        "read_units_before_call_per_task": round(dispatch_entries.base_read / entries, 6),
         "original_design": original,
     }
 

@@ -59,6 +59,7 @@ class Inputs:
 
     write_units_per_task: float  # create + dispatch, base table and index
     read_units_per_task: float
+    read_units_before_call_per_task: float  # of which the consistent read of each entry before its call
     lease_write_units_per_shard_run: float
     peek_read_units_per_minute: float
     item_bytes: int  # an entry as stored after its dispatch
@@ -188,11 +189,14 @@ def original_design_usd(i: Inputs, original_write_units: float) -> float:
 def estimate(i: Inputs, original_write_units: float) -> dict[str, Any]:
     lines = callme_lines(i)
     total = sum(line.usd for line in lines)
+    read_before_call = i.read_units_before_call_per_task * DYNAMODB_READ_PER_MILLION
     return {
         "prices": PRICES_AS_OF,
         "inputs": i.__dict__,
         "callme_lines": [line.__dict__ for line in lines],
         "callme_per_million_usd": round(total, 4),
+        "read_before_call_per_million_usd": round(read_before_call, 4),
+        "without_read_before_call_per_million_usd": round(total - read_before_call, 4),
         "original_design_per_million_usd": round(original_design_usd(i, original_write_units), 4),
         "fixed_per_month_usd": round(fixed_per_month(i), 4),
         "notes": [
@@ -220,6 +224,8 @@ def render(estimate_: dict[str, Any]) -> str:
     out.append(
         f"  {'(original design, 6 WRU per task)':<38} {'':<78} ${estimate_['original_design_per_million_usd']:.4f}"
     )
+    without = estimate_["without_read_before_call_per_million_usd"]
+    out.append(f"  {'(without the read before each call)':<38} {'':<78} ${without:.4f}")
     out.append(f"  fixed cost with nothing due: ${estimate_['fixed_per_month_usd']:.2f} a month")
     out.extend(f"  note: {note}" for note in estimate_["notes"])
     out.append("Alternatives, list prices per million callbacks:")
