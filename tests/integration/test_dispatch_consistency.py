@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from callme.clock import FixedClock
-from callme.dispatch import CallResult, DispatchConfig, DispatchEngine, RunReport
+from callme.dispatch import CallResult, DispatchConfig, DispatchEngine, RunReport, SilentObserver
 from callme.egress import EgressPolicy
 from callme.errors import Conflict
 from callme.limits import Limits
@@ -109,6 +109,14 @@ def register(service: TaskService, count: int, **fields: Any) -> list[TaskKey]:
     return keys
 
 
+def indexed(repo: DynamoDBTaskRepository, service: TaskService, count: int) -> tuple[list[TaskKey], LaggingIndex]:
+    """``count`` entries due at T0, and the index frozen as it shows them now: it misses what follows."""
+    keys = register(service, count)
+    index = LaggingIndex(repo)
+    index.freeze(T0)
+    return keys, index
+
+
 def dispatch(repository: Any, caller: ScriptedCaller, clock: FixedClock, at: float) -> RunReport:
     clock.at = at
     return engine(repository, caller, clock).run(range(SHARDS))
@@ -118,9 +126,7 @@ def test_entries_cancelled_in_the_last_two_seconds_before_their_minute_are_never
     repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     # Given 200 entries due at T0, seen by the index
-    keys = register(service, ENTRIES)
-    index = LaggingIndex(repo)
-    index.freeze(T0)
+    keys, index = indexed(repo, service, ENTRIES)
     # When every one is cancelled in the last 2 seconds before T0 (the index still shows them)
     clock.at = T0 - 2
     for key in keys:
@@ -142,9 +148,7 @@ def test_entries_re_put_in_the_last_two_seconds_are_called_once_with_the_new_def
     repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     # Given 200 entries due at T0 (GET, old URL), seen by the index
-    keys = register(service, ENTRIES)
-    index = LaggingIndex(repo)
-    index.freeze(T0)
+    keys, index = indexed(repo, service, ENTRIES)
     # When each is re-PUT in the last 2 seconds with a new URL, method and payload
     clock.at = T0 - 2
     for i, key in enumerate(keys):
@@ -170,9 +174,7 @@ def test_entries_re_put_in_the_last_two_seconds_are_called_once_with_the_new_def
 def test_a_re_put_while_the_call_is_in_flight_is_refused_and_the_entry_is_called_once(
     repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
-    [key] = register(service, 1)
-    index = LaggingIndex(repo)
-    index.freeze(T0)
+    [key], index = indexed(repo, service, 1)
     answers: list[str] = []
 
     def re_put(task: Task) -> None:
@@ -202,9 +204,7 @@ def test_a_re_put_while_the_call_is_in_flight_is_refused_and_the_entry_is_called
 def test_a_cancel_while_the_call_is_in_flight_stands_and_the_entry_is_not_called_again(
     repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
-    [key] = register(service, 1)
-    index = LaggingIndex(repo)
-    index.freeze(T0)
+    [key], index = indexed(repo, service, 1)
     answers: list[str] = []
 
     def cancel_then_re_put(task: Task) -> None:
@@ -235,15 +235,9 @@ def test_a_cancel_while_a_retry_waits_is_honoured(
     caller = RecordingCaller(clock)
     caller.scripts = {str(key): [500, 200]}
 
-    class CancelAfterFirstAttempt:
+    class CancelAfterFirstAttempt(SilentObserver):
         def attempted(self, task: Task, result: CallResult, verdict: Verdict, lateness: float) -> None:
             service.cancel_entry(task.key)  # the failed attempt is recorded: the retry waits
-
-        def finished(self, task: Task) -> None:
-            pass
-
-        def record_failed(self, task: Task, reason: str) -> None:
-            pass
 
     clock.at = T0 + 1
     config = DispatchConfig(concurrency=4)

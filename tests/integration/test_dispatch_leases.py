@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from callme.clock import FixedClock
-from callme.dispatch import CallResult, DispatchConfig, DispatchEngine, RunReport
+from callme.dispatch import CallResult, DispatchConfig, DispatchEngine, RunReport, SilentObserver
 from callme.errors import ServiceUnavailable
 from callme.repository import DynamoDBTaskRepository, shard_of
 from callme.task import Task, TaskKey, TaskState, Verdict
@@ -149,7 +149,7 @@ def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(repo: DynamoDB
     reports: list[RunReport] = []
     threads: list[threading.Thread] = []
 
-    class PauseAfterFirstCall:
+    class PauseAfterFirstCall(SilentObserver):
         """After the first recorded call the first run's process stalls for 30 s (more than a
         lease); meanwhile the next run takes the shard and starts calling."""
 
@@ -160,12 +160,6 @@ def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(repo: DynamoDB
             other = DispatchEngine(repo, second, clock, config, on_leased=lambda _: taken.set())
             threads.append(start(other, [0], reports))
             assert taken.wait(10)
-
-        def finished(self, task: Task) -> None:
-            pass
-
-        def record_failed(self, task: Task, reason: str) -> None:
-            pass
 
     report = DispatchEngine(repo, first, clock, config, PauseAfterFirstCall(), sleep=clock.advance).run([0])
     threads[0].join()
