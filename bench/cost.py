@@ -59,7 +59,6 @@ class Inputs:
 
     write_units_per_task: float  # create + dispatch, base table and index
     read_units_per_task: float
-    read_units_before_call_per_task: float  # of which the consistent read of each entry before its call
     lease_write_units_per_shard_run: float
     peek_read_units_per_minute: float
     item_bytes: int  # an entry as stored after its dispatch
@@ -69,6 +68,9 @@ class Inputs:
     coordinator_seconds_per_minute: float  # the scheduled invocation's look at every shard
     callbacks_per_minute: int  # the load the fixed per-minute costs are spread over
     shards: int
+    # Of read_units_per_task, the consistent read of each entry before its call (absent from results
+    # measured before there was one).
+    read_units_before_call_per_task: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -155,8 +155,9 @@ def today() -> Design:
         run_seconds=engine.run_seconds,
         call_budget=engine.call_budget,
         lease_seconds=engine.lease_seconds,
-        lease_wait=engine.lease_wait_seconds,
-        fresh_release=engine.fresh_release_seconds,
+        lease_wait=engine.lease_wait,
+        consistent_read="before_call",
+        lease_renew_seconds=engine.heartbeat_seconds,
         record_attempts=engine.record_attempts,
     )
 
@@ -264,6 +265,7 @@ def local_run(m: Measured, entries: int, delay: float, scenario: dict[str, Any])
         readers=READERS,
         window=engine.run_seconds,
         call_budget=engine.call_budget,
+        read_before_call=True,
     )
     result = simulate_run(spec)
     calls = [m.peek + t for t in result.calls]
@@ -391,7 +393,10 @@ def summarize(b: Burst, m: Measured, cost_inputs: cost.Inputs, today_usd: float 
         shards=max(1, round(len(b.runs) / minutes)),
         lease_write_units_per_shard_run=cost_inputs.lease_write_units_per_shard_run + renewals / max(1, len(b.runs)),
         peek_read_units_per_minute=cost_inputs.peek_read_units_per_minute * design.shards / cost_inputs.shards,
-        read_units_per_task=cost_inputs.read_units_per_task + consistent_units / entries,
+        # the model's own consistent reads stand for the measured run's
+        read_units_per_task=cost_inputs.read_units_per_task
+        - cost_inputs.read_units_before_call_per_task
+        + consistent_units / entries,
     )
     usd = sum(line.usd for line in cost.callme_lines(inputs))
     summary = {
@@ -493,7 +498,8 @@ def sizing(m: Measured, entries: int, latency: float, concurrency: int, memory_m
     ``HEADROOM * 1000 // (1 / write)`` runs at most, and the table's warm throughput must take
     every run's bursts at once. Every run is one concurrent execution."""
     scale = 1769 / min(memory_mb, 1769)
-    cpu = (m.call_cpu + m.write_cpu + m.read_item_cpu) * scale
+    # an entry read from the index, then again just before its call (its share of that request)
+    cpu = (m.call_cpu + m.write_cpu + 2 * m.read_item_cpu + m.read_page_cpu / concurrency) * scale
     rate = min(1 / cpu, concurrency / latency)
     write_burst = 1 / (m.write_cpu * scale)
     start = SCHEDULER_DELAY.median + SANDBOX_SECONDS + m.cold_import * scale + 1.0  # 1 s to fan out and read

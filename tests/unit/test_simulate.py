@@ -235,10 +235,10 @@ def benchmark_results() -> dict[str, Any]:
             "cpu_seconds": {"dispatcher": dispatcher_cpu, "dynamodb": entries * 0.0019, "sink": 0.2},
             "call_lateness_p50_s": p99 / 2,
             "call_lateness_p99_s": p99,
-            "storage": {
-                "reads": 8,
-                "read_items": entries,
-                "read_cpu_s": entries * 0.0001,
+            "storage": {  # 8 index Queries, then each entry read again before its call (32 BatchGetItem)
+                "reads": 8 + 32,
+                "read_items": 2 * entries,
+                "read_cpu_s": 2 * entries * 0.0001,
                 "write_cpu_ms_mean": 1.2,
                 "lease_wall_ms_mean": 5.0,
             },
@@ -278,9 +278,9 @@ def test_the_model_takes_the_measured_cpu_per_callback_split_as_the_parts_measur
     results = benchmark_results()
     m = simulate.measured_figures(results)[0]
 
-    per_callback = m.call_cpu + m.write_cpu + 8 * m.read_page_cpu / 2000 + m.read_item_cpu
+    per_callback = m.call_cpu + m.write_cpu + 40 * m.read_page_cpu / 2000 + 2 * m.read_item_cpu
     assert per_callback == pytest.approx(5.09 / 2000)  # the dispatch's dispatcher CPU per callback
-    assert m.call_cpu / m.write_cpu == pytest.approx(0.00093 / (3.03 / 2000 - 0.0001))
+    assert m.call_cpu / m.write_cpu == pytest.approx(0.00093 / (3.03 / 2000 - 0.0002))
     assert m.server_write == pytest.approx((4.56 - 0.3) / 2000)  # the storage-only run's pace
 
 
@@ -293,8 +293,9 @@ def test_the_check_sets_each_simulated_run_beside_the_measured_one(simulated: di
     fast = simulated["check"]["fast"]["repetitions"][0]
 
     assert fast["measured"] == {"call_p50_s": 2.85, "call_p99_s": 5.70, "seconds": 5.95}
-    # 2,000 callbacks at the measured 2.545 ms of CPU on one core, after the look at the shards.
-    assert fast["simulated"]["seconds"] == pytest.approx(0.11 + 2000 * 0.002545, rel=0.1)
+    # 2,000 callbacks at the measured 2.545 ms of CPU on one core, after the look at the shards, at
+    # least; and the run's other waits (its start, the writes' queue) keep it within 10 % of the run.
+    assert 0.11 + 2000 * 0.002545 <= fast["simulated"]["seconds"] <= fast["measured"]["seconds"] * 1.1
     slow = simulated["check"]["slow"]["repetitions"][0]
     assert slow["simulated"]["seconds"] == pytest.approx(1000 / 64, rel=0.1)
 
