@@ -70,6 +70,12 @@ def put(context: Any, name: str, body: dict[str, Any]) -> tuple[int, Any]:
     return response["statusCode"], json.loads(response["body"])
 
 
+def due_already(status: int, answer: Any) -> bool:
+    """A PUT again of an entry an earlier example registered in the current minute: refused for
+    the entry's state (the dispatcher may be calling it), whatever the body."""
+    return status == 409 and "the dispatcher may be calling it" in answer["error"]
+
+
 def test_every_rule_beyond_the_schema_is_written_in_the_document_and_recognised(
     limits_in_force: None, lambda_context: Any
 ) -> None:
@@ -132,7 +138,7 @@ def test_every_body_the_api_accepts_validates_against_the_document(
     if status in (200, 201):
         schemas = served_document(lambda_context)["components"]["schemas"]
         jsonschema.Draft4Validator(schemas["TaskInput"]).validate(body)
-    else:
+    elif not due_already(status, answer):
         assert status in (400, 413), answer
 
 
@@ -155,7 +161,7 @@ def test_every_body_the_document_allows_is_accepted_or_refused_for_a_listed_rule
     if reachable:  # a body the policy lets through, so that acceptance is exercised too
         body["callback"] = "http://example.com/x"
     status, answer = put(lambda_context, case.path_parameters["ident"], body)
-    if status in (200, 201):
+    if status in (200, 201) or due_already(status, answer):
         return
     assert status in (400, 413), answer
     broken = [rule for rule, refusal in REFUSALS.items() if re.match(refusal, answer["error"], re.DOTALL)]
