@@ -158,6 +158,32 @@ def journaled(app: WSGIApp, journal: Journal, on_failure: Callable[[OSError], No
 _ITEM_READS = frozenset({"Query", "Scan", "GetItem", "BatchGetItem"})
 
 
+_MOTO_LOCK = threading.RLock()
+
+
+def linearize_moto() -> None:
+    """Make moto's DynamoDB answer one request at a time, as a linearizable store would.
+
+    moto's backend is not thread-safe: a Scan or a transaction's table copy iterating the items
+    while another thread writes fails ("dictionary changed size during iteration"), and a
+    transaction's rollback can undo a concurrent write. DynamoDB itself applies each request
+    atomically, so concurrent clients (the dispatcher's pools, parallel API requests, the race tests)
+    must see moto do the same.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "callme_linearized", False):
+        return
+
+    def call_action(self: Any) -> Any:
+        with _MOTO_LOCK:
+            return original(self)
+
+    call_action.callme_linearized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 def speed_up_moto() -> None:
     """Take the largest per-request costs out of moto's server, without changing any answer.
 
@@ -173,6 +199,7 @@ def speed_up_moto() -> None:
     import moto.core.responses
     from moto.dynamodb.responses import DynamoResult
 
+    linearize_moto()
     original = DynamoResult.execute_result
     if getattr(original, "callme_fast_path", False):
         return

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.dynamodb import TABLE_NAMES, EmbeddedDynamoDB, ensure_tables
+from local.dynamodb import TABLE_NAMES, EmbeddedDynamoDB, ensure_tables, linearize_moto
 from local.lambda_context import LocalContext
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +71,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from handlers import wiring
 
     handler_environment(monkeypatch)
+    linearize_moto()
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         ensure_tables(client=client)
