@@ -38,10 +38,11 @@ from typing import Any
 import boto3
 
 from callme.clock import FixedClock, minute_of
-from callme.dispatch import CallResult, DispatchConfig, DispatchEngine
+from callme.dispatch import DispatchConfig, DispatchEngine
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository, to_row
 from callme.egress import EgressPolicy
 from callme.limits import Limits
-from callme.repository import DynamoDBTaskRepository, to_row
+from callme.ports import CallResult
 from callme.service import TaskService
 from callme.task import Attempt, Task, TaskDefinition, TaskKey, TaskState, Verdict
 
@@ -335,7 +336,7 @@ def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concur
     meter = CapacityMeter(plain)
     hooked = client_for(endpoint)
     meter.attach(hooked)
-    repository = DynamoDBTaskRepository(hooked, TASK_TABLE, LEASE_TABLE, shards)
+    repository = DynamoDBTaskRepository(hooked, TASK_TABLE, shards)
     now = time.time()
     trigger = minute_of(now) + 60
     payload = payload_of(payload_bytes)
@@ -350,7 +351,12 @@ def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concur
 
     clock = FixedClock(trigger + 1)
     engine = DispatchEngine(
-        repository, InstantCaller(clock), clock, DispatchConfig(concurrency=concurrency), sleep=clock.advance
+        repository,
+        DynamoDBLeaseStore(hooked, LEASE_TABLE),
+        InstantCaller(clock),
+        clock,
+        DispatchConfig(concurrency=concurrency),
+        sleep=clock.advance,
     )
     meter.phase = "peek"  # the scheduled invocation's look at every shard, once a minute
     busy = engine.busy_shards(trigger)

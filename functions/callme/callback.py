@@ -33,8 +33,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from .dispatch import CallResult
 from .egress import EgressPolicy
+from .ports import CallResult
 from .signing import Signer
 from .task import RESPONSE_BODY_LIMIT, Task
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
-from .repository import BATCH_GET_LIMIT, Lease, StaleEntry, TaskRepository
+from .ports import READ_BATCH, Caller, CallResult, Lease, LeaseStore, StaleEntry, TaskRepository
 from .task import Attempt, Task, TaskKey, TaskState, Verdict, judge
 
 log = logging.getLogger("callme.dispatch")
@@ -47,23 +47,6 @@ def storage_connections(concurrency: int) -> int:
     """Connections to DynamoDB one dispatcher needs: writers, index readers, the reads before the
     calls, the lease renewals and the run's own thread."""
     return writers_for(concurrency) + READERS + 3
-
-
-@dataclass(frozen=True)
-class CallResult:
-    """What one HTTP call gave: a status (and the start of the body), or an error."""
-
-    started_at: float
-    duration_ms: int
-    status: int | None = None
-    body: str | None = None
-    error: str | None = None
-    retry_after: float | None = None
-    refused: bool = False  # refused before connecting (address policy): never retried
-
-
-class Caller(Protocol):
-    def call(self, task: Task) -> CallResult: ...
 
 
 class DispatchObserver(Protocol):
@@ -144,6 +127,7 @@ class DispatchEngine:
     def __init__(
         self,
         repository: TaskRepository,
+        leases: LeaseStore,
         caller: Caller,
         clock: Clock,
         config: DispatchConfig,
@@ -152,6 +136,7 @@ class DispatchEngine:
         on_leased: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.repository = repository
+        self.leases = leases
         self.caller = caller
         self.clock = clock
         self.config = config
@@ -205,14 +190,14 @@ class DispatchEngine:
         now = self.clock.now()
         taken = []
         for shard in shards:
-            lease = self.repository.acquire_lease(shard, owner, now, now + self.config.lease_seconds)
+            lease = self.leases.acquire(shard, owner, now, now + self.config.lease_seconds)
             if lease is not None:
                 taken.append(lease)
         return taken
 
     def _release(self, lease: Lease) -> None:
         try:
-            self.repository.release_lease(lease.shard, lease.owner, self.clock.now())
+            self.leases.release(lease.shard, lease.owner, self.clock.now())
         except ServiceUnavailable:
             log.warning("could not release shard %s; it frees itself when the lease runs out", lease.shard)
 
@@ -249,7 +234,7 @@ class _Leases:
         """In a worker: extend every lease by a whole lease from now; None if one was lost."""
         until = self.engine.clock.now() + self.engine.config.lease_seconds
         for lease in self.leases:
-            if not self.engine.repository.renew_lease(lease.shard, lease.owner, until):
+            if not self.engine.leases.renew(lease.shard, lease.owner, until):
                 return None
         return until
 
@@ -306,7 +291,7 @@ class _FreshReads:
         while (first := self._asks.get()) is not None:
             batch = [first]
             closing = False
-            while len(batch) < BATCH_GET_LIMIT:
+            while len(batch) < READ_BATCH:
                 try:
                     ask = self._asks.get_nowait()
                 except queue.Empty:

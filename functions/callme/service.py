@@ -18,7 +18,7 @@ from .clock import MINUTE, Clock, minute_of
 from .egress import EgressPolicy
 from .errors import Conflict, InvalidRequest, ServiceUnavailable, TaskNotFound
 from .limits import Limits
-from .repository import (
+from .ports import (
     MAX_TRANSACTION_WRITES,
     EntryExists,
     Page,
@@ -101,7 +101,7 @@ class TaskService:
                 self.repository.save(replacement, current.revision)
                 return replacement, False
             except EntryExists as exists:
-                current = exists.existing
+                current = exists.current
             except StaleEntry as stale:
                 current = stale.current
         raise _too_fast(key)

@@ -30,8 +30,8 @@ from urllib3.response import HTTPResponse
 
 from callme import callback
 from callme.callback import READ_CAP, USER_AGENT, CallerConfig, HttpCaller
-from callme.dispatch import CallResult
 from callme.egress import EgressPolicy
+from callme.ports import CallResult
 from callme.signing import Signer, new_secret
 from callme.task import RESPONSE_BODY_LIMIT, Task, TaskDefinition, TaskKey
 

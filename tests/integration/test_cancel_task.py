@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from callme.repository import to_row
+from callme.dynamodb import to_row
 from callme.task import Task, TaskDefinition, TaskKey, TaskState, new_revision
 from handlers import api, wiring
 from local.lambda_context import LocalContext

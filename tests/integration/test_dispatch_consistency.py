@@ -12,14 +12,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
 from callme.clock import FixedClock
-from callme.dispatch import CallResult, DispatchConfig, DispatchEngine, RunReport, SilentObserver
+from callme.dispatch import DispatchConfig, DispatchEngine, RunReport, SilentObserver
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
 from callme.egress import EgressPolicy
 from callme.errors import Conflict
 from callme.limits import Limits
-from callme.repository import DynamoDBTaskRepository
+from callme.ports import CallResult
 from callme.service import TaskService
 from callme.task import Task, TaskKey, TaskState, Verdict
 from tests.integration.test_dispatch import SHARDS, T0, ScriptedCaller, _RealClockFrom, state
@@ -80,7 +82,7 @@ class RecordingCaller(ScriptedCaller):
 
 @pytest.fixture
 def repo(aws: Any) -> DynamoDBTaskRepository:
-    return DynamoDBTaskRepository(aws, "callme-tasks", "callme-leases", SHARDS)
+    return DynamoDBTaskRepository(aws, "callme-tasks", SHARDS)
 
 
 @pytest.fixture
@@ -95,8 +97,12 @@ def service(repo: DynamoDBTaskRepository, clock: FixedClock) -> TaskService:
 
 def engine(repository: Any, caller: ScriptedCaller, clock: FixedClock, **config: Any) -> DispatchEngine:
     return DispatchEngine(
-        repository, caller, clock, DispatchConfig(**{"concurrency": 16, **config}), sleep=clock.advance
+        repository, _leases(), caller, clock, DispatchConfig(**{"concurrency": 16, **config}), sleep=clock.advance
     )
+
+
+def _leases() -> DynamoDBLeaseStore:
+    return DynamoDBLeaseStore(boto3.client("dynamodb", region_name="us-east-1"), "callme-leases")
 
 
 def register(service: TaskService, count: int, **fields: Any) -> list[TaskKey]:
@@ -241,7 +247,7 @@ def test_a_cancel_while_a_retry_waits_is_honoured(
 
     clock.at = T0 + 1
     config = DispatchConfig(concurrency=4)
-    report = DispatchEngine(repo, caller, clock, config, CancelAfterFirstAttempt(), sleep=clock.advance).run(
+    report = DispatchEngine(repo, _leases(), caller, clock, config, CancelAfterFirstAttempt(), sleep=clock.advance).run(
         range(SHARDS)
     )
     assert len(caller.made) == 1, "the retry was not made"
@@ -261,7 +267,7 @@ def test_entries_are_read_in_batches_just_before_their_calls(
     caller = RecordingCaller(real)
     caller.delay = {str(k): 0.02 for k in keys}
     config = DispatchConfig(concurrency=8)
-    report = DispatchEngine(index, caller, real, config).run(range(SHARDS))
+    report = DispatchEngine(index, _leases(), caller, real, config).run(range(SHARDS))
     assert report.succeeded == 150
     # Every call started within read_window of the consistent read that returned its entry
     last_read: dict[str, float] = {}

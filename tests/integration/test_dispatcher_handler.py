@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from callme.clock import minute_of
-from handlers import api, dispatcher, wiring
+from handlers import api, dispatcher, fanout, wiring
 from tests.conftest import Sink, api_event, load_event
 
 
@@ -72,7 +72,7 @@ def test_in_aws_a_scheduled_invocation_fans_out_one_invocation_per_busy_shard(
             assert (request["FunctionName"], request["InvocationType"]) == ("callme-dispatcher", "Event")
             invoked.append(json.loads(request["Payload"]))
 
-    monkeypatch.setattr(dispatcher, "_lambda_client", LambdaStub)
+    monkeypatch.setattr(fanout, "lambda_client", LambdaStub)
     answer = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
     shards = sorted(e["shard"] for e in invoked)
     assert answer == {"fanned_out": shards}

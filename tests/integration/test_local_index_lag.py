@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from callme.repository import DynamoDBTaskRepository, connect
+from callme.dynamodb import DISPATCHER_STORAGE, DynamoDBTaskRepository, connect
 from callme.task import Task, TaskDefinition, TaskKey, TaskState
 from local.dynamodb import LAG_VARIABLE, REGION, EmbeddedDynamoDB, index_lag_from
 
@@ -31,7 +31,7 @@ def started(state_dir: Path | None, lag: float) -> EmbeddedDynamoDB:
 @pytest.fixture
 def lagging(credentials: None) -> Iterator[DynamoDBTaskRepository]:
     database = started(None, LAG)
-    yield connect("callme-tasks", "callme-leases", 1, REGION, database.endpoint)
+    yield DynamoDBTaskRepository(connect(REGION, database.endpoint, DISPATCHER_STORAGE), "callme-tasks", 1)
     database.stop()
 
 
@@ -59,14 +59,14 @@ def test_the_due_index_shows_the_tables_as_they_were_lag_seconds_ago(lagging: Dy
 
 def test_the_lagging_index_starts_from_the_state_restored_at_start(credentials: None, tmp_path: Path) -> None:
     first = started(tmp_path, 0)
-    repository = connect("callme-tasks", "callme-leases", 1, REGION, first.endpoint)
+    repository = DynamoDBTaskRepository(connect(REGION, first.endpoint, DISPATCHER_STORAGE), "callme-tasks", 1)
     task = Task.new(TaskKey("kept", T0), TaskDefinition("http://example.com/"), T0 - 60)
     repository.insert(task)
     first.stop()
 
     second = started(tmp_path, LAG)
     try:
-        repository = connect("callme-tasks", "callme-leases", 1, REGION, second.endpoint)
+        repository = DynamoDBTaskRepository(connect(REGION, second.endpoint, DISPATCHER_STORAGE), "callme-tasks", 1)
         assert [t.key for t in due(repository)] == [task.key]
     finally:
         second.stop()

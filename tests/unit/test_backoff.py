@@ -17,7 +17,7 @@ SAMPLES = 200
 def engine(base: float = 1.0, cap: float = 120.0) -> DispatchEngine:
     # backoff uses neither the repository nor the caller
     unused: Any = None
-    return DispatchEngine(unused, unused, FixedClock(0), DispatchConfig(backoff_base=base, backoff_cap=cap))
+    return DispatchEngine(unused, unused, unused, FixedClock(0), DispatchConfig(backoff_base=base, backoff_cap=cap))
 
 
 def samples(e: DispatchEngine, attempts: int) -> list[float]:
