@@ -14,7 +14,8 @@ and no retry is made, that could not end before the request's deadline (callme.d
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import PutTypeDef
 else:
     DynamoDBClient = Any
 
@@ -149,7 +151,8 @@ class DynamoDBTaskRepository:
         writes += [self._put_request(task, unmarked, {":expected": {"S": expected}}) for task, expected in marked]
         tasks = ([successor] if successor else []) + [task for task, _ in marked]
         try:
-            _call(self._client, "transact_write_items", TransactItems=[{"Put": put} for put in writes])
+            with _answered():
+                self._client.transact_write_items(TransactItems=[{"Put": put} for put in writes])
         except _TransactionCancelled as cancelled:
             current = {
                 task.key: to_task(reason["Item"]) if reason.get("Item") else None
@@ -164,16 +167,17 @@ class DynamoDBTaskRepository:
         stored, None if there is none). A stored entry carrying this very write's revision is our
         own write, retried by botocore after its answer was lost: it counts as written."""
         try:
-            _call(self._client, "put_item", **self._put_request(task, condition, values))
+            with _answered():
+                self._client.put_item(**self._put_request(task, condition, values))
         except _ConditionFailed as failed:
             current = to_task(failed.item) if failed.item else None
             if current is None or current.revision != task.revision:
                 return False, current
         return True, None
 
-    def _put_request(self, task: Task, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+    def _put_request(self, task: Task, condition: str, values: dict[str, Any]) -> PutTypeDef:
         """A Put of ``task`` under ``condition`` that returns the stored item when the condition fails."""
-        request: dict[str, Any] = {
+        request: PutTypeDef = {
             "TableName": self._table,
             "Item": self._row(task),
             "ConditionExpression": condition,
@@ -186,7 +190,8 @@ class DynamoDBTaskRepository:
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, key: TaskKey) -> Task | None:
-        response = _call(self._client, "get_item", TableName=self._table, Key=_key(key), ConsistentRead=True)
+        with _answered():
+            response = self._client.get_item(TableName=self._table, Key=_key(key), ConsistentRead=True)
         item = response.get("Item")
         return to_task(item) if item else None
 
@@ -198,7 +203,8 @@ class DynamoDBTaskRepository:
             chunk = keys[start : start + READ_BATCH]
             request: dict[str, Any] = {self._table: {"Keys": [_key(k) for k in chunk], "ConsistentRead": True}}
             for attempt in range(_UNPROCESSED_ROUNDS):
-                response = _call(self._client, "batch_get_item", RequestItems=request)
+                with _answered():
+                    response = self._client.batch_get_item(RequestItems=request)
                 found.extend(to_task(item) for item in response["Responses"].get(self._table, []))
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
@@ -224,7 +230,7 @@ class DynamoDBTaskRepository:
             extra = f"task_state IN ({', '.join(f':active{i}' for i in range(len(active)))})"
             values.update({f":active{i}": {"S": state.value} for i, state in enumerate(active)})
         request = {"TableName": self._table, "KeyConditionExpression": condition}
-        return self._collect("query", limit, request, values, now, extra, fits, sparse=active_only)
+        return self._collect(self._client.query, limit, request, values, now, extra, fits, sparse=active_only)
 
     def all_entries(
         self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
@@ -238,11 +244,11 @@ class DynamoDBTaskRepository:
         request: dict[str, Any] = {"TableName": self._table}
         if after is not None:
             request["ExclusiveStartKey"] = _key(after)
-        return self._collect("scan", limit, request, values, now, extra, fits)
+        return self._collect(self._client.scan, limit, request, values, now, extra, fits)
 
     def _collect(
         self,
-        operation: str,
+        read: Callable[..., Any],
         limit: int,
         request: dict[str, Any],
         values: dict[str, Any],
@@ -263,7 +269,8 @@ class DynamoDBTaskRepository:
         window = limit + 1
         while True:
             request["Limit"] = window if sparse else limit + 1 - len(found)
-            response = _call(self._client, operation, **request)
+            with _answered():
+                response = read(**request)
             for item in response.get("Items", []):
                 task = to_task(item)
                 if len(found) == limit or (fits is not None and not fits(task)):
@@ -275,14 +282,16 @@ class DynamoDBTaskRepository:
             window = min(window * 4, _MOST_EVALUATED)
 
     def has_due(self, shard: int, up_to: int) -> bool:
-        response = _call(self._client, "query", **self._due_query(shard, up_to), Limit=1, Select="COUNT")
+        with _answered():
+            response = self._client.query(**self._due_query(shard, up_to), Limit=1, Select="COUNT")
         return bool(response.get("Count")) or "LastEvaluatedKey" in response
 
     def due(self, shard: int, up_to: int) -> Iterator[Task]:
         """Every active entry of ``shard`` whose trigger minute is ``up_to`` or earlier, all pages."""
         request = self._due_query(shard, up_to)
         while True:
-            response = _call(self._client, "query", **request)
+            with _answered():
+                response = self._client.query(**request)
             for item in response.get("Items", []):
                 yield to_task(item)
             if "LastEvaluatedKey" not in response:
@@ -330,16 +339,15 @@ class DynamoDBLeaseStore:
         """Write ``owner``'s lease under ``condition``; a lease already ``owner``'s when the
         condition fails is our own put, retried by botocore after its answer was lost."""
         try:
-            _call(
-                self._client,
-                "put_item",
-                TableName=self._table,
-                Item={"shard": {"N": str(shard)}, "owner": {"S": owner}, "lease_until": {"N": _number(until)}},
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            with _answered():
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={"shard": {"N": str(shard)}, "owner": {"S": owner}, "lease_until": {"N": _number(until)}},
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#owner": "owner"},
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
         except _ConditionFailed as failed:
             stored = failed.item or {}
             return bool(stored.get("owner", {}).get("S") == owner)
@@ -347,24 +355,24 @@ class DynamoDBLeaseStore:
 
     def release(self, shard: int, owner: str, now: float) -> None:
         try:
-            _call(
-                self._client,
-                "put_item",
-                TableName=self._table,
-                Item={"shard": {"N": str(shard)}, "released_at": {"N": _number(now)}},
-                ConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
+            with _answered():
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={"shard": {"N": str(shard)}, "released_at": {"N": _number(now)}},
+                    ConditionExpression="#owner = :owner",
+                    ExpressionAttributeNames={"#owner": "owner"},
+                    ExpressionAttributeValues={":owner": {"S": owner}},
+                )
         except _ConditionFailed:
             pass  # the lease ran out and another run took the shard: nothing of ours to release
 
 
-def _call(client: DynamoDBClient, operation: str, **request: Any) -> Any:
-    """``client``'s ``operation``, its errors made the domain's: a failed condition or a cancelled
+@contextmanager
+def _answered() -> Iterator[None]:
+    """Make the errors of the DynamoDB calls inside the domain's: a failed condition or a cancelled
     transaction for the adapters to read, ServiceUnavailable for everything else."""
     try:
-        return getattr(client, operation)(**request)
+        yield
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "ConditionalCheckFailedException":
