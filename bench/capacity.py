@@ -38,12 +38,12 @@ from typing import Any
 import boto3
 
 from callme.clock import FixedClock, minute_of
-from callme.dispatch import DispatchConfig, DispatchEngine
+from callme.dispatch import DispatchEngine
 from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository, to_row
 from callme.egress import EgressPolicy
-from callme.limits import Limits
 from callme.ports import CallResult
 from callme.service import TaskService
+from callme.settings import Settings
 from callme.task import Attempt, Task, TaskDefinition, TaskKey, TaskState, Verdict
 
 WRITE_UNIT = 1024
@@ -302,6 +302,7 @@ def _index_writes(table: Table, index: Index, old: Any, new: Any) -> int:
 
 TASK_TABLE = "callme-tasks"
 LEASE_TABLE = "callme-leases"
+CALLME = Settings(TASK_TABLE, LEASE_TABLE)  # callme's defaults, as deployed with nothing changed
 CALLBACK = "https://hooks.example.com/callme/invoice-reminder"
 
 
@@ -342,7 +343,7 @@ def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concur
     payload = payload_of(payload_bytes)
 
     meter.phase = "create"
-    service = TaskService(repository, FixedClock(now), Limits(), EgressPolicy())
+    service = TaskService(repository, FixedClock(now), CALLME.limits, EgressPolicy())
     for i in range(entries):
         service.put_task(
             f"invoice-reminder-{i:06d}",
@@ -355,7 +356,7 @@ def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concur
         DynamoDBLeaseStore(hooked, LEASE_TABLE),
         InstantCaller(clock),
         clock,
-        DispatchConfig(concurrency=concurrency),
+        replace(CALLME.dispatch, concurrency=concurrency),
         sleep=clock.advance,
     )
     meter.phase = "peek"  # the scheduled invocation's look at every shard, once a minute

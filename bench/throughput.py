@@ -25,20 +25,20 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from callme.callback import CallerConfig, HttpCaller
+from callme.callback import HttpCaller
 from callme.clock import OffsetClock, minute_of
-from callme.dispatch import DispatchConfig, DispatchEngine, RunReport
-from callme.dynamodb import DISPATCHER_STORAGE, DynamoDBLeaseStore, DynamoDBTaskRepository, connect
+from callme.dispatch import DispatchEngine, RunReport
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository, connect
 from callme.egress import EgressPolicy
 from callme.ports import Caller, CallResult, Fits, Lease, LeaseStore, Page
 from callme.signing import Signer, new_secret
 from callme.task import Task, TaskDefinition, TaskKey, Verdict
 
-from .capacity import LEASE_TABLE, TASK_TABLE, InstantCaller, payload_of
+from .capacity import CALLME, LEASE_TABLE, TASK_TABLE, InstantCaller, payload_of
 from .services import DynamoDBService, Service, SinkService, use_local_credentials
 
 LOOPBACK = "127.0.0.0/8,::1/128"
@@ -197,7 +197,7 @@ class LatenessObserver:
 
 
 def new_caller(signer: Signer) -> HttpCaller:
-    return HttpCaller(EgressPolicy.from_text(LOOPBACK), lambda: signer, CallerConfig())
+    return HttpCaller(EgressPolicy.from_text(LOOPBACK), lambda: signer, CALLME.caller)
 
 
 def make_tasks(prefix: str, count: int, url: str, minute: int, payload: str) -> list[Task]:
@@ -286,7 +286,7 @@ def dispatch_once(
     observer = LatenessObserver()
     started = time.time()
     clock = OffsetClock(minute - started)
-    config = DispatchConfig(concurrency=scenario.concurrency)
+    config = replace(CALLME.dispatch, concurrency=scenario.concurrency)
     engine = DispatchEngine(timed, TimedLeases(leases, timed.times), caller, clock, config, observer)
     shards = engine.busy_shards(minute)
     peek_seconds = time.time() - started
@@ -388,7 +388,7 @@ def queue_excess(calls: list[float], concurrency: int, delay: float) -> float:
 def repetition(number: int, scenario: Scenario, database: DynamoDBService, sink: SinkService) -> dict[str, Any]:
     signer = Signer.from_secret_document(new_secret())
     payload = payload_of(scenario.payload_bytes)
-    client = connect(REGION, database.url, DISPATCHER_STORAGE, max_pool=max(10, scenario.concurrency))
+    client = connect(REGION, database.url, CALLME.dispatcher_storage, max_pool=max(10, scenario.concurrency))
     repository = DynamoDBTaskRepository(client, TASK_TABLE, scenario.shards)
     leases = DynamoDBLeaseStore(client, LEASE_TABLE)
     result: dict[str, Any] = {"repetition": number}

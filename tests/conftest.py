@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from callme.settings import CallerConfig, DispatchConfig, Limits, Settings
 from local.dynamodb import TABLE_NAMES, EmbeddedDynamoDB, ensure_tables, linearize_moto
 from local.lambda_context import LocalContext
 
@@ -29,6 +30,23 @@ def load_event(name: str) -> dict[str, Any]:
     """A sample event from events/ (the same files `sam local invoke -e` takes)."""
     event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
     return event
+
+
+def settings(**changes: Any) -> Settings:
+    """callme's defaults (as with no CALLME_* variable set but the table names), with ``changes``."""
+    return Settings(TABLE_NAMES["TasksTable"], TABLE_NAMES["LeasesTable"], **changes)
+
+
+def default_limits(**changes: Any) -> Limits:
+    return replace(settings().limits, **changes)
+
+
+def dispatch_config(**changes: Any) -> DispatchConfig:
+    return replace(settings().dispatch, **changes)
+
+
+def caller_config(**changes: Any) -> CallerConfig:
+    return replace(settings().caller, **changes)
 
 
 _BASE = load_event("api-get-task")

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -35,6 +34,7 @@ from urllib3.util.ssl_match_hostname import CertificateError
 
 from .egress import EgressPolicy
 from .ports import CallResult
+from .settings import CallerConfig
 from .signing import Signer
 from .task import RESPONSE_BODY_LIMIT, Task
 
@@ -46,13 +46,6 @@ _watch = threading.local()
 
 class RefusedAddress(requests.RequestException):
     """The callback resolved to an address the egress policy refuses."""
-
-
-@dataclass(frozen=True)
-class CallerConfig:
-    connect_timeout: float = 3.0
-    read_timeout: float = 10.0
-    call_budget: float = 15.0
 
 
 class _Watchdog:

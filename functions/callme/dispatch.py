@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
 from .ports import READ_BATCH, Caller, CallResult, Lease, LeaseStore, StaleEntry, TaskRepository
+from .settings import DispatchConfig
 from .task import Attempt, Task, TaskKey, TaskState, Verdict, judge
 
 log = logging.getLogger("callme.dispatch")
@@ -66,39 +67,6 @@ class SilentObserver:
 
     def record_failed(self, task: Task, reason: str) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class DispatchConfig:
-    concurrency: int = 64
-    run_seconds: float = 40.0  # no call starts later than this after the run began
-    call_budget: float = 15.0  # no call lasts longer than this (connect + read, all bytes)
-    read_window: float = 2.0  # a call starts at most this long after the consistent read of its entry was sent
-    record_seconds: float = 2.0  # kept inside the lease, after a call's budget, to write its outcome
-    heartbeat_seconds: float = 4.0  # a run renews its leases this often while it lives
-    lease_wait_seconds: float | None = None  # how long to wait for a shard another run holds (None: a lease)
-    retention_seconds: int = 30 * 86400
-    backoff_base: float = 1.0
-    backoff_cap: float = 120.0
-    record_attempts: int = 4  # tries of each outcome write on top of botocore's own retries
-
-    @property
-    def lease_seconds(self) -> float:
-        """How long a lease lasts after its last renewal (25 s by default): a call started just
-        before the renewal was due (its budget and its recording) fits in it even when that
-        renewal is a whole heartbeat late. A dead run's shards are free again this long after."""
-        return 2 * self.heartbeat_seconds + self.call_budget + self.record_seconds
-
-    @property
-    def call_room(self) -> float:
-        """What a lease must still have when a call starts: the call's budget, then its recording."""
-        return self.call_budget + self.record_seconds
-
-    @property
-    def lease_wait(self) -> float:
-        """How long a run waits for a shard another run holds: by default a whole lease, so a shard
-        left by a run that died is taken over by the next one."""
-        return self.lease_seconds if self.lease_wait_seconds is None else self.lease_wait_seconds
 
 
 @dataclass
@@ -159,7 +127,7 @@ class DispatchEngine:
         started = self.clock.now()
         stop_at = started + self.config.run_seconds
         if deadline is not None:
-            stop_at = min(stop_at, deadline - self.config.call_budget - 2)
+            stop_at = min(stop_at, deadline - self.config.call_room)
         report = RunReport(shards=list(shards))
         owner = f"run-{uuid.uuid4().hex[:12]}"
         waiting = list(report.shards)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import deadline
 from .errors import ServiceUnavailable
 from .ports import READ_BATCH, EntryExists, Fits, Lease, Page, StaleEntry, TransactionRefused, shard_of
+from .settings import StorageTimeouts
 from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
 if TYPE_CHECKING:
@@ -42,27 +43,6 @@ _MOST_EVALUATED = 10_000  # items one Query may evaluate when its filter is spar
 _UNPROCESSED_ROUNDS = 6
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-@dataclass(frozen=True)
-class StorageTimeouts:
-    """How long one DynamoDB try may wait (seconds), and how many tries botocore makes."""
-
-    connect: float
-    read: float
-    attempts: int = 4
-
-    @property
-    def per_try(self) -> float:
-        """The longest one try can take: a connection, then a wait for the answer."""
-        return self.connect + self.read
-
-
-# The dispatcher's run has a minute, and riding out a slow table beats leaving entries to the next.
-DISPATCHER_STORAGE = StorageTimeouts(connect=2, read=5)
-# An api request has the function's 10 s. DynamoDB answers in milliseconds: seconds mean a hang,
-# and a short try leaves time to try again and still answer (503 at worst) before Lambda's timeout.
-API_STORAGE = StorageTimeouts(connect=1, read=2)
 
 
 def connect(region: str, endpoint: str | None, timeouts: StorageTimeouts, max_pool: int = 10) -> DynamoDBClient:

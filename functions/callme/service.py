@@ -17,7 +17,6 @@ from . import deadline
 from .clock import MINUTE, Clock, minute_of
 from .egress import EgressPolicy
 from .errors import Conflict, InvalidRequest, ServiceUnavailable, TaskNotFound
-from .limits import Limits
 from .ports import (
     MAX_TRANSACTION_WRITES,
     EntryExists,
@@ -26,6 +25,7 @@ from .ports import (
     TaskRepository,
     TransactionRefused,
 )
+from .settings import Limits
 from .task import Task, TaskKey, TaskState, check_name
 from .trigger import check_can_run
 from .validation import Listing, parse_reschedule_request, parse_task_request

@@ -13,7 +13,7 @@ from typing import Any
 
 from .egress import EgressPolicy, check_callback_url
 from .errors import InvalidRequest, PayloadTooLarge
-from .limits import Limits
+from .settings import Limits
 from .task import METHODS, TaskDefinition, TaskKey, check_name
 from .trigger import check_can_run, parse_trigger_at
 

@@ -28,8 +28,6 @@ from .observability import logger
 app = APIGatewayRestResolver()
 _ROUTES: dict[str, list[str]] = {}
 _NAMED_PREFIXES = ("/task/", "/status/", "/reschedule/")
-# Time kept, out of what the Lambda context has left, to write the answer after the last storage call.
-ANSWER_MARGIN_SECONDS = 1.0
 # Error messages may quote what the client sent; beyond this many characters they are cut, so that
 # every error answer stays far under Lambda's response limit (12 bytes a character at worst, carried).
 _ERROR_CHARACTERS = 2000
@@ -123,7 +121,7 @@ def console_page() -> Response[str]:
 @route("/console/<name>", "GET")
 def console_file(name: str) -> Response[str]:
     if name == console.CONFIG:
-        return _sent(console.config(console.auth_mode(), _ROUTES))
+        return _sent(console.config(wiring.settings().auth_mode, _ROUTES))
     found = console.asset(name, _query().get("v"), app.current_event.headers.get("If-None-Match"))
     if found is None:
         raise RouteNotFound(f"the console has no file {name!r}")
@@ -216,5 +214,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if event.get("httpMethod") == "HEAD":  # API Gateway passes HEAD on; it is GET without the body, dropped there
         event = {**event, "httpMethod": "GET"}
     # Storage gives up in time for an answer (503 at worst) before Lambda cuts the function off.
-    with deadline.within(context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS):
+    margin = wiring.settings().answer_margin_seconds  # to write the answer after the last storage call
+    with deadline.within(context.get_remaining_time_in_millis() / 1000 - margin):
         return app.resolve(event, context)

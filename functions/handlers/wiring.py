@@ -12,7 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from callme.clock import Clock, SystemClock
-from callme.dynamodb import API_STORAGE, DISPATCHER_STORAGE, DynamoDBLeaseStore, DynamoDBTaskRepository, connect
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository, connect
 from callme.service import TaskService
 from callme.settings import Settings
 
@@ -34,7 +34,7 @@ def settings() -> Settings:
 def _dispatcher_client() -> DynamoDBClient:
     s = settings()
     pool = max(10, _storage_connections(s.dispatch_concurrency))
-    return connect(s.region, s.dynamodb_endpoint, DISPATCHER_STORAGE, max_pool=pool)
+    return connect(s.region, s.dynamodb_endpoint, s.dispatcher_storage, max_pool=pool)
 
 
 @cache
@@ -53,7 +53,7 @@ def leases() -> DynamoDBLeaseStore:
 def api_repository() -> DynamoDBTaskRepository:
     """The api function's: short storage timeouts, so that a request answers within its deadline."""
     s = settings()
-    client = connect(s.region, s.dynamodb_endpoint, API_STORAGE)
+    client = connect(s.region, s.dynamodb_endpoint, s.api_storage)
     return DynamoDBTaskRepository(client, s.table_name, s.due_shards)
 
 
@@ -107,14 +107,9 @@ def _static_signer(document: str) -> Signer:
 
 @cache
 def caller() -> HttpCaller:
-    from callme.callback import CallerConfig, HttpCaller  # noqa: PLC0415 (the dispatcher's own)
+    from callme.callback import HttpCaller  # noqa: PLC0415 (the dispatcher's own)
 
-    s = settings()
-    return HttpCaller(
-        s.egress,
-        signer,
-        CallerConfig(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout, call_budget=s.call_budget),
-    )
+    return HttpCaller(settings().egress, signer, settings().caller)
 
 
 def fanout(event: dict[str, Any], function_name: str) -> Fanout | None:
@@ -133,14 +128,9 @@ def dispatch_engine(
     observer: DispatchObserver | None = None,
     on_leased: Callable[[list[int]], None] | None = None,
 ) -> DispatchEngine:
-    from callme.dispatch import DispatchConfig, DispatchEngine  # noqa: PLC0415 (the dispatcher's own)
+    from callme.dispatch import DispatchEngine  # noqa: PLC0415 (the dispatcher's own)
 
-    s = settings()
-    config = DispatchConfig(
-        concurrency=s.dispatch_concurrency,
-        call_budget=s.call_budget,
-        retention_seconds=s.limits.retention_seconds,
-    )
+    config = settings().dispatch
     return DispatchEngine(
         repository(), leases(), caller(), clock or SystemClock(), config, observer, on_leased=on_leased
     )

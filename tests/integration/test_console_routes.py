@@ -114,11 +114,6 @@ def test_the_config_says_how_the_api_authenticates(
     assert json.loads(response["body"]) == {"auth": auth, "features": {"stats": False, "schedules": False}}
 
 
-def test_a_wrong_auth_mode_is_an_error_naming_the_variable() -> None:
-    with pytest.raises(ValueError, match="CALLME_AUTH_MODE must be API_KEY or IAM"):
-        console.auth_mode({"CALLME_AUTH_MODE": "api_key"})
-
-
 def test_the_config_shows_the_optional_views_once_their_routes_exist(monkeypatch: pytest.MonkeyPatch) -> None:
     answer = console.config("none", ["/task/<ident>", "/stats", "/schedule/<ident>", "/schedule"])
     assert json.loads(answer.body)["features"] == {"stats": True, "schedules": True}

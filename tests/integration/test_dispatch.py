@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from callme.clock import FixedClock
-from callme.dispatch import DispatchConfig, DispatchEngine, RunReport
+from callme.dispatch import DispatchEngine, RunReport
 from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
 from callme.errors import ServiceUnavailable
 from callme.ports import CallResult, shard_of
 from callme.task import Task, TaskDefinition, TaskKey, TaskState
+from tests.conftest import dispatch_config
 
 T0 = 1858809600  # a trigger minute; the clock is set relative to it
 SHARDS = 4
@@ -73,7 +74,7 @@ def clock() -> FixedClock:
 
 def make_engine(repo: Any, leases: Any, caller: ScriptedCaller, clock: Any, **config: Any) -> DispatchEngine:
     sleep: Callable[[float], None] = clock.advance if isinstance(clock, FixedClock) else time.sleep
-    return DispatchEngine(repo, leases, caller, clock, DispatchConfig(**{"concurrency": 8, **config}), sleep=sleep)
+    return DispatchEngine(repo, leases, caller, clock, dispatch_config(**{"concurrency": 8, **config}), sleep=sleep)
 
 
 def add(repo: DynamoDBTaskRepository, name: str, at: int = T0, **definition: Any) -> Task:
@@ -289,7 +290,7 @@ def test_a_run_that_died_holding_its_lease_is_recovered_after_the_lease(
 ) -> None:
     add(repo, "orphan")
     shard = shard_of(TaskKey("orphan", T0), SHARDS)
-    lease = DispatchConfig().lease_seconds
+    lease = dispatch_config().lease_seconds
     assert leases.acquire(shard, "dead-run", clock.now(), clock.now() + lease) is not None
 
     caller = ScriptedCaller(clock)
@@ -325,7 +326,7 @@ def test_a_run_right_after_a_release_reads_entries_consistently(repo: Any, clock
 
     clock.advance(1)  # the index still shows the entry the first run just recorded
     stale = StaleIndex(repo, [before])
-    engine = DispatchEngine(stale, leases, caller, clock, DispatchConfig(concurrency=4), sleep=clock.advance)  # type: ignore[arg-type]
+    engine = DispatchEngine(stale, leases, caller, clock, dispatch_config(concurrency=4), sleep=clock.advance)  # type: ignore[arg-type]
     engine.run(range(SHARDS))
     assert caller.count() == {f"done@{T0}": 1}, "the stale index copy was not called again"
 
@@ -351,7 +352,7 @@ class FlakyWrites:
 def test_an_outcome_write_that_fails_briefly_is_retried(repo: Any, clock: FixedClock, leases: Any) -> None:
     add(repo, "job")
     caller = ScriptedCaller(clock)
-    engine = DispatchEngine(FlakyWrites(repo, 2), leases, caller, clock, DispatchConfig(), sleep=clock.advance)  # type: ignore[arg-type]
+    engine = DispatchEngine(FlakyWrites(repo, 2), leases, caller, clock, dispatch_config(), sleep=clock.advance)  # type: ignore[arg-type]
     engine.run(range(SHARDS))
     assert state(repo, "job").state is TaskState.SUCCESSFUL
 
@@ -362,7 +363,7 @@ def test_an_outcome_that_cannot_be_written_leaves_the_entry_to_be_called_again(
     add(repo, "job")
     caller = ScriptedCaller(clock)
     down = FlakyWrites(repo, 1000)
-    report = DispatchEngine(down, leases, caller, clock, DispatchConfig(), sleep=clock.advance).run(range(SHARDS))  # type: ignore[arg-type]
+    report = DispatchEngine(down, leases, caller, clock, dispatch_config(), sleep=clock.advance).run(range(SHARDS))  # type: ignore[arg-type]
     assert report.unrecorded == 1
     assert state(repo, "job").state is TaskState.PENDING, "never lost: still pending"
     clock.advance(60)

@@ -16,14 +16,14 @@ import boto3
 import pytest
 
 from callme.clock import FixedClock
-from callme.dispatch import DispatchConfig, DispatchEngine, RunReport, SilentObserver
+from callme.dispatch import DispatchEngine, RunReport, SilentObserver
 from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
 from callme.egress import EgressPolicy
 from callme.errors import Conflict
-from callme.limits import Limits
 from callme.ports import CallResult
 from callme.service import TaskService
 from callme.task import Task, TaskKey, TaskState, Verdict
+from tests.conftest import default_limits, dispatch_config
 from tests.integration.test_dispatch import SHARDS, T0, ScriptedCaller, _RealClockFrom, state
 
 ENTRIES = 200
@@ -92,12 +92,12 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def service(repo: DynamoDBTaskRepository, clock: FixedClock) -> TaskService:
-    return TaskService(repo, clock, Limits(), EgressPolicy())
+    return TaskService(repo, clock, default_limits(), EgressPolicy())
 
 
 def engine(repository: Any, caller: ScriptedCaller, clock: FixedClock, **config: Any) -> DispatchEngine:
     return DispatchEngine(
-        repository, _leases(), caller, clock, DispatchConfig(**{"concurrency": 16, **config}), sleep=clock.advance
+        repository, _leases(), caller, clock, dispatch_config(**{"concurrency": 16, **config}), sleep=clock.advance
     )
 
 
@@ -246,7 +246,7 @@ def test_a_cancel_while_a_retry_waits_is_honoured(
             service.cancel_entry(task.key)  # the failed attempt is recorded: the retry waits
 
     clock.at = T0 + 1
-    config = DispatchConfig(concurrency=4)
+    config = dispatch_config(concurrency=4)
     report = DispatchEngine(repo, _leases(), caller, clock, config, CancelAfterFirstAttempt(), sleep=clock.advance).run(
         range(SHARDS)
     )
@@ -266,7 +266,7 @@ def test_entries_are_read_in_batches_just_before_their_calls(
     index.read_seconds = 0.01
     caller = RecordingCaller(real)
     caller.delay = {str(k): 0.02 for k in keys}
-    config = DispatchConfig(concurrency=8)
+    config = dispatch_config(concurrency=8)
     report = DispatchEngine(index, _leases(), caller, real, config).run(range(SHARDS))
     assert report.succeeded == 150
     # Every call started within read_window of the consistent read that returned its entry
@@ -308,7 +308,7 @@ def test_an_entry_whose_read_took_longer_than_the_window_is_read_again(
     report = dispatch(slow, caller, clock, T0 + 1)
     assert [len(keys) for _, _, keys in slow.reads] == [1, 1], "read a second time"
     [(_, _, _, _, started)] = caller.made
-    assert started - slow.reads[-1][0] <= DispatchConfig().read_window
+    assert started - slow.reads[-1][0] <= dispatch_config().read_window
     assert report.succeeded == 1
 
 

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from callme.clock import FixedClock
-from callme.dispatch import DispatchConfig, DispatchEngine, RunReport, SilentObserver
+from callme.dispatch import DispatchEngine, RunReport, SilentObserver
 from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
 from callme.errors import ServiceUnavailable
 from callme.ports import CallResult, Lease, LeaseStore, shard_of
 from callme.task import Task, TaskKey, TaskState, Verdict
+from tests.conftest import dispatch_config
 from tests.integration.test_dispatch import SHARDS, T0, _RealClockFrom, add, state
 
 ENTRIES = 20
@@ -101,13 +102,13 @@ def test_a_run_renews_its_lease_and_keeps_its_shard_for_longer_than_one_lease(
     for name in one_shard_entries(ENTRIES):
         add(repo, name)
     clock = _RealClockFrom(T0 + 1)
-    config = DispatchConfig(**QUICK)
+    config = dispatch_config(**QUICK)
     first, second = TimedCaller(clock, CALL), TimedCaller(clock)
     logged = LeaseLog(leases, clock)
     reports: list[RunReport] = []
     running = start(DispatchEngine(repo, logged, first, clock, config), [0], reports)
     time.sleep(0.1)
-    waiting = DispatchEngine(repo, logged, second, clock, DispatchConfig(**{**QUICK, "lease_wait_seconds": 3.0}))
+    waiting = DispatchEngine(repo, logged, second, clock, dispatch_config(**{**QUICK, "lease_wait_seconds": 3.0}))
     report = waiting.run([0])
     running.join()
     assert len(first.calls) == ENTRIES, "the first run made every call"
@@ -124,7 +125,7 @@ def test_a_run_that_cannot_renew_ends_its_calls_before_its_lease_runs_out(
     for name in names:
         add(repo, name)
     clock = _RealClockFrom(T0 + 1)
-    config = DispatchConfig(**QUICK)
+    config = dispatch_config(**QUICK)
     first, second = TimedCaller(clock, CALL), TimedCaller(clock, CALL)
     broken = LeaseLog(leases, clock, renewals_fail=True)
     reports: list[RunReport] = []
@@ -132,7 +133,7 @@ def test_a_run_that_cannot_renew_ends_its_calls_before_its_lease_runs_out(
     time.sleep(0.1)
     # A second run waits for the shard, and takes it the moment the first run's lease runs out
     taker = LeaseLog(leases, clock)
-    waiting = DispatchEngine(repo, taker, second, clock, DispatchConfig(**{**QUICK, "lease_wait_seconds": 5.0}))
+    waiting = DispatchEngine(repo, taker, second, clock, dispatch_config(**{**QUICK, "lease_wait_seconds": 5.0}))
     waiting.sleep = lambda _: time.sleep(0.01)
     later = waiting.run([0])
     running.join()
@@ -154,7 +155,7 @@ def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(
     for name in names:
         add(repo, name)
     clock = FixedClock(T0 + 1)
-    config = DispatchConfig(concurrency=1)
+    config = dispatch_config(concurrency=1)
     first = TimedCaller(clock)
     second = TimedCaller(clock, 0.02)
     taken = threading.Event()
@@ -185,7 +186,7 @@ def test_a_dead_run_costs_at_most_one_lease(repo: DynamoDBTaskRepository, leases
     # A run took the shard at T0 + 5, then died without a word (kill -9)
     add(repo, "orphan")
     shard = shard_of(TaskKey("orphan", T0), SHARDS)
-    config = DispatchConfig()
+    config = dispatch_config()
     assert config.lease_seconds == 25
     assert leases.acquire(shard, "dead-run", T0 + 5, T0 + 5 + config.lease_seconds) is not None
     # When the next run starts 10 s later, it waits for the shard (its lease_wait is a whole lease)

@@ -21,8 +21,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from callme.dispatch import DispatchConfig
 from local.template import TEMPLATE, load_template, table_definitions
+from tests.conftest import settings
 from tests.template.cfn import ACCOUNT, REGION, ROOT, Stack, explain, listed, run, tool, wildcard
 
 pytestmark = pytest.mark.template
@@ -382,8 +382,7 @@ def test_handlers_and_code(template: dict[str, Any], resources: dict[str, Any]) 
 
 
 def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any], resources: dict[str, Any]) -> None:
-    readers = (ROOT / "functions" / "callme" / "settings.py", ROOT / "functions" / "handlers" / "console.py")
-    read = {name for path in readers for name in re.findall(r'"(CALLME_[A-Z0-9_]+)"', path.read_text())}
+    read = set(re.findall(r'"(CALLME_[A-Z0-9_]+)"', (ROOT / "functions" / "callme" / "settings.py").read_text()))
     common = template["Globals"]["Function"]["Environment"]["Variables"]
     assert common["CALLME_TABLE_NAME"] == {"Ref": "TasksTable"}
     assert common["CALLME_LEASE_TABLE_NAME"] == {"Ref": "LeasesTable"}
@@ -456,11 +455,10 @@ def test_dispatcher_schedule(resources: dict[str, Any]) -> None:
 
 
 def test_timeouts_fit_the_dispatch_lease_and_api_gateway(resources: dict[str, Any]) -> None:
-    config = DispatchConfig()
     dispatcher_timeout = resources["DispatcherFunction"]["Properties"]["Timeout"]
     # A run's last call starts run_seconds in, ends within its budget and is recorded before the
     # function times out (its shard lease is renewed while it runs, so the lease does not bound it).
-    assert dispatcher_timeout >= config.run_seconds + config.call_room
+    assert dispatcher_timeout >= settings().dispatcher_run_seconds
     assert resources["ApiFunction"]["Properties"]["Timeout"] < API_GATEWAY_TIMEOUT
 
 

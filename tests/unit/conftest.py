@@ -10,8 +10,9 @@ import pytest
 
 from callme.egress import EgressPolicy
 from callme.errors import CallmeError
-from callme.limits import Limits
+from callme.settings import Limits
 from callme.task import Task, TaskDefinition, TaskKey, TaskState
+from tests.conftest import default_limits
 
 # A fixed "now": 42.5 seconds into a minute, so that "counted from the start of the current minute"
 # is distinguishable from "counted from now".
@@ -22,7 +23,7 @@ PUBLIC_URL = "https://example.com/that-thing/run-it"
 
 @pytest.fixture
 def limits() -> Limits:
-    return Limits()
+    return default_limits()
 
 
 @pytest.fixture

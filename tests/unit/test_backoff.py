@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callme.clock import FixedClock
-from callme.dispatch import DispatchConfig, DispatchEngine
+from callme.dispatch import DispatchEngine
+from tests.conftest import dispatch_config
 
 SAMPLES = 200
 
@@ -17,7 +18,7 @@ SAMPLES = 200
 def engine(base: float = 1.0, cap: float = 120.0) -> DispatchEngine:
     # backoff uses neither the repository nor the caller
     unused: Any = None
-    return DispatchEngine(unused, unused, unused, FixedClock(0), DispatchConfig(backoff_base=base, backoff_cap=cap))
+    return DispatchEngine(unused, unused, unused, FixedClock(0), dispatch_config(backoff_base=base, backoff_cap=cap))
 
 
 def samples(e: DispatchEngine, attempts: int) -> list[float]:

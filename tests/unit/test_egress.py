@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from callme.egress import MAX_HOST_NAME, MAX_LABEL, EgressPolicy, check_callback_url, host_problem, literal_address
 from callme.errors import CallmeError
-from callme.limits import Limits
+from tests.conftest import default_limits
 from tests.unit.conftest import rejected
 
-MAX_URL = Limits().max_url_length
+MAX_URL = default_limits().max_url_length
 
 # -- EgressPolicy.refusal ---------------------------------------------------------------------------
 

@@ -7,11 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callme.errors import InvalidRequest
-from callme.limits import DAY, Limits
+from callme.settings import DAY
 from callme.trigger import check_can_run, parse_trigger_at
+from tests.conftest import default_limits
 from tests.unit.conftest import CURRENT_MINUTE, NOW, rejected
 
-HORIZON = Limits().max_ahead_seconds
+HORIZON = default_limits().max_ahead_seconds
 UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from callme.egress import EgressPolicy
 from callme.errors import InvalidRequest, PayloadTooLarge
-from callme.limits import Limits
+from callme.settings import Limits
 from callme.task import METHODS, TaskKey
 from callme.validation import (
     check_query,
@@ -25,6 +25,7 @@ from callme.validation import (
     parse_task_request,
     single_values,
 )
+from tests.conftest import default_limits
 from tests.unit.conftest import CURRENT_MINUTE, NOW, PUBLIC_URL, rejected, task_body
 
 # -- parse_json_object ---------------------------------------------------------------------------
@@ -70,7 +71,7 @@ class TestJsonBody:
 
     def test_body_over_the_limit_is_payload_too_large(self) -> None:
         # Given a 100-byte limit and a 101-byte body
-        limits = Limits(max_body_bytes=100)
+        limits = default_limits(max_body_bytes=100)
         body = json.dumps({"payload": "x" * 86})
         assert len(body) == 101
         # When it is parsed / Then it is a 413 naming both sizes
@@ -84,12 +85,12 @@ class TestJsonBody:
         # Given 60 characters that take 120 bytes in UTF-8
         body = '{"payload": "' + "é" * 46 + '"}'
         assert len(body) < 100 < len(body.encode())
-        error = rejected(lambda: parse_json_object(body, Limits(max_body_bytes=100)))
+        error = rejected(lambda: parse_json_object(body, default_limits(max_body_bytes=100)))
         assert error.status == 413
 
     def test_body_exactly_at_the_limit_is_accepted(self) -> None:
         body = json.dumps({"payload": "x" * 85})
-        assert parse_json_object(body, Limits(max_body_bytes=len(body))) == {"payload": "x" * 85}
+        assert parse_json_object(body, default_limits(max_body_bytes=len(body))) == {"payload": "x" * 85}
 
     def test_deeply_nested_body_is_a_client_error(self, limits: Limits) -> None:
         error = rejected(lambda: parse_json_object("[" * 100_000, limits))
@@ -115,7 +116,7 @@ class TestJsonBody:
 
 
 def parse_task(body: dict[str, Any], name: str = "simpletask", limits: Limits | None = None) -> Any:
-    return parse_task_request(name, body, NOW, limits or Limits(), EgressPolicy())
+    return parse_task_request(name, body, NOW, limits or default_limits(), EgressPolicy())
 
 
 class TestTaskRequest:
@@ -228,14 +229,14 @@ class TestTaskRequest:
 
     def test_payload_over_the_limit_in_bytes_is_too_large(self) -> None:
         # Given a 10-byte limit and 6 characters that take 12 bytes
-        error = rejected(lambda: parse_task(task_body(payload="é" * 6), limits=Limits(max_payload_bytes=10)))
+        error = rejected(lambda: parse_task(task_body(payload="é" * 6), limits=default_limits(max_payload_bytes=10)))
         # Then it is a 413 naming the payload
         assert error.status == 413
         assert "payload is 12 bytes" in error.message
         assert "limit is 10" in error.message
 
     def test_payload_at_the_limit_is_accepted(self) -> None:
-        _, definition = parse_task(task_body(payload="é" * 5), limits=Limits(max_payload_bytes=10))
+        _, definition = parse_task(task_body(payload="é" * 5), limits=default_limits(max_payload_bytes=10))
         assert definition.payload == "é" * 5
 
     def test_payload_with_an_unpaired_surrogate_is_a_client_error(self, limits: Limits) -> None:
@@ -252,8 +253,8 @@ class TestTaskRequest:
         ("field", "low", "high"),
         [
             ("expected_http_status", 100, 599),
-            ("retry", 0, Limits().max_retry),
-            ("max_delay", 1, Limits().max_max_delay),
+            ("retry", 0, default_limits().max_retry),
+            ("max_delay", 1, default_limits().max_max_delay),
         ],
     )
     def test_integer_fields_accept_their_bounds(self, field: str, low: int, high: int) -> None:
@@ -266,11 +267,11 @@ class TestTaskRequest:
         [
             ("expected_http_status", 99, 100, 599),
             ("expected_http_status", 600, 100, 599),
-            ("retry", -1, 0, Limits().max_retry),
-            ("retry", "-1", 0, Limits().max_retry),
-            ("retry", Limits().max_retry + 1, 0, Limits().max_retry),
-            ("max_delay", 0, 1, Limits().max_max_delay),
-            ("max_delay", Limits().max_max_delay + 1, 1, Limits().max_max_delay),
+            ("retry", -1, 0, default_limits().max_retry),
+            ("retry", "-1", 0, default_limits().max_retry),
+            ("retry", default_limits().max_retry + 1, 0, default_limits().max_retry),
+            ("max_delay", 0, 1, default_limits().max_max_delay),
+            ("max_delay", default_limits().max_max_delay + 1, 1, default_limits().max_max_delay),
         ],
     )
     def test_integer_out_of_range_is_rejected_stating_the_range(
@@ -281,7 +282,7 @@ class TestTaskRequest:
         assert error.message == f"{field} must be between {low} and {high}, got {int(str(value))}"
 
     def test_retry_limit_follows_the_configured_maximum(self) -> None:
-        error = rejected(lambda: parse_task(task_body(retry=3), limits=Limits(max_retry=2)))
+        error = rejected(lambda: parse_task(task_body(retry=3), limits=default_limits(max_retry=2)))
         assert "retry must be between 0 and 2" in error.message
 
     @pytest.mark.parametrize(
@@ -313,7 +314,7 @@ class TestTaskRequest:
 @given(retry=st.integers(min_value=-(10**6), max_value=10**6), as_text=st.booleans())
 def test_retry_is_accepted_exactly_within_zero_and_the_maximum(retry: int, as_text: bool) -> None:
     body = task_body(retry=str(retry) if as_text else retry)
-    if 0 <= retry <= Limits().max_retry:
+    if 0 <= retry <= default_limits().max_retry:
         assert parse_task(body)[1].retry == retry
     else:
         with pytest.raises(InvalidRequest, match=r"^retry must be between"):
@@ -413,11 +414,11 @@ class TestListing:
     def test_future_only_is_a_flag(self, limits: Limits) -> None:
         assert parse_listing({"future_only": ""}, limits).future_only is True
 
-    @pytest.mark.parametrize("limit", ["1", "500", str(Limits().max_page_size)])
+    @pytest.mark.parametrize("limit", ["1", "500", str(default_limits().max_page_size)])
     def test_limit_within_bounds_is_taken(self, limits: Limits, limit: str) -> None:
         assert parse_listing({"limit": limit}, limits).limit == int(limit)
 
-    @pytest.mark.parametrize("limit", ["0", "-1", str(Limits().max_page_size + 1)])
+    @pytest.mark.parametrize("limit", ["0", "-1", str(default_limits().max_page_size + 1)])
     def test_limit_out_of_bounds_is_rejected(self, limits: Limits, limit: str) -> None:
         error = rejected(lambda: parse_listing({"limit": limit}, limits))
         assert error.status == 400
