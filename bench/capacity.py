@@ -44,7 +44,8 @@ from callme.egress import EgressPolicy
 from callme.ports import CallResult
 from callme.service import TaskService
 from callme.settings import Settings
-from callme.task import Attempt, Task, TaskDefinition, TaskKey, TaskState, Verdict
+from callme.task import Attempt, Task, TaskDefinition, TaskKey, TaskState, Verdict, check_name
+from callme.validation import parse_task_request
 
 WRITE_UNIT = 1024
 READ_UNIT = 4096
@@ -343,12 +344,11 @@ def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concur
     payload = payload_of(payload_bytes)
 
     meter.phase = "create"
-    service = TaskService(repository, FixedClock(now), CALLME.limits, EgressPolicy())
+    service = TaskService(repository, FixedClock(now), CALLME.limits)
+    body = {"trigger_at": str(trigger), "callback": CALLBACK, "callback_method": "POST", "payload": payload}
     for i in range(entries):
-        service.put_task(
-            f"invoice-reminder-{i:06d}",
-            {"trigger_at": str(trigger), "callback": CALLBACK, "callback_method": "POST", "payload": payload},
-        )
+        name = check_name(f"invoice-reminder-{i:06d}")
+        service.put_task(parse_task_request(name, body, now, CALLME.limits, EgressPolicy()))
 
     clock = FixedClock(trigger + 1)
     engine = DispatchEngine(

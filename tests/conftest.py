@@ -18,7 +18,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from callme.egress import EgressPolicy
+from callme.service import TaskService
 from callme.settings import CallerConfig, DispatchConfig, Limits, Settings
+from callme.task import Task, check_name
+from callme.validation import parse_task_request
 from local.dynamodb import TABLE_NAMES, EmbeddedDynamoDB, ensure_tables, linearize_moto
 from local.lambda_context import LocalContext
 
@@ -47,6 +51,12 @@ def dispatch_config(**changes: Any) -> DispatchConfig:
 
 def caller_config(**changes: Any) -> CallerConfig:
     return replace(settings().caller, **changes)
+
+
+def put(service: TaskService, name: str, body: dict[str, Any]) -> tuple[Task, bool]:
+    """``PUT /task/<name>`` with ``body`` through ``service``, parsed as the API parses it, now."""
+    limits, policy = service.limits, EgressPolicy.from_text("127.0.0.0/8,::1/128")
+    return service.put_task(parse_task_request(check_name(name), body, service.clock.now(), limits, policy))
 
 
 _BASE = load_event("api-get-task")

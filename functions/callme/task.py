@@ -11,6 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import NewType
 
 from .errors import Conflict, InvalidRequest
 
@@ -39,10 +40,15 @@ class TaskState(StrEnum):
         return self in (TaskState.PENDING, TaskState.RUNNING)
 
 
-def check_name(name: str) -> str:
+# A task name that passed check_name: the service takes names of this type, checked once at the edge.
+TaskName = NewType("TaskName", str)
+
+
+def check_name(name: str) -> TaskName:
+    """``name`` as a TaskName; InvalidRequest unless it follows NAME_RULE."""
     if not NAME_PATTERN.fullmatch(name):
         raise InvalidRequest(f"task name {name!r} is invalid: {NAME_RULE}")
-    return name
+    return TaskName(name)
 
 
 @dataclass(frozen=True, order=True)

@@ -58,9 +58,13 @@ def api_repository() -> DynamoDBTaskRepository:
 
 
 @cache
+def clock() -> Clock:
+    return SystemClock()
+
+
+@cache
 def task_service() -> TaskService:
-    s = settings()
-    return TaskService(api_repository(), SystemClock(), s.limits, s.egress)
+    return TaskService(api_repository(), clock(), settings().limits)
 
 
 def reset() -> None:

@@ -18,12 +18,11 @@ import pytest
 from callme.clock import FixedClock
 from callme.dispatch import DispatchEngine, RunReport, SilentObserver
 from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
-from callme.egress import EgressPolicy
 from callme.errors import Conflict
 from callme.ports import CallResult
 from callme.service import TaskService
 from callme.task import Task, TaskKey, TaskState, Verdict
-from tests.conftest import default_limits, dispatch_config
+from tests.conftest import default_limits, dispatch_config, put
 from tests.integration.test_dispatch import SHARDS, T0, ScriptedCaller, _RealClockFrom, state
 
 ENTRIES = 200
@@ -92,7 +91,7 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def service(repo: DynamoDBTaskRepository, clock: FixedClock) -> TaskService:
-    return TaskService(repo, clock, default_limits(), EgressPolicy())
+    return TaskService(repo, clock, default_limits())
 
 
 def engine(repository: Any, caller: ScriptedCaller, clock: FixedClock, **config: Any) -> DispatchEngine:
@@ -108,9 +107,7 @@ def _leases() -> DynamoDBLeaseStore:
 def register(service: TaskService, count: int, **fields: Any) -> list[TaskKey]:
     keys = []
     for i in range(count):
-        task, _ = service.put_task(
-            f"job{i:03d}", {"trigger_at": T0, "callback": f"http://example.com/old/{i}", **fields}
-        )
+        task, _ = put(service, f"job{i:03d}", {"trigger_at": T0, "callback": f"http://example.com/old/{i}", **fields})
         keys.append(task.key)
     return keys
 
@@ -158,7 +155,8 @@ def test_entries_re_put_in_the_last_two_seconds_are_called_once_with_the_new_def
     # When each is re-PUT in the last 2 seconds with a new URL, method and payload
     clock.at = T0 - 2
     for i, key in enumerate(keys):
-        _, created = service.put_task(
+        _, created = put(
+            service,
             key.name,
             {"trigger_at": T0, "callback": f"http://example.com/new/{i}", "callback_method": "POST", "payload": "v2"},
         )
@@ -185,7 +183,7 @@ def test_a_re_put_while_the_call_is_in_flight_is_refused_and_the_entry_is_called
 
     def re_put(task: Task) -> None:
         try:
-            service.put_task(key.name, {"trigger_at": T0, "callback": "http://example.com/changed"})
+            put(service, key.name, {"trigger_at": T0, "callback": "http://example.com/changed"})
             answers.append("accepted")
         except Conflict as conflict:
             answers.append(conflict.message)
@@ -216,7 +214,7 @@ def test_a_cancel_while_the_call_is_in_flight_stands_and_the_entry_is_not_called
     def cancel_then_re_put(task: Task) -> None:
         answers.append(str(service.cancel_entry(key).state))
         try:  # nor can the cancelled entry be brought back for a second call
-            service.put_task(key.name, {"trigger_at": T0, "callback": "http://example.com/again"})
+            put(service, key.name, {"trigger_at": T0, "callback": "http://example.com/again"})
             answers.append("accepted")
         except Conflict:
             answers.append("refused")
