@@ -23,7 +23,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -32,7 +32,7 @@ from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
 from .ports import READ_BATCH, Caller, CallResult, Lease, LeaseStore, StaleEntry, TaskRepository
 from .settings import DispatchConfig
-from .task import Attempt, Task, TaskKey, TaskState, Verdict, judge
+from .task import Attempt, Task, TaskKey, TaskState, Verdict, backoff, judge, next_attempt_at
 
 log = logging.getLogger("callme.dispatch")
 READERS = 4  # shards read at once by one run (in AWS a run has one shard; locally, all of them)
@@ -48,6 +48,63 @@ def storage_connections(concurrency: int) -> int:
     """Connections to DynamoDB one dispatcher needs: writers, index readers, the reads before the
     calls, the lease renewals and the run's own thread."""
     return writers_for(concurrency) + READERS + 3
+
+
+class FinishedListener(Protocol):
+    """Told of each entry whose final outcome (successful, failed or skipped) was just stored: the
+    place for what follows an entry's end, such as a schedule's next run, an ``on_failure`` hook,
+    outcome events or per-minute stats. Called in a writer thread, possibly for several entries at
+    once, after the write and never for an outcome that was not stored; what it raises is logged and
+    leaves the outcome as stored."""
+
+    def entry_finished(self, task: Task) -> None: ...
+
+
+class OutcomeRecorder:
+    """Stores each call's outcome (callme.task's new state of the entry), conditional on the entry
+    being as it was read before the call, then tells the FinishedListeners when it finished it.
+
+    Storage trouble is tried again ``record_attempts`` times, on top of the storage client's own
+    retries; an outcome still not stored leaves the entry active, so a later run calls it again (at
+    least once). Used from the run's writer threads.
+    """
+
+    def __init__(
+        self,
+        repository: TaskRepository,
+        config: DispatchConfig,
+        sleep: Callable[[float], None],
+        listeners: Sequence[FinishedListener] = (),
+    ) -> None:
+        self.repository = repository
+        self.config = config
+        self.sleep = sleep
+        self.listeners = tuple(listeners)
+
+    def record(self, updated: Task, previous: Task) -> str | None:
+        """Store ``updated`` over ``previous``; returns why it was not stored, or None."""
+        for attempt in range(self.config.record_attempts):
+            try:
+                self.repository.save(updated, previous.revision)
+            except StaleEntry as stale:
+                state = stale.current.state if stale.current else "deleted"
+                return f"entry changed while it was being called (now {state}); its new state stands"
+            except ServiceUnavailable as exc:
+                if attempt + 1 == self.config.record_attempts:
+                    return f"outcome not recorded: {exc.message}"
+                self.sleep(0.2 * 2**attempt)
+                continue
+            if not updated.state.active:
+                self._finished(updated)
+            return None
+        return "outcome not recorded"
+
+    def _finished(self, task: Task) -> None:
+        for listener in self.listeners:
+            try:
+                listener.entry_finished(task)
+            except Exception:
+                log.exception("a listener failed on the finished entry %s; its outcome stands", task.key)
 
 
 class DispatchObserver(Protocol):
@@ -102,6 +159,7 @@ class DispatchEngine:
         observer: DispatchObserver | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_leased: Callable[[list[int]], None] | None = None,
+        listeners: Sequence[FinishedListener] = (),
     ) -> None:
         self.repository = repository
         self.leases = leases
@@ -111,6 +169,7 @@ class DispatchEngine:
         self.observer = observer or SilentObserver()
         self.sleep = sleep
         self.on_leased = on_leased
+        self.recorder = OutcomeRecorder(repository, config, sleep, listeners)
         self._random = random.Random()
 
     def busy_shards(self, minute: int) -> list[int]:
@@ -169,10 +228,9 @@ class DispatchEngine:
         except ServiceUnavailable:
             log.warning("could not release shard %s; it frees itself when the lease runs out", lease.shard)
 
-    def backoff(self, attempts: int) -> float:
-        """Exponential backoff with jitter: about base * 2^(attempts-1), between half and all of it."""
-        ceiling = min(self.config.backoff_cap, self.config.backoff_base * 2 ** max(0, attempts - 1))
-        return float(ceiling / 2 + self._random.uniform(0, ceiling / 2))
+    def jitter(self) -> float:
+        """A fraction in [0, 1) that spreads the retries of entries failing together (task.backoff)."""
+        return self._random.random()
 
 
 class _Leases:
@@ -491,12 +549,12 @@ class _Run:
             log.exception("callback of %s raised", task.key)
             result = CallResult(started_at=started, duration_ms=0, error=f"internal error: {exc}")
         verdict = Verdict.FAIL if result.refused else judge(result.status, task.definition.expected_http_status)
-        next_at = None
-        if verdict is Verdict.RETRY and task.retries_left() > 1:
-            delay = max(engine.backoff(task.attempts + 1), result.retry_after or 0.0)
-            candidate = result.started_at + result.duration_ms / 1000 + delay
-            if candidate < task.deadline():
-                next_at = candidate
+        config = engine.config
+        wait = max(
+            backoff(task.attempts + 1, config.backoff_base, config.backoff_cap, engine.jitter()),
+            result.retry_after or 0.0,
+        )
+        next_at = next_attempt_at(task, verdict, result.started_at + result.duration_ms / 1000, wait)
         attempt = Attempt(
             at=result.started_at, duration_ms=result.duration_ms, status=result.status, error=result.error
         )
@@ -505,25 +563,7 @@ class _Run:
 
     def _write(self, outcome: _Outcome) -> _Outcome:
         assert outcome.updated is not None
-        return replace(outcome, unrecorded=self._record(outcome.updated, outcome.task))
-
-    def _record(self, updated: Task, previous: Task) -> str | None:
-        """Write the outcome, conditional on the entry not having changed since it was read.
-        Returns why it was not written, or None."""
-        engine = self.engine
-        for attempt in range(engine.config.record_attempts):
-            try:
-                engine.repository.save(updated, previous.revision)
-                return None
-            except StaleEntry as stale:
-                state = stale.current.state if stale.current else "deleted"
-                return f"entry changed while it was being called (now {state}); its new state stands"
-            except ServiceUnavailable as exc:
-                if attempt + 1 == engine.config.record_attempts:
-                    # The entry stays pending in storage, so a later run calls it again: at least once.
-                    return f"outcome not recorded: {exc.message}"
-                engine.sleep(0.2 * 2**attempt)
-        return "outcome not recorded"
+        return replace(outcome, unrecorded=self.engine.recorder.record(outcome.updated, outcome.task))
 
     # -- in the loop's thread ------------------------------------------------------------------
 

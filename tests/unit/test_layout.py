@@ -79,3 +79,16 @@ def test_the_domain_knows_nothing_of_handlers_or_the_environment() -> None:
     for path in modules("callme"):
         assert "handlers" not in imported(path), named(path)
         assert not reads_environment(path), f"{named(path)} reads the environment"
+
+
+@pytest.mark.filterwarnings("ignore:A test tried to use socket")
+def test_the_unit_tier_is_off_the_network() -> None:
+    """tests/unit/conftest.py marks every test here: opening a socket fails, in any thread."""
+    import socket
+
+    from pytest_socket import SocketBlockedError
+
+    with pytest.raises(SocketBlockedError):
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with pytest.raises(SocketBlockedError):
+        socket.create_connection(("127.0.0.1", 9))

@@ -1,7 +1,7 @@
 """What the API acknowledged before an entry's call began is what the call does, however late the
 ``due`` index is.
 
-DynamoDB's global secondary indexes are eventually consistent; moto's are not. ``LaggingIndex``
+DynamoDB's global secondary indexes are eventually consistent; the in-memory storage's is not. ``LaggingIndex``
 makes the lag happen on purpose: the dispatcher's index queries answer from a snapshot taken
 earlier, before the cancels and re-PUTs made through the API's service.
 """
@@ -12,18 +12,17 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from callme.clock import FixedClock
 from callme.dispatch import DispatchEngine, RunReport, SilentObserver
-from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
 from callme.errors import Conflict
-from callme.ports import CallResult
+from callme.memory import InMemoryLeaseStore, InMemoryTaskRepository
+from callme.ports import CallResult, TaskRepository
 from callme.service import TaskService
 from callme.task import Task, TaskKey, TaskState, Verdict
 from tests.conftest import default_limits, dispatch_config, put
-from tests.integration.test_dispatch import SHARDS, T0, ScriptedCaller, _RealClockFrom, state
+from tests.unit.test_dispatch import SHARDS, T0, ScriptedCaller, real_clock_from, state
 
 ENTRIES = 200
 
@@ -31,7 +30,7 @@ ENTRIES = 200
 class LaggingIndex:
     """The real repository, except that the ``due`` index answers as it was at ``freeze()``."""
 
-    def __init__(self, real: DynamoDBTaskRepository) -> None:
+    def __init__(self, real: TaskRepository) -> None:
         self.real = real
         self.shards = real.shards
         self.snapshot: dict[int, list[Task]] | None = None
@@ -80,8 +79,8 @@ class RecordingCaller(ScriptedCaller):
 
 
 @pytest.fixture
-def repo(aws: Any) -> DynamoDBTaskRepository:
-    return DynamoDBTaskRepository(aws, "callme-tasks", SHARDS)
+def repo() -> InMemoryTaskRepository:
+    return InMemoryTaskRepository(SHARDS)
 
 
 @pytest.fixture
@@ -90,7 +89,7 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def service(repo: DynamoDBTaskRepository, clock: FixedClock) -> TaskService:
+def service(repo: TaskRepository, clock: FixedClock) -> TaskService:
     return TaskService(repo, clock, default_limits())
 
 
@@ -100,8 +99,8 @@ def engine(repository: Any, caller: ScriptedCaller, clock: FixedClock, **config:
     )
 
 
-def _leases() -> DynamoDBLeaseStore:
-    return DynamoDBLeaseStore(boto3.client("dynamodb", region_name="us-east-1"), "callme-leases")
+def _leases() -> InMemoryLeaseStore:
+    return InMemoryLeaseStore()  # each run's own: these runs follow one another, and leave nothing held
 
 
 def register(service: TaskService, count: int, **fields: Any) -> list[TaskKey]:
@@ -112,7 +111,7 @@ def register(service: TaskService, count: int, **fields: Any) -> list[TaskKey]:
     return keys
 
 
-def indexed(repo: DynamoDBTaskRepository, service: TaskService, count: int) -> tuple[list[TaskKey], LaggingIndex]:
+def indexed(repo: TaskRepository, service: TaskService, count: int) -> tuple[list[TaskKey], LaggingIndex]:
     """``count`` entries due at T0, and the index frozen as it shows them now: it misses what follows."""
     keys = register(service, count)
     index = LaggingIndex(repo)
@@ -126,7 +125,7 @@ def dispatch(repository: Any, caller: ScriptedCaller, clock: FixedClock, at: flo
 
 
 def test_entries_cancelled_in_the_last_two_seconds_before_their_minute_are_never_called(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     # Given 200 entries due at T0, seen by the index
     keys, index = indexed(repo, service, ENTRIES)
@@ -148,7 +147,7 @@ def test_entries_cancelled_in_the_last_two_seconds_before_their_minute_are_never
 
 
 def test_entries_re_put_in_the_last_two_seconds_are_called_once_with_the_new_definition(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     # Given 200 entries due at T0 (GET, old URL), seen by the index
     keys, index = indexed(repo, service, ENTRIES)
@@ -176,7 +175,7 @@ def test_entries_re_put_in_the_last_two_seconds_are_called_once_with_the_new_def
 
 
 def test_a_re_put_while_the_call_is_in_flight_is_refused_and_the_entry_is_called_once(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     [key], index = indexed(repo, service, 1)
     answers: list[str] = []
@@ -206,7 +205,7 @@ def test_a_re_put_while_the_call_is_in_flight_is_refused_and_the_entry_is_called
 
 
 def test_a_cancel_while_the_call_is_in_flight_stands_and_the_entry_is_not_called_again(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     [key], index = indexed(repo, service, 1)
     answers: list[str] = []
@@ -233,7 +232,7 @@ def test_a_cancel_while_the_call_is_in_flight_stands_and_the_entry_is_not_called
 
 
 def test_a_cancel_while_a_retry_waits_is_honoured(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     [key] = register(service, 1, retry=3)
     caller = RecordingCaller(clock)
@@ -255,11 +254,11 @@ def test_a_cancel_while_a_retry_waits_is_honoured(
 
 
 def test_entries_are_read_in_batches_just_before_their_calls(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     keys = register(service, 150)
     index = LaggingIndex(repo)
-    real = _RealClockFrom(T0 + 1)
+    real = real_clock_from(T0 + 1)
     index.clock = real
     index.read_seconds = 0.01
     caller = RecordingCaller(real)
@@ -282,7 +281,7 @@ def test_entries_are_read_in_batches_just_before_their_calls(
 class SlowReads(LaggingIndex):
     """Consistent reads that take 3 s of the clock (longer than the window) the first ``slow`` times."""
 
-    def __init__(self, real: DynamoDBTaskRepository, clock: FixedClock, slow: int) -> None:
+    def __init__(self, real: TaskRepository, clock: FixedClock, slow: int) -> None:
         super().__init__(real)
         self.clock = clock
         self.slow = slow
@@ -298,7 +297,7 @@ class SlowReads(LaggingIndex):
 
 
 def test_an_entry_whose_read_took_longer_than_the_window_is_read_again(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     register(service, 1)
     slow = SlowReads(repo, clock, slow=1)
@@ -311,7 +310,7 @@ def test_an_entry_whose_read_took_longer_than_the_window_is_read_again(
 
 
 def test_an_entry_that_cannot_be_read_within_the_window_is_left_pending(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     [key] = register(service, 1)
     caller = RecordingCaller(clock)

@@ -15,12 +15,12 @@ import pytest
 
 from callme.clock import FixedClock
 from callme.dispatch import DispatchEngine, RunReport, SilentObserver
-from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
 from callme.errors import ServiceUnavailable
-from callme.ports import CallResult, Lease, LeaseStore, shard_of
+from callme.memory import InMemoryLeaseStore, InMemoryTaskRepository
+from callme.ports import CallResult, Lease, LeaseStore, TaskRepository, shard_of
 from callme.task import Task, TaskKey, TaskState, Verdict
 from tests.conftest import dispatch_config
-from tests.integration.test_dispatch import SHARDS, T0, _RealClockFrom, add, state
+from tests.unit.test_dispatch import SHARDS, T0, add, real_clock_from, state
 
 ENTRIES = 20
 CALL = 0.1  # seconds each call takes, well inside the budget even on a loaded machine
@@ -75,13 +75,13 @@ class LeaseLog:
 
 
 @pytest.fixture
-def repo(aws: Any) -> DynamoDBTaskRepository:
-    return DynamoDBTaskRepository(aws, "callme-tasks", SHARDS)
+def repo() -> InMemoryTaskRepository:
+    return InMemoryTaskRepository(SHARDS)
 
 
 @pytest.fixture
-def leases(aws: Any) -> DynamoDBLeaseStore:
-    return DynamoDBLeaseStore(aws, "callme-leases")
+def leases() -> InMemoryLeaseStore:
+    return InMemoryLeaseStore()
 
 
 def one_shard_entries(count: int) -> list[str]:
@@ -97,11 +97,11 @@ def start(engine: DispatchEngine, shards: list[int], reports: list[RunReport]) -
 
 
 def test_a_run_renews_its_lease_and_keeps_its_shard_for_longer_than_one_lease(
-    repo: DynamoDBTaskRepository, leases: LeaseStore
+    repo: TaskRepository, leases: LeaseStore
 ) -> None:
     for name in one_shard_entries(ENTRIES):
         add(repo, name)
-    clock = _RealClockFrom(T0 + 1)
+    clock = real_clock_from(T0 + 1)
     config = dispatch_config(**QUICK)
     first, second = TimedCaller(clock, CALL), TimedCaller(clock)
     logged = LeaseLog(leases, clock)
@@ -119,12 +119,12 @@ def test_a_run_renews_its_lease_and_keeps_its_shard_for_longer_than_one_lease(
 
 
 def test_a_run_that_cannot_renew_ends_its_calls_before_its_lease_runs_out(
-    repo: DynamoDBTaskRepository, leases: LeaseStore
+    repo: TaskRepository, leases: LeaseStore
 ) -> None:
     names = one_shard_entries(ENTRIES)
     for name in names:
         add(repo, name)
-    clock = _RealClockFrom(T0 + 1)
+    clock = real_clock_from(T0 + 1)
     config = dispatch_config(**QUICK)
     first, second = TimedCaller(clock, CALL), TimedCaller(clock, CALL)
     broken = LeaseLog(leases, clock, renewals_fail=True)
@@ -148,9 +148,7 @@ def test_a_run_that_cannot_renew_ends_its_calls_before_its_lease_runs_out(
     assert {state(repo, n).state for n in names} == {TaskState.SUCCESSFUL}
 
 
-def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(
-    repo: DynamoDBTaskRepository, leases: LeaseStore
-) -> None:
+def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(repo: TaskRepository, leases: LeaseStore) -> None:
     names = one_shard_entries(ENTRIES)
     for name in names:
         add(repo, name)
@@ -182,7 +180,7 @@ def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(
     assert reports[0].succeeded == ENTRIES - 1
 
 
-def test_a_dead_run_costs_at_most_one_lease(repo: DynamoDBTaskRepository, leases: LeaseStore) -> None:
+def test_a_dead_run_costs_at_most_one_lease(repo: TaskRepository, leases: LeaseStore) -> None:
     # A run took the shard at T0 + 5, then died without a word (kill -9)
     add(repo, "orphan")
     shard = shard_of(TaskKey("orphan", T0), SHARDS)
@@ -198,11 +196,3 @@ def test_a_dead_run_costs_at_most_one_lease(repo: DynamoDBTaskRepository, leases
     assert T0 + 5 + config.lease_seconds <= started <= T0 + 5 + config.lease_seconds + 0.5
     assert (report.busy_shards, report.succeeded) == ([shard], 1)
     assert state(repo, "orphan").state is TaskState.SUCCESSFUL
-
-
-def test_a_lease_another_run_took_over_cannot_be_renewed_by_its_old_holder(leases: LeaseStore) -> None:
-    assert leases.acquire(0, "old-run", T0, T0 + 25) is not None
-    assert leases.renew(0, "old-run", T0 + 30), "its holder renews it"
-    assert leases.acquire(0, "new-run", T0 + 20, T0 + 45) is None, "nobody else takes it meanwhile"
-    assert leases.acquire(0, "new-run", T0 + 31, T0 + 56) is not None, "once it ran out, another run may"
-    assert not leases.renew(0, "old-run", T0 + 60), "and then the old holder cannot renew it"
