@@ -15,9 +15,7 @@ CSP = "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 
 
 
 def get(context: Any, target: str, **headers: str) -> dict[str, Any]:
-    event = api_event("GET", target)
-    event["headers"].update(headers)
-    response: dict[str, Any] = api.lambda_handler(event, context)
+    response: dict[str, Any] = api.lambda_handler(api_event("GET", target, headers=headers), context)
     response["headers"] = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
     for key, values in (response.get("multiValueHeaders") or {}).items():
         response["headers"][key.lower()] = ", ".join(values)

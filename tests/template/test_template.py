@@ -21,6 +21,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from local.gateway import render
 from local.template import TEMPLATE, load_template, table_definitions
 from tests.conftest import settings
 from tests.template.cfn import ACCOUNT, REGION, ROOT, Stack, explain, listed, run, tool, wildcard
@@ -736,13 +737,10 @@ GATEWAY_RESPONSES = {
 
 
 def render_gateway_response(template: str, response_type: str) -> str:
-    """A gateway response's mapping template as API Gateway fills it in, with an awkward message."""
+    """A gateway response's mapping template as API Gateway fills it in (the local gateway's own
+    rendering), with an awkward message; no variable may be left unfilled."""
     message = 'User: arn:aws:iam::1:user/a "quoted" \\ name is not authorized'
-    rendered = (
-        template.replace("$context.error.messageString", json.dumps(message))
-        .replace("$context.error.message", message)
-        .replace("$context.error.responseType", response_type)
-    )
+    rendered = render(template, message, response_type)
     assert "$context" not in rendered, f"{response_type}: a variable this test does not fill in: {rendered}"
     return rendered
 
