@@ -5,6 +5,8 @@
   verification; callme's policy is applied on top of its own). Redirects are never followed.
 - The budget: connect and read timeouts per socket operation, plus a watchdog that cuts a call
   still running after ``call_budget`` seconds (slow-dripping servers), and a cap on the bytes read.
+  The watchdog is ours because no synchronous HTTP library (requests, urllib3, httpx) enforces one
+  deadline on a whole call: their timeouts bound each socket operation, which a drip resets.
 - The signature: Standard Webhooks headers, with the same ``webhook-id`` on every retry.
 """
 

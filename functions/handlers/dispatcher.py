@@ -65,9 +65,9 @@ class MetricsObserver:
 
 
 def _metric(name: str, value: float, unit: MetricUnit) -> None:
+    # EMF takes at most 100 values of a metric per document: Powertools prints the document itself
+    # when a metric reaches 100 values (aws_lambda_powertools 3.37, AmazonCloudWatchEMFProvider.add_metric).
     metrics.add_metric(name=name, unit=unit, value=value)
-    if len(metrics.metric_set.get(name, {}).get("Value", [])) >= 100:
-        metrics.flush_metrics()  # EMF takes at most 100 values of a metric per document
 
 
 def dispatch(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import idna
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES
 
 from callme.egress import MAX_HOST_NAME, MAX_LABEL, EgressPolicy, check_callback_url, host_problem, literal_address
 from callme.errors import CallmeError, InvalidRequest
@@ -484,3 +486,14 @@ def test_any_host_accepted_encodes_by_idna_or_is_plain_ldh(name: str) -> None:
         return
     assert name.isascii()
     assert all(idna.encode(label) for label in name.split(".") if label.lower().startswith("xn--"))
+
+
+@pytest.mark.parametrize("network", EXTRA_BLOCKED_NET_RANGES, ids=str)
+def test_what_requests_hardened_refuses_at_the_connection_is_refused_at_registration(network: Any) -> None:
+    # Python calls some of these global (192.88.99.0/24, 2001:20::/28 ...): a task registered for
+    # them could never be called, so it is refused when it is registered, as for every other range.
+    address = network[1]
+    reason = EgressPolicy().refusal(address)
+    assert reason is not None and reason.startswith(f"{address} "), reason
+    url = f"http://[{address}]/" if address.version == 6 else f"http://{address}/"
+    assert isinstance(rejected(lambda: check(url)), InvalidRequest)
