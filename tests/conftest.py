@@ -26,6 +26,16 @@ from local.gateway import proxy_event
 from local.lambda_context import LocalContext
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class ReceiverServer(ThreadingHTTPServer):
+    """A loopback receiver of callbacks. The dispatcher opens up to its concurrency (64) connections
+    at once: http.server's backlog of 5 would reset some of them on a loaded machine."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 EVENTS = ROOT / "events"
 
 
@@ -201,8 +211,7 @@ def serve_sink() -> Iterator[Sink]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = ReceiverServer(("127.0.0.1", 0), Handler)
     recorder.url = f"http://127.0.0.1:{server.server_port}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 import requests
 from standardwebhooks import Webhook
 
+from tests.conftest import ReceiverServer
 from tests.e2e.conftest import LocalStack, Sink, next_minute
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +93,7 @@ def test_an_endpoint_down_then_rescheduled_is_called(stack: LocalStack) -> None:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Back)
+    server = ReceiverServer(("127.0.0.1", port), Back)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         response = stack.request("POST", f"/reschedule/outage@{trigger}", {"trigger_at": trigger + 60})

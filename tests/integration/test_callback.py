@@ -102,6 +102,7 @@ class Server:
             daemon_threads = True
             block_on_close = False
             allow_reuse_address = True
+            request_queue_size = 128  # socketserver's 5 resets connections when many calls start at once
 
             def verify_request(self, request: Any, client_address: Any) -> bool:
                 with outer._lock:
