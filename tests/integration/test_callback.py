@@ -30,11 +30,12 @@ from standardwebhooks import Webhook
 from urllib3.response import HTTPResponse
 
 from callme import callback
-from callme.callback import READ_CAP, USER_AGENT, CallerConfig, HttpCaller
-from callme.dispatch import CallResult
+from callme.callback import READ_CAP, USER_AGENT, HttpCaller
 from callme.egress import EgressPolicy
 from callme.headers import HeaderSet, SealedHeaders
+from callme.ports import CallResult
 from callme.sealing import HeaderVault
+from callme.settings import CallerConfig
 from callme.signing import Signer, new_secret
 from callme.task import RESPONSE_BODY_LIMIT, Attempt, Task, TaskDefinition, TaskKey, Verdict
 from callme.views import failure_notice

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from callme.errors import InvalidRequest
 from callme.headers import (
     MASK,
     MAX_HEADER_BYTES,
@@ -17,7 +18,7 @@ from callme.headers import (
     SealedHeaders,
     masked,
 )
-from callme.task import TaskState
+from callme.task import TaskName, TaskState
 from callme.validation import parse_headers, parse_task_request
 from callme.views import failure_notice, task_view
 from tests.unit.conftest import NOW, make_task, rejected, task_body
@@ -41,7 +42,7 @@ def variants(name: str) -> list[str]:
 
 def refused_message(headers: Any) -> str:
     error = rejected(lambda: parse_headers(headers))
-    assert error.status == 400
+    assert isinstance(error, InvalidRequest)
     return error.message
 
 
@@ -153,10 +154,10 @@ def test_the_size_adds_up_every_name_and_value() -> None:
 
 
 def test_a_task_request_carries_its_headers_and_names_them_in_errors(limits: Any, policy: Any) -> None:
-    _, definition = parse_task_request("job", task_body(headers={"Authorization": SECRET}), NOW, limits, policy)
-    assert definition.headers == HeaderSet((("Authorization", SECRET),))
-    error = rejected(lambda: parse_task_request("job", task_body(headers={"Host": "x"}), NOW, limits, policy))
-    assert error.status == 400 and "'Host' cannot be set" in error.message
+    request = parse_task_request(TaskName("job"), task_body(headers={"Authorization": SECRET}), NOW, limits, policy)
+    assert request.definition.headers == HeaderSet((("Authorization", SECRET),))
+    error = rejected(lambda: parse_task_request(TaskName("job"), task_body(headers={"Host": "x"}), NOW, limits, policy))
+    assert isinstance(error, InvalidRequest) and "'Host' cannot be set" in error.message
 
 
 # -- masking -----------------------------------------------------------------------------------------
