@@ -29,6 +29,8 @@ NAME_PATTERN_TEXT = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 _NAME = re.compile(NAME_PATTERN_TEXT)
 # RFC 9110 5.5: visible ASCII, with spaces and tabs inside; callme takes no obs-text (non-ASCII).
 _VALUE_CHARACTER = re.compile(r"[\t\x20-\x7e]")
+# The same rule as one pattern, for the OpenAPI document (the checks below name what is wrong).
+VALUE_PATTERN_TEXT = r"^(?:[!-~](?:[\t -~]*[!-~])?)?$"
 
 # Lower-case names callme sets itself or that belong to the connection, not the request (RFC 9110
 # 7.6.1 and 7.8, RFC 9112 6 and 9.6), with the reason given to the client.

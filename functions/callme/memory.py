@@ -2,7 +2,7 @@
 
 They keep the contract the DynamoDB adapters keep (tests/integration/test_storage_contract.py holds
 both to it): conditional writes that say what they found, all-or-nothing reschedules, listings in
-trigger order that end where ``fits`` says, a ``due`` listing of active entries only, and leases
+trigger order that end where ``fits`` says, a ``due`` listing of the entries with work left only, and leases
 taken only when free or run out. One lock makes each call atomic, as DynamoDB applies each request.
 The ``due`` listing here never lags; tests that need a lagging index wrap it.
 """
@@ -12,7 +12,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 
-from .ports import MAX_TRANSACTION_WRITES, EntryExists, Fits, Lease, Page, StaleEntry, TransactionRefused, shard_of
+from .ports import (
+    MAX_TRANSACTION_WRITES,
+    EntryExists,
+    Fits,
+    Lease,
+    Page,
+    StaleEntry,
+    TransactionRefused,
+    check_storable,
+    shard_of,
+)
 from .task import Task, TaskKey
 
 
@@ -25,6 +35,7 @@ class InMemoryTaskRepository:
         self._lock = threading.Lock()
 
     def insert(self, task: Task) -> None:
+        check_storable(task)
         with self._lock:
             current = self._entries.get(task.key)
             if current is not None:
@@ -32,6 +43,7 @@ class InMemoryTaskRepository:
             self._entries[task.key] = task
 
     def save(self, task: Task, expected_revision: str) -> None:
+        check_storable(task)
         with self._lock:
             current = self._entries.get(task.key)
             if current is None or current.revision != expected_revision:
@@ -52,6 +64,7 @@ class InMemoryTaskRepository:
             if refused:
                 raise TransactionRefused(refused)
             for task in ([successor] if successor else []) + [task for task, _ in marked]:
+                check_storable(task)
                 self._entries[task.key] = task
 
     def get(self, key: TaskKey) -> Task | None:
@@ -100,7 +113,7 @@ class InMemoryTaskRepository:
             found = [
                 task
                 for key, task in self._entries.items()
-                if task.state.active and key.trigger_at <= up_to and shard_of(key, self.shards) == shard
+                if task.in_due_index and key.trigger_at <= up_to and shard_of(key, self.shards) == shard
             ]
         return iter(sorted(found, key=lambda task: (task.key.trigger_at, task.key.name)))
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from .headers import HeaderSet
 from .task import Task, TaskKey
 
 MAX_TRANSACTION_WRITES = 100  # writes one ``reschedule`` holds at most (DynamoDB's TransactWriteItems)
@@ -56,6 +57,13 @@ class Page:
 
 # Whether the next entry still fits in the page (an answer's room in bytes); False ends the page there.
 Fits = Callable[[Task], bool]
+
+
+def check_storable(task: Task) -> None:
+    """ValueError unless ``task`` may be stored: its header values sealed (callme.sealing), since no
+    storage keeps them in clear."""
+    if isinstance(task.definition.headers, HeaderSet):
+        raise ValueError(f"the headers of {task.key} are not sealed; callme never stores their values in clear")
 
 
 def shard_of(key: TaskKey, shards: int) -> int:
@@ -109,12 +117,13 @@ class TaskRepository(Protocol):
         ...
 
     def has_due(self, shard: int, up_to: int) -> bool:
-        """Whether ``shard`` lists an active entry due by minute ``up_to`` (may lag behind writes)."""
+        """Whether ``shard`` lists an entry with work left due by minute ``up_to`` (may lag behind writes)."""
         ...
 
     def due(self, shard: int, up_to: int) -> Iterator[Task]:
-        """Every active entry of ``shard`` due by minute ``up_to`` (an index that may lag behind
-        writes: read each again before acting on it)."""
+        """Every entry of ``shard`` with work left (a call to make, or a failure hook owed:
+        Task.in_due_index) due by minute ``up_to`` (an index that may lag behind writes: read each
+        again before acting on it)."""
         ...
 
 
@@ -157,9 +166,13 @@ class CallResult:
 
 
 class Caller(Protocol):
-    """Makes an entry's call."""
+    """Makes an entry's call, and its failure hook's."""
 
     def call(self, task: Task) -> CallResult: ...
+
+    def call_on_failure(self, task: Task) -> CallResult:
+        """One call of the failure hook the entry owes (callme.hooks)."""
+        ...
 
 
 class Fanout(Protocol):

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callme.errors import InvalidRequest
+from callme.errors import CallmeError, InvalidRequest
 from callme.headers import (
     MASK,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
+    VALUE_PATTERN_TEXT,
     HeaderSet,
     SealedHeaders,
+    check_headers,
     masked,
 )
 from callme.task import TaskName, TaskState
@@ -202,3 +205,14 @@ def test_no_answer_or_failure_notice_holds_a_header_value(values: list[str]) -> 
     for shown in (task_view(task), task_view(failed), failure_notice(failed)):
         text = json.dumps(shown)
         assert not [v for v in values if v in text]
+
+
+@settings(max_examples=300)
+@given(value=st.text(alphabet=st.characters(max_codepoint=0x80), max_size=6))
+def test_the_documents_value_pattern_is_the_rule_the_checks_apply(value: str) -> None:
+    try:
+        check_headers({"X-Value": value})
+        accepted = True
+    except CallmeError:
+        accepted = False
+    assert bool(re.fullmatch(VALUE_PATTERN_TEXT, value)) == accepted
