@@ -147,7 +147,7 @@ class Settings:
     signing_secret_id: str | None = None
 
     # -- the key sealing tasks' header values (callme.sealing): given, or a Secrets Manager secret
-    headers_key: str | None = None
+    headers_key: str | None = field(default=None, repr=False)  # a key: never in a log line or a test report
     headers_key_id: str | None = None
 
     def __post_init__(self) -> None:

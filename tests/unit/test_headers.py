@@ -24,6 +24,7 @@ from callme.headers import (
 from callme.task import TaskName, TaskState
 from callme.validation import parse_headers, parse_task_request
 from callme.views import failure_notice, task_view
+from tests.conftest import HEADERS_KEY
 from tests.unit.conftest import NOW, make_task, rejected, task_body
 
 # Written out here rather than read from callme.headers, so that a name dropped there fails a test.
@@ -216,3 +217,9 @@ def test_the_documents_value_pattern_is_the_rule_the_checks_apply(value: str) ->
     except CallmeError:
         accepted = False
     assert bool(re.fullmatch(VALUE_PATTERN_TEXT, value)) == accepted
+
+
+def test_the_settings_never_show_the_headers_key() -> None:
+    from tests.conftest import settings as make_settings
+
+    assert HEADERS_KEY not in repr(make_settings(headers_key=HEADERS_KEY))
