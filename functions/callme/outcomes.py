@@ -1,17 +1,18 @@
 """Outcome events: every entry the dispatcher finishes becomes one event, published off the path of calls.
 
 An entry that ends ``successful``, ``failed`` or ``skipped`` is told to an ``OutcomePublisher`` right
-after its outcome is recorded. The publisher turns it into an event (source ``callme``, detail-type
-``Task Succeeded`` / ``Task Failed`` / ``Task Skipped``, detail: the entry as the API shows it, without
-its payload) and hands it to a thread of its own, which sends full batches to the event bus as they
-fill and the rest when the run closes it. So a slow or failing bus never delays a call: the
-dispatcher's loop only puts the event on a queue. Entries the bus refuses are sent again with backoff;
-what still fails is counted and named in the report. The outcome itself is already in storage: an
-event that is never published loses nothing but the notice.
+after its outcome is stored (the publisher is one of the dispatch engine's finished-entry listeners).
+The publisher turns it into an event (source ``callme``, detail-type ``Task Succeeded`` / ``Task
+Failed`` / ``Task Skipped``, detail: the entry as the API shows it, without its payload) and hands it
+to a thread of its own, which sends full batches to the event bus as they fill and the rest when the
+run closes it. So a slow or failing bus never delays a call: the dispatcher only puts the event on a
+queue. Events the bus refuses are sent again with backoff; what still fails is named in the report.
+The outcome itself is already in storage: an event that is never published loses nothing but the
+notice.
 
 Cancelled entries are not published: a cancel is a client's own request, answered by the API, not
 an outcome of a call (and the api function then needs no access to the bus). An outcome that could
-not be recorded is not published either: a later run makes the call again and publishes that.
+not be stored is not published either: a later run makes the call again and publishes that.
 """
 
 from __future__ import annotations
@@ -118,9 +119,9 @@ class PublishConfig:
 class OutcomePublisher:
     """Publishes finished entries in batches, in a thread of its own (see the module's docstring).
 
-    ``finished`` is called by the dispatch loop and only queues; ``close`` publishes what is left,
-    stops by the instant given (``clock``'s), and reports. Every event queued ends published or
-    reported failed, with its entry and why.
+    ``entry_finished`` is called once an outcome is stored (by the dispatch engine's writers) and only
+    queues; ``close`` publishes what is left, stops by the instant given (``clock``'s), and reports.
+    Every event queued ends published or reported failed, with its entry and why.
     """
 
     def __init__(
@@ -144,7 +145,7 @@ class OutcomePublisher:
         self._closed = False
         self._random = random.Random()
 
-    def finished(self, task: Task) -> None:
+    def entry_finished(self, task: Task) -> None:
         """An entry's outcome was recorded: queue its event (nothing for a state that is no outcome)."""
         event = outcome_event(task)
         if event is None:

@@ -106,7 +106,7 @@ def test_events_are_sent_in_full_batches_and_the_rest_at_close() -> None:
     bus = InMemoryEventBus()
     publisher = OutcomePublisher(bus)
     for task in finished(25):
-        publisher.finished(task)
+        publisher.entry_finished(task)
     report = publisher.close()
     assert [len(put) for put in bus.puts] == [10, 10, 5]
     assert (report.published, report.puts, report.failed) == (25, 3, [])
@@ -117,7 +117,7 @@ def test_entries_without_an_outcome_are_not_published() -> None:
     bus = InMemoryEventBus()
     publisher = OutcomePublisher(bus)
     for state in (TaskState.CANCELLED, TaskState.PENDING, TaskState.FAILED):
-        publisher.finished(make_task(state, name=state.value))
+        publisher.entry_finished(make_task(state, name=state.value))
     assert publisher.close().published == 1
     assert [e.detail_type for e in bus.events] == ["Task Failed"]
 
@@ -127,7 +127,7 @@ def test_refused_events_are_sent_again_after_a_growing_wait() -> None:
     waits: list[float] = []
     publisher = OutcomePublisher(bus, PublishConfig(tries=4, backoff=0.2), sleep=waits.append)
     for task in finished(10):
-        publisher.finished(task)
+        publisher.entry_finished(task)
     report = publisher.close()
     assert [len(put) for put in bus.puts] == [10, 2, 1]
     assert (report.published, report.puts, report.failed) == (10, 3, [])
@@ -139,7 +139,7 @@ def test_an_event_refused_every_time_is_reported_with_its_last_error() -> None:
     bus = InMemoryEventBus(refusals=[{0: "ThrottlingException"}] * 3 + [{0: "InternalFailure"}])
     publisher = OutcomePublisher(bus, PublishConfig(tries=4), sleep=lambda _: None)
     for task in finished(3):
-        publisher.finished(task)
+        publisher.entry_finished(task)
     report = publisher.close()
     assert report.published == 2 and report.puts == 4
     assert report.failed == [(f"job-0@{CURRENT_MINUTE}", "refused 4 times, last: InternalFailure")]
@@ -151,7 +151,7 @@ def test_a_bus_that_raises_counts_as_refusing_the_batch() -> None:
             raise RuntimeError("bug")
 
     publisher = OutcomePublisher(Broken(), PublishConfig(tries=2), sleep=lambda _: None)
-    publisher.finished(make_task(TaskState.SUCCESSFUL, 1))
+    publisher.entry_finished(make_task(TaskState.SUCCESSFUL, 1))
     report = publisher.close()
     assert report.published == 0
     assert report.failed == [(f"job@{CURRENT_MINUTE}", "refused 2 times, last: internal error: RuntimeError")]
@@ -163,7 +163,7 @@ def test_a_slow_bus_never_holds_up_the_caller_and_close_keeps_to_its_time() -> N
     publisher = OutcomePublisher(bus, sleep=lambda _: None)
     started = time.monotonic()
     for task in finished(35):
-        publisher.finished(task)
+        publisher.entry_finished(task)
     assert time.monotonic() - started < 0.5, "finished() waited for the bus"
     report = publisher.close(time.monotonic() + 0.2)
     assert time.monotonic() - started < 3
@@ -181,7 +181,7 @@ def test_no_resend_starts_after_the_time_given() -> None:
         clock[0] += seconds
 
     publisher = OutcomePublisher(bus, PublishConfig(tries=10, backoff=1.0), sleep=sleep, clock=lambda: clock[0])
-    publisher.finished(make_task(TaskState.SUCCESSFUL, 1))
+    publisher.entry_finished(make_task(TaskState.SUCCESSFUL, 1))
     report = publisher.close(give_up_at=1.4)
     assert len(bus.puts) == 2  # at 0 and 0.5-1 s later; the next wait (1-2 s) would pass 1.4
     assert report.failed == [(f"job@{CURRENT_MINUTE}", "not published before the run ended")]
@@ -191,7 +191,7 @@ def test_a_closed_publisher_takes_no_more() -> None:
     publisher = OutcomePublisher(InMemoryEventBus())
     publisher.close()
     with pytest.raises(RuntimeError):
-        publisher.finished(make_task(TaskState.SUCCESSFUL, 1))
+        publisher.entry_finished(make_task(TaskState.SUCCESSFUL, 1))
 
 
 def test_history_is_part_of_the_detail() -> None:
