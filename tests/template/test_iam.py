@@ -123,6 +123,10 @@ def _dynamodb(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
     raise AssertionError(f"dynamodb.{operation}: teach test_iam.py what IAM checks for it")
 
 
+def _bus_arn(name: str) -> str:
+    return f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"
+
+
 def _function_arn(name: str, qualifier: str | None) -> str:
     if not name.startswith("arn:"):
         assert ":" not in name, f"teach test_iam.py the function name form {name!r}"
@@ -136,6 +140,9 @@ def authorizations(call: Call) -> list[tuple[str, str]]:
         return _dynamodb(call.operation, call.params)
     if call.service == "lambda" and call.operation == "Invoke":
         return [("lambda:InvokeFunction", _function_arn(call.params["FunctionName"], call.params.get("Qualifier")))]
+    if call.service == "events" and call.operation == "PutEvents":  # each entry's bus, the default if none
+        buses = {entry.get("EventBusName", "default") for entry in call.params["Entries"]}
+        return [("events:PutEvents", bus if bus.startswith("arn:") else _bus_arn(bus)) for bus in sorted(buses)]
     if call.service == "secretsmanager" and call.operation == "GetSecretValue":
         secret = call.params["SecretId"]
         assert secret.startswith("arn:"), f"a secret named {secret!r}: IAM would judge its full ARN"
@@ -181,7 +188,7 @@ class Deployment:
         and the managed policies SAM adds."""
         role_id = self.resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
         role = self.resources[role_id]["Properties"]
-        documents = [policy["PolicyDocument"] for policy in role.get("Policies", [])]
+        documents = [policy["PolicyDocument"] for policy in self.stack.resolve(role.get("Policies", []))]
         documents += [
             resource["Properties"]["PolicyDocument"]
             for logical_id, resource in self.resources.items()
