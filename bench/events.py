@@ -18,7 +18,7 @@ from typing import Any
 from callme.outcomes import OutcomePublisher, outcome_event
 from callme.task import Attempt, Task, TaskDefinition, TaskKey, Verdict
 
-from .capacity import CALLBACK, payload_of
+from .capacity import CALLBACK, CALLME, payload_of
 
 RETENTION_SECONDS = 30 * 86400
 
@@ -43,7 +43,7 @@ def measure(endpoint: str, events: int, payload_bytes: int) -> dict[str, Any]:
     now = time.time()
     tasks = [finished_entry(i, payload_bytes, now) for i in range(events)]
     sizes = [event.size for task in tasks if (event := outcome_event(task)) is not None]
-    publisher = OutcomePublisher(EventBridgeBus(events_client(REGION, endpoint)))
+    publisher = OutcomePublisher(EventBridgeBus(events_client(REGION, endpoint)), CALLME.publish)
     started, started_cpu = time.perf_counter(), time.process_time()
     for task in tasks:
         publisher.entry_finished(task)

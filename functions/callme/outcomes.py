@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .ports import EVENTS_PER_PUT, PUT_BYTES, BusEvent, EventBus
+from .settings import PublishConfig
 from .task import Task, TaskState
 from .views import task_view
 
@@ -110,12 +111,6 @@ class PublishReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class PublishConfig:
-    tries: int = 4  # sends of an event the bus refuses, the first included
-    backoff: float = 0.2  # seconds before the first resend, doubling, with jitter
-
-
 class OutcomePublisher:
     """Publishes finished entries in batches, in a thread of its own (see the module's docstring).
 
@@ -127,12 +122,12 @@ class OutcomePublisher:
     def __init__(
         self,
         bus: EventBus,
-        config: PublishConfig | None = None,
+        config: PublishConfig,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bus = bus
-        self.config = config or PublishConfig()
+        self.config = config
         self.sleep = sleep
         self.clock = clock
         self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from callme.clock import minute_of
-from handlers import api, dispatcher, wiring
+from handlers import api, dispatcher, eventbridge, fanout, wiring
 from tests.conftest import Sink, api_event, load_event
 
 
@@ -72,7 +72,7 @@ def test_in_aws_a_scheduled_invocation_fans_out_one_invocation_per_busy_shard(
             assert (request["FunctionName"], request["InvocationType"]) == ("callme-dispatcher", "Event")
             invoked.append(json.loads(request["Payload"]))
 
-    monkeypatch.setattr(dispatcher, "_lambda_client", LambdaStub)
+    monkeypatch.setattr(fanout, "lambda_client", LambdaStub)
     answer = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
     shards = sorted(e["shard"] for e in invoked)
     assert answer == {"fanned_out": shards}
@@ -109,3 +109,72 @@ def test_the_signing_keys_come_from_secrets_manager_with_rotation(aws: Any, monk
     assert signer is not None
     assert signer.secrets == ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_b2xkb2xkb2xkb2xk")
     assert len(signer.headers("msg_1", 1795750000, "body")["webhook-signature"].split(" ")) == 2
+
+
+def test_a_busy_minute_s_metrics_go_out_in_documents_of_at_most_100_values(
+    dispatch_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callme.ports import CallResult
+    from callme.task import Task, TaskDefinition, TaskKey, Verdict
+
+    dispatcher.metrics.clear_metrics()
+    capsys.readouterr()
+    task = Task.new(TaskKey("job", 1858809600), TaskDefinition("https://example.com/"), 1858809000)
+    observer = dispatcher.MetricsObserver()
+    monkeypatch.setattr(dispatcher.logger, "info", lambda *_, **__: None)  # only the metrics' output
+    for i in range(250):
+        observer.attempted(task, CallResult(1858809601, 5, status=200), Verdict.SUCCESS, i / 100)
+    dispatcher.metrics.flush_metrics()
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    lateness = [doc["lateness"] if isinstance(doc["lateness"], list) else [doc["lateness"]] for doc in documents]
+    assert all(len(values) <= 100 for values in lateness)
+    assert sorted(v for values in lateness for v in values) == [i / 100 for i in range(250)], "every value, once"
+
+
+def test_with_outcome_events_enabled_a_run_publishes_each_finished_entry_to_the_default_bus(
+    dispatch_env: None, lambda_context: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLME_OUTCOME_EVENTS", "eventbridge")
+    wiring.reset()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="outcomes")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = boto3.client("events", region_name="us-east-1")
+    events.put_rule(Name="callme-outcomes", EventPattern=json.dumps({"source": ["callme"]}))
+    events.put_targets(Rule="callme-outcomes", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    ok = register(lambda_context, "ok", sink.on("/ok", 200), payload="secret-1")
+    register(lambda_context, "gone", sink.on("/gone", 404), payload="secret-2", retry=0)
+
+    report = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
+
+    assert (report["succeeded"], report["failed"]) == (1, 1)
+    assert report["outcome_events"] == {"published": 2, "failed": 0, "puts": 1}
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    delivered = {event["detail"]["task_name"]: event for event in (json.loads(m["Body"]) for m in messages)}
+    assert {name: event["detail-type"] for name, event in delivered.items()} == {
+        "ok": "Task Succeeded",
+        "gone": "Task Failed",
+    }
+    assert delivered["ok"]["source"] == "callme"
+    assert delivered["ok"]["detail"]["webhook_id"] == ok["webhook_id"]
+    assert delivered["gone"]["detail"]["response_status"] == 404
+    assert not any("secret-" in m["Body"] for m in messages), "events never carry the payload"
+
+
+def test_without_outcome_events_a_run_logs_them_and_calls_no_aws_bus(
+    dispatch_env: None,
+    lambda_context: Any,
+    sink: Sink,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for handler in dispatcher.logger.handlers:
+        monkeypatch.setattr(handler, "stream", sys.stdout)
+    register(lambda_context, "ok", sink.on("/ok", 200))
+    monkeypatch.setattr(eventbridge, "events_client", None)  # an EventBridge client made now fails the run
+    report = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
+    assert report["outcome_events"]["published"] == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    [logged] = [line["event"] for line in lines if line.get("message") == "outcome event"]
+    assert (logged["source"], logged["detail-type"]) == ("callme", "Task Succeeded")
+    assert logged["detail"]["task_name"] == "ok"

@@ -14,10 +14,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from callme.outcomes import OutcomePublisher, PublishConfig, outcome_event
+from callme.outcomes import OutcomePublisher, outcome_event
 from callme.ports import PUT_BYTES
 from callme.task import Task, TaskState
 from handlers.eventbridge import EventBridgeBus
+from tests.conftest import publish_config
 from tests.unit.conftest import CURRENT_MINUTE, make_task
 
 REGION = "us-east-1"
@@ -75,7 +76,7 @@ def delivered(monkeypatch: pytest.MonkeyPatch) -> Iterator[Delivered]:
 
 
 def publish(client: Any, tasks: list[Task], tries: int = 4) -> Any:
-    publisher = OutcomePublisher(EventBridgeBus(client), PublishConfig(tries=tries), sleep=lambda _: None)
+    publisher = OutcomePublisher(EventBridgeBus(client), publish_config(tries=tries), sleep=lambda _: None)
     for task in tasks:
         publisher.entry_finished(task)
     return publisher.close()

@@ -31,7 +31,7 @@ import pytest
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from moto import mock_aws
 
-from handlers import api, dispatcher, wiring
+from handlers import api, dispatcher, eventbridge, fanout, wiring
 from local.lambda_context import LocalContext
 from local.template import table_definitions
 from tests.conftest import Sink, api_event, load_event
@@ -219,7 +219,8 @@ def forget_clients() -> None:
     """Drop every cached client and setting, so the next ones are built from the current environment
     by sessions that carry the recorder."""
     wiring.reset()
-    dispatcher._lambda_client.cache_clear()
+    fanout.lambda_client.cache_clear()
+    eventbridge.events_client.cache_clear()
     DEFAULT_PROVIDERS.clear()
 
 
@@ -248,6 +249,8 @@ def deployment(
     with mock_aws(config={"lambda": {"use_docker": False}}):
         stack = Stack(translated, name="callme-iam")
         _create_resources(translated, stack, kept_secret=request.param == "kept secret")
+        if request.param == "outcome events":
+            stack.parameters["OutcomeEvents"] = "Enabled"
         # From here on every new botocore session records its calls; the clients made above are not reused.
         recorder = Recorder()
         handlers = [*botocore.handlers.BUILTIN_HANDLERS, ("before-parameter-build", recorder.record)]
@@ -381,11 +384,12 @@ def test_the_api_function_may_make_every_call_its_routes_make(deployment: Deploy
     assert not deployment.refused(), "\n".join(deployment.refused())
 
 
-@pytest.mark.parametrize("deployment", ["created secret", "kept secret"], indirect=True)
+@pytest.mark.parametrize("deployment", ["created secret", "kept secret", "outcome events"], indirect=True)
 def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deployment, sink: Sink) -> None:
     """The scheduled run fans out one invocation per busy shard; each shard run leases its shard,
     reads what is due, calls it (signed with the key from Secrets Manager), retries, records every
-    outcome; a second round right after reads entries again from the table."""
+    outcome (and, with OutcomeEvents=Enabled, publishes it); a second round right after reads
+    entries again from the table."""
     for round_ in range(2):
         for i in range(12):
             register(deployment, f"job{round_}-{i}", "+0m", sink.on(f"/job{round_}-{i}"))
@@ -411,6 +415,8 @@ def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deploymen
         (call.service, call.operation) for call in deployment.recorder.calls if call.function != "ApiFunction"
     }
     assert {("lambda", "Invoke"), ("secretsmanager", "GetSecretValue"), ("dynamodb", "BatchGetItem")} <= operations
+    publishes = deployment.stack.parameters.get("OutcomeEvents") == "Enabled"
+    assert (("events", "PutEvents") in operations) == publishes
     assert not deployment.refused(), "\n".join(deployment.refused())
 
 

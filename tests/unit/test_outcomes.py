@@ -14,10 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callme.memory import InMemoryEventBus
-from callme.outcomes import OutcomePublisher, PublishConfig, batches, billed_events, outcome_event
+from callme.outcomes import OutcomePublisher, batches, billed_events, outcome_event
 from callme.ports import EVENTS_PER_PUT, PUT_BYTES, BusEvent
 from callme.task import Attempt, TaskState
 from callme.views import task_view
+from tests.conftest import publish_config
 from tests.unit.conftest import CURRENT_MINUTE, make_task
 
 
@@ -104,7 +105,7 @@ def test_batches_keep_order_and_stay_within_putevents_limits(sizes: list[int]) -
 
 def test_events_are_sent_in_full_batches_and_the_rest_at_close() -> None:
     bus = InMemoryEventBus()
-    publisher = OutcomePublisher(bus)
+    publisher = OutcomePublisher(bus, publish_config())
     for task in finished(25):
         publisher.entry_finished(task)
     report = publisher.close()
@@ -115,7 +116,7 @@ def test_events_are_sent_in_full_batches_and_the_rest_at_close() -> None:
 
 def test_entries_without_an_outcome_are_not_published() -> None:
     bus = InMemoryEventBus()
-    publisher = OutcomePublisher(bus)
+    publisher = OutcomePublisher(bus, publish_config())
     for state in (TaskState.CANCELLED, TaskState.PENDING, TaskState.FAILED):
         publisher.entry_finished(make_task(state, name=state.value))
     assert publisher.close().published == 1
@@ -125,7 +126,7 @@ def test_entries_without_an_outcome_are_not_published() -> None:
 def test_refused_events_are_sent_again_after_a_growing_wait() -> None:
     bus = InMemoryEventBus(refusals=[{2: "ThrottlingException", 7: "InternalFailure"}, {1: "InternalFailure"}])
     waits: list[float] = []
-    publisher = OutcomePublisher(bus, PublishConfig(tries=4, backoff=0.2), sleep=waits.append)
+    publisher = OutcomePublisher(bus, publish_config(tries=4, backoff=0.2), sleep=waits.append)
     for task in finished(10):
         publisher.entry_finished(task)
     report = publisher.close()
@@ -137,7 +138,7 @@ def test_refused_events_are_sent_again_after_a_growing_wait() -> None:
 
 def test_an_event_refused_every_time_is_reported_with_its_last_error() -> None:
     bus = InMemoryEventBus(refusals=[{0: "ThrottlingException"}] * 3 + [{0: "InternalFailure"}])
-    publisher = OutcomePublisher(bus, PublishConfig(tries=4), sleep=lambda _: None)
+    publisher = OutcomePublisher(bus, publish_config(tries=4), sleep=lambda _: None)
     for task in finished(3):
         publisher.entry_finished(task)
     report = publisher.close()
@@ -150,7 +151,7 @@ def test_a_bus_that_raises_counts_as_refusing_the_batch() -> None:
         def put(self, events: list[BusEvent]) -> list[str | None]:
             raise RuntimeError("bug")
 
-    publisher = OutcomePublisher(Broken(), PublishConfig(tries=2), sleep=lambda _: None)
+    publisher = OutcomePublisher(Broken(), publish_config(tries=2), sleep=lambda _: None)
     publisher.entry_finished(make_task(TaskState.SUCCESSFUL, 1))
     report = publisher.close()
     assert report.published == 0
@@ -160,7 +161,7 @@ def test_a_bus_that_raises_counts_as_refusing_the_batch() -> None:
 def test_a_slow_bus_never_holds_up_the_caller_and_close_keeps_to_its_time() -> None:
     release = threading.Event()
     bus = InMemoryEventBus(before_put=release.wait)
-    publisher = OutcomePublisher(bus, sleep=lambda _: None)
+    publisher = OutcomePublisher(bus, publish_config(), sleep=lambda _: None)
     started = time.monotonic()
     for task in finished(35):
         publisher.entry_finished(task)
@@ -180,7 +181,7 @@ def test_no_resend_starts_after_the_time_given() -> None:
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    publisher = OutcomePublisher(bus, PublishConfig(tries=10, backoff=1.0), sleep=sleep, clock=lambda: clock[0])
+    publisher = OutcomePublisher(bus, publish_config(tries=10, backoff=1.0), sleep=sleep, clock=lambda: clock[0])
     publisher.entry_finished(make_task(TaskState.SUCCESSFUL, 1))
     report = publisher.close(give_up_at=1.4)
     assert len(bus.puts) == 2  # at 0 and 0.5-1 s later; the next wait (1-2 s) would pass 1.4
@@ -188,7 +189,7 @@ def test_no_resend_starts_after_the_time_given() -> None:
 
 
 def test_a_closed_publisher_takes_no_more() -> None:
-    publisher = OutcomePublisher(InMemoryEventBus())
+    publisher = OutcomePublisher(InMemoryEventBus(), publish_config())
     publisher.close()
     with pytest.raises(RuntimeError):
         publisher.entry_finished(make_task(TaskState.SUCCESSFUL, 1))
