@@ -36,6 +36,8 @@ class Limits:
     default_page_size: int
     max_page_size: int
     retention_seconds: int  # finished entries are kept this long
+    max_batch_tasks: int  # tasks one POST /tasks may hold
+    max_batch_body_bytes: int  # POST /tasks's body
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,10 @@ class Settings:
     default_page_size: int = 100
     max_page_size: int = 1000
     retention_days: int = 30  # finished entries are kept this long
+    max_batch_tasks: int = 100
+    # A body reaches the function inside its event, as a JSON string in which a quote or a backslash
+    # doubles: 3,000,000 bytes are 6,000,000 at worst, under Lambda's 6,291,456 with the headers.
+    max_batch_body_bytes: int = 3_000_000
     egress: EgressPolicy = field(default_factory=EgressPolicy)
 
     # -- the api function
@@ -192,6 +198,8 @@ class Settings:
             default_page_size=self.default_page_size,
             max_page_size=self.max_page_size,
             retention_seconds=self.retention_days * DAY,
+            max_batch_tasks=self.max_batch_tasks,
+            max_batch_body_bytes=self.max_batch_body_bytes,
         )
 
     @cached_property
