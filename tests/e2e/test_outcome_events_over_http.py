@@ -13,8 +13,12 @@ pytestmark = pytest.mark.e2e
 
 def test_outcome_events_go_to_the_log_locally(stack: LocalStack, sink: Sink) -> None:
     at = next_minute()
-    stack.put("ok", trigger_at=at, callback=sink.on("/ok", 200), payload="secret-1")
-    stack.put("fails", trigger_at=at, callback=sink.on("/fails", 404), payload="secret-2")
+    tasks = [
+        {"task_name": "ok", "trigger_at": at, "callback": sink.on("/ok", 200), "payload": "secret-1"},
+        {"task_name": "fails", "trigger_at": at, "callback": sink.on("/fails", 404), "payload": "secret-2"},
+    ]
+    response = stack.request("POST", "/tasks", {"tasks": tasks})
+    assert [r["status"] for r in response.json()["results"]] == [201, 201]
     report = stack.tick(at + 1)
     assert report["succeeded"] == 1 and report["failed"] == 1
     lines = [json.loads(line) for line in stack.output if '"outcome event"' in line]
