@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -23,6 +24,27 @@ def dispatch_env(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     wiring.reset()
 
 
+LogLines = Callable[[], list[dict[str, Any]]]
+
+
+class _CurrentStdout:
+    """sys.stdout as it is when written to (capsys replaces it only while the test runs)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture
+def log_lines(dispatch_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> LogLines:
+    """The JSON lines the handlers log, as a reader of what was logged so far."""
+    for handler in dispatcher.logger.handlers:  # the logger keeps the stdout it was created with
+        monkeypatch.setattr(handler, "stream", _CurrentStdout())
+    return lambda: [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
 def register(context: Any, name: str, callback: str, **fields: Any) -> dict[str, Any]:
     body = json.dumps({"trigger_at": "+0m", "callback": callback, **fields})
     response = api.lambda_handler(api_event("PUT", f"/task/{name}", body), context)
@@ -32,21 +54,15 @@ def register(context: Any, name: str, callback: str, **fields: Any) -> dict[str,
 
 
 def test_a_scheduled_invocation_calls_what_is_due_and_reports_it(
-    dispatch_env: None,
-    lambda_context: Any,
-    sink: Sink,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    dispatch_env: None, lambda_context: Any, sink: Sink, log_lines: LogLines
 ) -> None:
-    for handler in dispatcher.logger.handlers:  # the logger keeps the stdout it was created with
-        monkeypatch.setattr(handler, "stream", sys.stdout)
     task = register(lambda_context, "now", sink.on("/now", 204), expected_http_status=204)
     report = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
     assert (report["calls"], report["succeeded"]) == (1, 1)
     [call] = sink.calls("/now")
     assert call.headers["webhook-id"] == task["webhook_id"]
 
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = log_lines()
     called = [line for line in lines if line.get("message") == "callback called"]
     assert called and called[0]["entry"] == f"now@{task['trigger_at']}"
     assert called[0]["status"] == 204
@@ -165,16 +181,13 @@ def test_without_outcome_events_a_run_logs_them_and_calls_no_aws_bus(
     dispatch_env: None,
     lambda_context: Any,
     sink: Sink,
-    capsys: pytest.CaptureFixture[str],
+    log_lines: LogLines,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for handler in dispatcher.logger.handlers:
-        monkeypatch.setattr(handler, "stream", sys.stdout)
     register(lambda_context, "ok", sink.on("/ok", 200))
     monkeypatch.setattr(eventbridge, "events_client", None)  # an EventBridge client made now fails the run
     report = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
     assert report["outcome_events"]["published"] == 1
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    [logged] = [line["event"] for line in lines if line.get("message") == "outcome event"]
+    [logged] = [line["event"] for line in log_lines() if line.get("message") == "outcome event"]
     assert (logged["source"], logged["detail-type"]) == ("callme", "Task Succeeded")
     assert logged["detail"]["task_name"] == "ok"
