@@ -347,10 +347,13 @@ def walk_every_route(context: LocalContext) -> list[tuple[str, str]]:
         ("POST", "/reschedule/proof?all=true", None, 201),
         ("GET", f"/status/proof@{second}", None, 200),
         ("GET", "/openapi.json", None, 200),
+        ("POST", "/tasks", {"tasks": [{"task_name": "batch", "trigger_at": "+1h", "callback": callback}] * 2}, 200),
     ]
     for method, target, body, expected in follow_ups:
         status, answer = call_api(context, method, target, body)
         assert status == expected, (method, target, status, answer)
+        if target == "/tasks":  # each task written as a PUT would write it: created, then replaced
+            assert sorted(result["status"] for result in answer["results"]) == [200, 201], answer
         seen.append((method, target))
     return seen
 
