@@ -21,6 +21,7 @@ from callme.headers import (
     check_headers,
     masked,
 )
+from callme.outcomes import outcome_event
 from callme.task import TaskName, TaskState
 from callme.validation import parse_headers, parse_task_request
 from callme.views import failure_notice, task_view
@@ -223,3 +224,11 @@ def test_the_settings_never_show_the_headers_key() -> None:
     from tests.conftest import settings as make_settings
 
     assert HEADERS_KEY not in repr(make_settings(headers_key=HEADERS_KEY))
+
+
+def test_an_outcome_event_shows_the_names_and_never_a_value() -> None:
+    task = make_task(headers=HeaderSet((("Authorization", SECRET),)), on_failure="https://example.com/f")
+    event = outcome_event(task.missed(NOW + 3600, 86400))
+    assert event is not None
+    assert json.loads(event.detail)["headers"] == {"Authorization": MASK}
+    assert SECRET not in event.detail
