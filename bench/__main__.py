@@ -1,7 +1,8 @@
 """``python -m bench``: callme's benchmark (``make bench``); ``--smoke`` is the tiny run CI makes.
 
 It measures, side by side in one run: DynamoDB request units per task lifecycle, dispatch
-throughput against its two ceilings, slow endpoints, lateness, cold start, and derives the cost
+throughput against its two ceilings, slow endpoints, lateness, cold start, what a ``GET /status/``
+page costs against a table of finished entries, and derives the cost
 per million callbacks. It prints a table and writes the figures, targets, every run's raw values
 and the machine's details to bench/results.json (bench/results-smoke.json for ``--smoke``).
 The README's Performance section says what each figure means and what limits it.
@@ -23,7 +24,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import apicall, capacity, coldstart, cost, simulate, throughput  # noqa: E402
+from bench import apicall, capacity, coldstart, cost, listing, simulate, throughput  # noqa: E402
 from bench.report import REQUIRED_FIGURES, Figure, figure, load_now, machine, median, table  # noqa: E402
 from bench.services import DynamoDBService, use_local_credentials  # noqa: E402
 
@@ -37,10 +38,11 @@ class Sizes:
     capacity_entries: int
     api_calls: int
     coldstart_repetitions: int
+    listing_finished: int
 
 
-FULL = Sizes(3, throughput.Scenario(), 2000, 200, 9)
-SMOKE = Sizes(1, throughput.Scenario(entries=40, slow_entries=20, slow_delay=0.5), 16, 10, 1)
+FULL = Sizes(3, throughput.Scenario(), 2000, 200, 9, 10_000)
+SMOKE = Sizes(1, throughput.Scenario(entries=40, slow_entries=20, slow_delay=0.5), 16, 10, 1, 300)
 
 
 def log(message: str) -> None:
@@ -56,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     if args.repetitions:
         sizes = Sizes(
-            args.repetitions, sizes.scenario, sizes.capacity_entries, sizes.api_calls, sizes.coldstart_repetitions
+            args.repetitions,
+            sizes.scenario,
+            sizes.capacity_entries,
+            sizes.api_calls,
+            sizes.coldstart_repetitions,
+            sizes.listing_finished,
         )
     output = args.output or ROOT / "bench" / ("results-smoke.json" if args.smoke else "results.json")
     use_local_credentials()
@@ -86,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         api_runs = [
             apicall.measure(database.url, sizes.api_calls, scenario.payload_bytes) for _ in range(sizes.repetitions)
         ]
+        listing_result = _listing(database, sizes)
     results["capacity"] = {"runs": capacity_runs}
     results["api"] = {"runs": api_runs}
+    results["listing"] = listing_result
 
     log(f"throughput: {scenario.entries} fast and {scenario.slow_entries} slow entries per repetition")
     throughput_runs = throughput.run(scenario, sizes.repetitions, log)
@@ -104,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     results["simulation"] = simulate.simulate(results, with_sweep=not args.smoke)
 
     figures = build_figures(capacity_runs, api_runs, throughput_runs, coldstart_result, estimate, scenario)
+    figures += listing.figures(listing_result)
     figures += simulate.figures(results["simulation"])
     missing = (set(REQUIRED_FIGURES) | set(simulate.FIGURES)) - {f.key for f in figures}
     if missing:
@@ -117,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     _print(figures, results)
     print(f"written to {output}")
     return 0
+
+
+def _listing(database: DynamoDBService, sizes: Sizes) -> dict[str, Any]:
+    database.reset()
+    log(f"listing: GET /status/ pages against {sizes.listing_finished} finished entries")
+    return listing.measure(database.url, sizes.listing_finished, sizes.repetitions, sizes.scenario.payload_bytes)
 
 
 def _print(figures: list[Figure], results: dict[str, Any]) -> None:

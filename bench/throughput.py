@@ -168,6 +168,9 @@ class TimedLeases:
     def release(self, shard: int, owner: str, now: float) -> None:
         self.inner.release(shard, owner, now)
 
+    def widest(self, shards: int) -> int:
+        return self.inner.widest(shards)
+
 
 class LatenessObserver:
     """Collects what the engine reports of each attempt."""

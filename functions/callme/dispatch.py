@@ -180,8 +180,10 @@ class DispatchEngine:
         self._random = random.Random()
 
     def busy_shards(self, minute: int) -> list[int]:
-        """Shards with at least one entry due by ``minute`` (a cheap, eventually consistent peek)."""
-        return [s for s in range(self.repository.shards) if self.repository.has_due(s, minute)]
+        """Shards with at least one entry due by ``minute`` (a cheap, eventually consistent peek):
+        every shard that can hold entries, those of a larger shard count used before included."""
+        shards = self.leases.widest(self.repository.shards)
+        return [s for s in range(shards) if self.repository.has_due(s, minute)]
 
     def run(self, shards: Iterable[int], deadline: float | None = None) -> RunReport:
         """Dispatch everything due in ``shards``; stop starting calls before ``deadline``.
