@@ -281,6 +281,25 @@ def build_figures(
             "ms",
         ),
         figure(
+            "floor.put_item_cpu_ms",
+            "    floor: a bare botocore PutItem",
+            runs(t, "floor", "put_item_cpu_ms"),
+            "ms",
+        ),
+        figure("floor.get_cpu_ms", "    floor: a bare requests GET", runs(t, "floor", "get_cpu_ms"), "ms"),
+        figure(
+            "floor.dispatcher_over_floor",
+            "    dispatcher CPU per callback / the floor's sum",
+            [
+                r["dispatch"]["cpu_seconds"]["dispatcher"]
+                * 1000
+                / scenario.entries
+                / (r["floor"]["put_item_cpu_ms"] + r["floor"]["get_cpu_ms"])
+                for r in t
+            ],
+            "x",
+        ),
+        figure(
             "throughput.storage_cpu_ms_per_callback",
             "    of which storage (storage-only run)",
             [r["storage_only"]["cpu_seconds"]["dispatcher"] * 1000 / scenario.entries for r in t],

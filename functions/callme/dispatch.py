@@ -26,11 +26,12 @@ import random
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
@@ -414,6 +415,50 @@ class _Backlog:
         return left
 
 
+def host_of(task: Task) -> str:
+    """The callback's host, as fairness between receivers counts it."""
+    return (urlsplit(task.definition.callback).hostname or "").lower()
+
+
+class _HostShares:
+    """Calls in flight per callback host in one run, and the entries waiting because their host has
+    its share (``most`` calls; 0: no limit), so that one slow receiver cannot take every caller."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.calls: Counter[str] = Counter()
+        self.parked: dict[str, deque[Task]] = {}
+        self.waiting = 0
+
+    def admit(self, task: Task) -> str | None:
+        """The host of ``task``, counted, if its call may start now; else None: it waits its turn."""
+        host = host_of(task)
+        if self.most and self.calls[host] >= self.most:
+            self.parked.setdefault(host, deque()).append(task)
+            self.waiting += 1
+            return None
+        self.calls[host] += 1
+        return host
+
+    def ended(self, host: str) -> Task | None:
+        """A call to ``host`` ended: the entry that has waited longest for its host, if any."""
+        self.calls[host] -= 1
+        parked = self.parked.get(host)
+        if not parked:
+            return None
+        self.waiting -= 1
+        task = parked.popleft()
+        if not parked:
+            del self.parked[host]
+        return task
+
+    def clear(self) -> int:
+        """Forget the waiting entries (the run stops); how many there were."""
+        waiting, self.waiting = self.waiting, 0
+        self.parked.clear()
+        return waiting
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """One entry's turn: the entry as read just before it, what to write (if anything), the call
@@ -446,7 +491,8 @@ class _Run:
         self.timers: list[_Timer] = []
         self.order = 0
         self.failure: Exception | None = None
-        self.calls: set[Future[_Outcome]] = set()
+        self.calls: dict[Future[_Outcome], str] = {}  # each call in flight, and its host
+        self.hosts = _HostShares(engine.config.host_calls)
         self.writes: set[Future[_Outcome]] = set()
         self.done: queue.SimpleQueue[Future[Any] | None] = queue.SimpleQueue()  # None: the backlog filled
         self.fresh = _FreshReads(engine.repository, engine.clock)
@@ -516,7 +562,9 @@ class _Run:
         if future is None:
             return
         if future in self.calls:
-            self.calls.remove(future)
+            waited = self.hosts.ended(self.calls.pop(future))
+            if waited is not None:
+                self.ready.appendleft(waited)
             outcome = future.result()
             if outcome.updated is None:
                 self._settle(outcome)
@@ -555,20 +603,22 @@ class _Run:
         if now >= self.stop_at or self.leases.gone(now):
             self._stop()
             return
-        self._take_read(now)
         while self._room() and self.leases.has_room(now):
+            self._take_read(now)
             if self.timers and self.timers[0].ready_at <= now:
                 task = heapq.heappop(self.timers).task
             elif self.ready:
                 task = self.ready.popleft()
             else:
                 break
-            self.calls.add(self._submit(callers, self._attempt, task))
-            self._take_read(now)
+            host = self.hosts.admit(task)  # None: its host has its share of the callers; it waits
+            if host is not None:
+                self.calls[self._submit(callers, self._attempt, task)] = host
 
     def _take_read(self, now: float) -> None:
-        """Take entries read from the backlog while fewer than the concurrency wait for a caller."""
-        room = self.engine.config.concurrency - len(self.ready)
+        """Take entries read from the backlog while fewer than the concurrency wait for a caller
+        (and fewer than READ_AHEAD wait for their host's share)."""
+        room = min(self.engine.config.concurrency - len(self.ready), READ_AHEAD - self.hosts.waiting)
         if room <= 0 or not self.backlog:
             return
         found = self.backlog.take(room)
@@ -586,7 +636,7 @@ class _Run:
             self.stopped = True
             self.report.due += len(self.backlog)
             self.report.deferred += self.backlog.close()
-        self.report.deferred += len(self.timers) + len(self.ready)
+        self.report.deferred += len(self.timers) + len(self.ready) + self.hosts.clear()
         self.timers.clear()
         self.ready.clear()
 

@@ -233,6 +233,7 @@ def test_today_is_the_template_and_the_engine_as_they_are() -> None:
     assert (design.call_budget, design.lease_renew_seconds) == (engine.call_budget, engine.heartbeat_seconds)
     assert (design.lease_seconds, design.lease_wait) == (engine.lease_seconds, engine.lease_wait)
     assert design.record_attempts == engine.record_attempts
+    assert design.per_host_share == engine.host_share / 100
     assert Design() == design, "the model's defaults are callme as it is"
 
 
