@@ -303,7 +303,8 @@ def _index_writes(table: Table, index: Index, old: Any, new: Any) -> int:
 
 TASK_TABLE = "callme-tasks"
 LEASE_TABLE = "callme-leases"
-CALLME = Settings(TASK_TABLE, LEASE_TABLE)  # callme's defaults, as deployed with nothing changed
+STATS_TABLE = "callme-stats"
+CALLME = Settings(TASK_TABLE, LEASE_TABLE, STATS_TABLE)  # callme's defaults, as deployed with nothing changed
 CALLBACK = "https://hooks.example.com/callme/invoice-reminder"
 
 

@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any
 
 from callme.settings import DAY, Limits
+from callme.stats import DEFAULT_MINUTES, FEWEST_MINUTES, MOST_MINUTES, OUTCOMES
 from callme.task import METHODS, NAME_PATTERN, TaskState
 from callme.trigger import ABSOLUTE_PATTERN, RELATIVE_PATTERN
 from callme.validation import TASK_FIELDS, default_of, integer_pattern, integer_ranges
@@ -175,6 +176,33 @@ CANCELLED = {
         "tasks": {**_TASKS, "description": "The first of them, as many as one answer holds"},
     },
 }
+_LATENESS = "seconds after the start of the trigger minute that a call started, to the precision of fixed buckets"
+STATS = {
+    "type": "object",
+    "required": ["from", "to", "minutes"],
+    "properties": {
+        "from": {"type": "integer", "description": "The first minute (Unix seconds)"},
+        "to": {"type": "integer", "description": "The last minute: the current one"},
+        "minutes": {
+            "type": "array",
+            "description": "Every minute from `from` to `to`, oldest first",
+            "items": {
+                "type": "object",
+                "required": ["minute", "calls", *OUTCOMES, "lateness_p50", "lateness_p99"],
+                "properties": {
+                    "minute": {"type": "integer"},
+                    "calls": {"type": "integer", "description": "Calls made (every attempt)"},
+                    "succeeded": {"type": "integer", "description": "Entries that ended successful"},
+                    "failed": {"type": "integer", "description": "Entries that ended failed"},
+                    "retried": {"type": "integer", "description": "Attempts followed by a retry"},
+                    "skipped": {"type": "integer", "description": "Entries skipped, past their max_delay"},
+                    "lateness_p50": {"type": "number", "nullable": True, "description": f"Median {_LATENESS}"},
+                    "lateness_p99": {"type": "number", "nullable": True, "description": f"99th percentile {_LATENESS}"},
+                },
+            },
+        },
+    },
+}
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -333,6 +361,22 @@ def document(limits: Limits) -> dict[str, Any]:
                     },
                 }
             },
+            "/stats": {
+                "get": {
+                    "summary": "Calls per minute by outcome, and lateness p50 / p99, as the dispatcher recorded them",
+                    "parameters": [
+                        _PRETTY,
+                        {
+                            "name": "minutes",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": FEWEST_MINUTES, "maximum": MOST_MINUTES},
+                            "description": f"How many minutes up to the current one (default {DEFAULT_MINUTES})",
+                        },
+                    ],
+                    "responses": {"200": _json("Stats", "One element per minute"), **_errors(400, 503)},
+                }
+            },
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
         },
         "components": {
@@ -342,6 +386,7 @@ def document(limits: Limits) -> dict[str, Any]:
                 "TaskList": TASK_LIST,
                 "Cancelled": CANCELLED,
                 "Attempt": ATTEMPT,
+                "Stats": STATS,
                 "Error": ERROR,
             },
             "securitySchemes": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}},

@@ -124,7 +124,7 @@ def test_every_aws_metric_exists_for_a_resource_of_this_template(
     dashboard: dict[str, Any], stack: Stack, template: dict[str, Any]
 ) -> None:
     functions = {stack.ref(name) for name in ("ApiFunction", "DispatcherFunction")}
-    tables = {stack.ref(name): name for name in ("TasksTable", "LeasesTable")}
+    tables = {stack.ref(name): name for name in ("TasksTable", "LeasesTable", "StatsTable")}
     indexes = {
         stack.ref(name): {index["IndexName"] for index in resource["Properties"].get("GlobalSecondaryIndexes", [])}
         for name, resource in template["Resources"].items()
@@ -237,7 +237,7 @@ def test_the_dynamodb_errors_alarm_adds_up_every_operation_callme_makes(
     assert total["Expression"] == "SUM(METRICS())"
     watched = system_errors_of(stack, alarm["Metrics"])
     granted = set()
-    tables = {"TasksTable": stack.ref("TasksTable"), "LeasesTable": stack.ref("LeasesTable")}
+    tables = {name: stack.ref(name) for name in ("TasksTable", "LeasesTable", "StatsTable")}
     for function in ("ApiFunction", "DispatcherFunction"):
         for policy in template["Resources"][function]["Properties"]["Policies"]:
             for statement in policy["Statement"]:

@@ -337,6 +337,7 @@ def walk_every_route(context: LocalContext) -> list[tuple[str, str]]:
         ("POST", "/reschedule/proof?all=true", None, 201),
         ("GET", f"/status/proof@{second}", None, 200),
         ("GET", "/openapi.json", None, 200),
+        ("GET", "/stats?minutes=15", None, 200),
     ]
     for method, target, body, expected in follow_ups:
         status, answer = call_api(context, method, target, body)
@@ -371,6 +372,7 @@ def test_the_api_function_may_make_every_call_its_routes_make(deployment: Deploy
     )
     assert not untried, f"the walk above must also take these routes: {untried}"
     assert {call.service for call in deployment.recorder.calls} == {"dynamodb"}
+    assert stats_calls(deployment, "ApiFunction") == {"Query"}
     assert not deployment.refused(), "\n".join(deployment.refused())
 
 
@@ -404,7 +406,18 @@ def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deploymen
         (call.service, call.operation) for call in deployment.recorder.calls if call.function != "ApiFunction"
     }
     assert {("lambda", "Invoke"), ("secretsmanager", "GetSecretValue"), ("dynamodb", "BatchGetItem")} <= operations
+    assert stats_calls(deployment, "DispatcherFunction") == {"PutItem"}, "each shard run stores its stats"
     assert not deployment.refused(), "\n".join(deployment.refused())
+
+
+def stats_calls(deployment: Deployment, function: str) -> set[str]:
+    """The operations ``function`` made on the stats table."""
+    table = deployment.stack.ref("StatsTable")
+    return {
+        call.operation
+        for call in deployment.recorder.calls
+        if call.function == function and call.service == "dynamodb" and call.params.get("TableName") == table
+    }
 
 
 def test_a_grant_on_a_table_does_not_cover_its_index() -> None:

@@ -335,8 +335,9 @@ def test_local_table_definitions_match_the_template(template: dict[str, Any], re
     """The local stack creates its tables from template.yaml: the requests are the template's tables,
     and DynamoDB (moto) accepts them and reports the same keys, index and TTL back."""
     definitions = table_definitions(template)
-    assert set(definitions) == {"TasksTable", "LeasesTable"}
+    assert set(definitions) == {"TasksTable", "LeasesTable", "StatsTable"}
     assert definitions["TasksTable"]["ttl_attribute"] == "expires_at"
+    assert definitions["StatsTable"]["ttl_attribute"] == "expires_at", "stats expire with the entries' retention"
     assert definitions["LeasesTable"]["ttl_attribute"] is None
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)
@@ -387,6 +388,7 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
     common = template["Globals"]["Function"]["Environment"]["Variables"]
     assert common["CALLME_TABLE_NAME"] == {"Ref": "TasksTable"}
     assert common["CALLME_LEASE_TABLE_NAME"] == {"Ref": "LeasesTable"}
+    assert common["CALLME_STATS_TABLE_NAME"] == {"Ref": "StatsTable"}
     for function in FUNCTIONS:
         variables = {**common, **resources[function]["Properties"].get("Environment", {}).get("Variables", {})}
         unknown = {name for name in variables if name.startswith("CALLME_")} - read
@@ -403,11 +405,11 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
 
 
 def test_api_function_grants(resources: dict[str, Any]) -> None:
-    """The API reads and writes entries of the tasks table, and nothing else: no leases, no index
-    beyond the table, no invoking anything."""
+    """The API reads and writes entries of the tasks table and reads the stats, and nothing else: no
+    leases, no index beyond the table, no invoking anything."""
     assert grants(inline_statements(resources["ApiFunction"])) == {
         (f"dynamodb:{operation}", "${TasksTable.Arn}") for operation in ("GetItem", "PutItem", "Query", "Scan")
-    }
+    } | {("dynamodb:Query", "${StatsTable.Arn}")}
 
 
 def test_dispatcher_grants(resources: dict[str, Any]) -> None:
@@ -416,6 +418,7 @@ def test_dispatcher_grants(resources: dict[str, Any]) -> None:
         ("dynamodb:BatchGetItem", "${TasksTable.Arn}"),
         ("dynamodb:PutItem", "${TasksTable.Arn}"),
         ("dynamodb:PutItem", "${LeasesTable.Arn}"),
+        ("dynamodb:PutItem", "${StatsTable.Arn}"),
         ("secretsmanager:GetSecretValue", "${SigningSecret}"),
     }
 
