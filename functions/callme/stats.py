@@ -62,8 +62,8 @@ class Histogram:
     def percentile(self, fraction: float) -> float | None:
         """The value below which ``fraction`` of the values lie (nearest rank), None without values.
 
-        Within its bucket the value is interpolated linearly, then held within the lowest and
-        highest values seen: exact for one value, and never more than a bucket's width off.
+        Within its bucket, narrowed to the lowest and highest values seen, the value is interpolated
+        linearly: exact for one value (or equal ones), and never more than a bucket's width off.
         """
         total = self.count
         if not total or self.low is None or self.high is None:
@@ -73,10 +73,9 @@ class Histogram:
         for index in sorted(self.buckets):
             count = self.buckets[index]
             if seen + count >= rank:
-                lower = LATENESS_BOUNDS[index - 1] if index else self.low
-                upper = LATENESS_BOUNDS[index] if index < len(LATENESS_BOUNDS) else self.high
-                estimate = lower + (upper - lower) * (rank - seen) / count
-                return _ms(min(max(estimate, self.low), self.high))
+                lower = max(LATENESS_BOUNDS[index - 1], self.low) if index else self.low
+                upper = min(LATENESS_BOUNDS[index], self.high) if index < len(LATENESS_BOUNDS) else self.high
+                return _ms(lower + (upper - lower) * (rank - seen) / count)
             seen += count
         return self.high  # unreachable: the ranks end at the total
 

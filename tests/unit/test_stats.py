@@ -57,6 +57,13 @@ def test_percentiles_are_within_a_bucket_of_the_exact_ones() -> None:
     assert found.percentile(0.5) == pytest.approx(statistics.median(values), abs=0.1)
 
 
+def test_values_in_one_bucket_are_placed_between_the_lowest_and_highest_seen() -> None:
+    # Six calls about 61 s late fall in the bucket (60, 90]: the median is not pushed towards 90.
+    late = histogram(61.01, 61.02, 61.03, 61.04, 61.05, 61.573)
+    assert late.percentile(0.99) == 61.573
+    assert 61.01 <= late.percentile(0.5) <= 61.3  # type: ignore[operator]
+
+
 def test_merged_histograms_give_the_percentiles_of_all_their_values() -> None:
     rng = random.Random(3)
     parts = [[rng.uniform(0, 3) for _ in range(n)] for n in (5, 400, 37)]
