@@ -784,5 +784,5 @@ def test_the_console_files_are_served_with_their_types_and_a_strict_policy(stack
     assert (missing.status_code, missing.json()) == (404, {"error": "the console has no file 'nothing.js'"})
     assert json.loads(stack.request("GET", "/console/config.json").text) == {
         "auth": "none",
-        "features": {"stats": False, "schedules": False},
+        "features": {"stats": True, "schedules": False},
     }
