@@ -119,6 +119,10 @@ class Task:
     rescheduled_from: str | None = None
     rescheduled_to: str | None = None
     expires_at: int | None = None
+    # The ``due`` shard storage listed the entry under (None until stored, and once finished): kept
+    # through every rewrite, so that an entry never moves to another shard, whose run might call it
+    # too, when the number of shards changes. Not part of what the entry is.
+    due_shard: int | None = field(default=None, compare=False)
 
     @classmethod
     def new(cls, key: TaskKey, definition: TaskDefinition, now: float, rescheduled_from: str | None = None) -> Task:
