@@ -13,6 +13,7 @@ from typing import Any
 
 from .egress import EgressPolicy, check_callback_url
 from .errors import InvalidRequest, PayloadTooLarge
+from .headers import HeaderSet, check_headers
 from .settings import Limits
 from .stats import DEFAULT_MINUTES, FEWEST_MINUTES, MOST_MINUTES
 from .task import METHODS, TaskDefinition, TaskKey, TaskName, check_name
@@ -27,6 +28,8 @@ TASK_FIELDS = (
     "expected_http_status",
     "retry",
     "max_delay",
+    "headers",
+    "on_failure",
 )
 BATCH_FIELDS = ("tasks",)
 _MAX_DIGITS = 18  # of an integer sent as a string
@@ -199,6 +202,9 @@ def parse_task_request(
         name: integer(body.get(name, default_of(name)), name, low, high)
         for name, (low, high) in integer_ranges(limits).items()
     }
+    on_failure = body.get("on_failure")
+    if on_failure is not None:
+        on_failure = check_callback_url(on_failure, policy, limits.max_url_length, field="on_failure")
     definition = TaskDefinition(
         callback=callback,
         callback_method=method.upper(),
@@ -206,9 +212,23 @@ def parse_task_request(
         expected_http_status=numbers["expected_http_status"],
         retry=numbers["retry"],
         max_delay=numbers["max_delay"],
+        headers=parse_headers(body.get("headers")),
+        on_failure=on_failure,
     )
     check_can_run(trigger_at, definition.max_delay, now)
     return TaskRequest(TaskKey(name, trigger_at), definition, now)
+
+
+def parse_headers(value: object) -> HeaderSet | None:
+    """The ``headers`` field: a JSON object of header names to string values (callme.headers)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"headers must be an object of header names to string values, not {_json_type(value)}")
+    for name, text in value.items():
+        if not isinstance(text, str):
+            raise InvalidRequest(f"headers: the value of {name!r} must be a string, not {_json_type(text)}")
+    return check_headers(value)
 
 
 def parse_batch(body: str | None, limits: Limits) -> list[Any]:
