@@ -121,6 +121,7 @@ class Settings:
     # -- storage
     table_name: str
     lease_table_name: str
+    stats_table_name: str
     region: str = "us-east-1"
     dynamodb_endpoint: str | None = None
     due_shards: int = 8
@@ -257,6 +258,7 @@ class Settings:
         return cls(
             table_name=read.required("CALLME_TABLE_NAME"),
             lease_table_name=read.required("CALLME_LEASE_TABLE_NAME"),
+            stats_table_name=read.required("CALLME_STATS_TABLE_NAME"),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or read.default("region"),
             dynamodb_endpoint=env.get("CALLME_DYNAMODB_ENDPOINT") or None,
             due_shards=read.integer("due_shards", "CALLME_DUE_SHARDS", 1, 1000),

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from callme import deadline
 from callme.errors import CallmeError, Conflict, InvalidRequest, PayloadTooLarge, ServiceUnavailable, TaskNotFound
+from callme.stats import recent
 from callme.task import NAME_RULE, Task, TaskKey, check_name
 from callme.validation import (
     RescheduleRequest,
@@ -29,6 +30,7 @@ from callme.validation import (
     parse_json_object,
     parse_listing,
     parse_reschedule_request,
+    parse_stats_minutes,
     parse_task_request,
     single_values,
 )
@@ -156,6 +158,12 @@ def reschedule(ident: str) -> Response[str]:
 def _reschedule_request(query: dict[str, str]) -> RescheduleRequest:
     body = parse_json_object(_body(), wiring.settings().limits, required=False)
     return parse_reschedule_request(body, flag(query, "all"), wiring.clock().now(), wiring.settings().limits)
+
+
+@route("/stats", "GET")
+def stats() -> Response[str]:
+    minutes = parse_stats_minutes(_query())
+    return _json(200, recent(wiring.api_stats().between, wiring.clock().now(), minutes))
 
 
 @route("/openapi.json", "GET")

@@ -12,7 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from callme.clock import Clock, SystemClock
-from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository, connect
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBStatsStore, DynamoDBTaskRepository, connect
 from callme.sealing import HeaderVault
 from callme.service import TaskService
 from callme.settings import Settings
@@ -52,11 +52,28 @@ def leases() -> DynamoDBLeaseStore:
 
 
 @cache
-def api_repository() -> DynamoDBTaskRepository:
+def stats() -> DynamoDBStatsStore:
+    """The dispatcher's, on the same client as its repository."""
+    return DynamoDBStatsStore(_dispatcher_client(), settings().stats_table_name)
+
+
+@cache
+def _api_client() -> DynamoDBClient:
     """The api function's: short storage timeouts, so that a request answers within its deadline."""
     s = settings()
-    client = connect(s.region, s.dynamodb_endpoint, s.api_storage)
-    return DynamoDBTaskRepository(client, s.table_name, s.due_shards)
+    return connect(s.region, s.dynamodb_endpoint, s.api_storage)
+
+
+@cache
+def api_repository() -> DynamoDBTaskRepository:
+    """The api function's."""
+    return DynamoDBTaskRepository(_api_client(), settings().table_name, settings().due_shards)
+
+
+@cache
+def api_stats() -> DynamoDBStatsStore:
+    """The api function's, on the same client as its repository."""
+    return DynamoDBStatsStore(_api_client(), settings().stats_table_name)
 
 
 @cache
@@ -97,7 +114,10 @@ def reset() -> None:
         _dispatcher_client,
         repository,
         leases,
+        stats,
+        _api_client,
         api_repository,
+        api_stats,
         task_service,
         vault,
         caller,
@@ -166,6 +186,7 @@ def dispatch_engine(
         observer,
         on_leased=on_leased,
         listeners=listeners,
+        stats=stats(),
     )
 
 
