@@ -173,7 +173,7 @@ class Settings:
     publish_backoff: float = 0.2
 
     # -- signing
-    signing_secret: str | None = None
+    signing_secret: str | None = field(default=None, repr=False)  # a secret: never in a log line or a test report
     signing_secret_id: str | None = None
 
     # -- the key sealing tasks' header values (callme.sealing): given, or a Secrets Manager secret

@@ -198,3 +198,10 @@ def test_a_default_page_size_above_the_maximum_is_refused() -> None:
     }
     with pytest.raises(ValueError, match="CALLME_DEFAULT_PAGE_SIZE"):
         Settings.from_environ(env)
+
+
+def test_the_settings_never_show_the_signing_secret() -> None:
+    from tests.conftest import settings as make_settings
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    assert secret not in repr(make_settings(signing_secret=secret)), "a failing test's report would print it"
