@@ -3,6 +3,10 @@
 An *entry* is one scheduled call: a task name plus a trigger minute (``name@ts``). Its state moves
 pending -> (running ->)* successful | failed | skipped, or pending/running -> cancelled. ``running``
 means at least one attempt was made and a retry is still to come. Every transition lives here.
+
+A *run* of a recurring schedule is an ordinary entry that names its schedule (``schedule``). A run
+cancelled by anything but its schedule stays listed in the ``due`` index until the dispatcher, at its
+minute, has moved the schedule on past it (``settled``): so skipping a run never stops the schedule.
 """
 
 from __future__ import annotations
@@ -113,9 +117,18 @@ class Task:
     rescheduled_from: str | None = None
     rescheduled_to: str | None = None
     expires_at: int | None = None
+    schedule: str | None = None  # the recurring schedule this entry is a run of
+    settled: bool = False  # a cancelled run: its schedule has moved on past it
 
     @classmethod
-    def new(cls, key: TaskKey, definition: TaskDefinition, now: float, rescheduled_from: str | None = None) -> Task:
+    def new(
+        cls,
+        key: TaskKey,
+        definition: TaskDefinition,
+        now: float,
+        rescheduled_from: str | None = None,
+        schedule: str | None = None,
+    ) -> Task:
         return cls(
             key=key,
             definition=definition,
@@ -124,6 +137,15 @@ class Task:
             updated_at=now,
             webhook_id=f"msg_{uuid.uuid4().hex}",
             rescheduled_from=rescheduled_from,
+            schedule=schedule,
+        )
+
+    @property
+    def in_due(self) -> bool:
+        """Listed in the ``due`` index: still to be called, or a cancelled run whose schedule the
+        dispatcher has yet to move on past (at its minute)."""
+        return self.state.active or (
+            self.state is TaskState.CANCELLED and self.schedule is not None and not self.settled
         )
 
     # -- API-side transitions -------------------------------------------------------------
@@ -142,12 +164,20 @@ class Task:
                 f"entry {self.key} is due (its minute began at {self.key.trigger_at}) and the dispatcher may be "
                 f"calling it, so it can no longer be replaced; register the new definition at another trigger_at"
             )
-        return Task.new(self.key, definition, now, self.rescheduled_from)
+        return Task.new(self.key, definition, now, self.rescheduled_from, self.schedule)
 
     def cancelled(self, now: float, retention_seconds: int) -> Task:
         if not self.state.active:
             raise Conflict(f"entry {self.key} is already {self.state} and cannot be cancelled")
-        return self._finish(TaskState.CANCELLED, now, retention_seconds)
+        cancelled = self._finish(TaskState.CANCELLED, now, retention_seconds)
+        if self.schedule is not None:
+            # kept until its minute at least, when the dispatcher moves its schedule on past it
+            cancelled = replace(cancelled, expires_at=max(int(now), self.key.trigger_at) + retention_seconds)
+        return cancelled
+
+    def settle(self, now: float) -> Task:
+        """A cancelled run whose schedule has moved on past it: out of the ``due`` index."""
+        return replace(self, settled=True, updated_at=now, revision=new_revision())
 
     def rescheduled(self, to: TaskKey, now: float) -> Task:
         """Point at the successor ``to``. An entry has at most one successor, so that rescheduling it

@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .clock import minute_of
 from .egress import EgressPolicy, check_callback_url
 from .errors import InvalidRequest, PayloadTooLarge
 from .limits import Limits
+from .schedule import ScheduleRequest
 from .task import METHODS, TaskDefinition, TaskKey, check_name
 from .trigger import check_can_run, parse_trigger_at
 
@@ -26,6 +28,15 @@ TASK_FIELDS = (
     "expected_http_status",
     "retry",
     "max_delay",
+)
+SCHEDULE_FIELDS = (
+    *(field for field in TASK_FIELDS if field != "trigger_at"),
+    "cron",
+    "every",
+    "timezone",
+    "start_at",
+    "end_at",
+    "paused",
 )
 _MAX_DIGITS = 18  # of an integer sent as a string
 _TRUE = ("", "true", "1", "yes")
@@ -154,9 +165,20 @@ def parse_task_request(
     for required in ("trigger_at", "callback"):
         if body.get(required) is None:
             raise InvalidRequest(f"{required} is required")
+    _check_body_name(name, body)
+    trigger_at = parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
+    definition = _definition(body, limits, policy)
+    check_can_run(trigger_at, definition.max_delay, now)
+    return trigger_at, definition
+
+
+def _check_body_name(name: str, body: Mapping[str, Any]) -> None:
     if "task_name" in body and body["task_name"] != name:
         raise InvalidRequest(f"task_name {body['task_name']!r} in the body differs from {name!r} in the path")
-    trigger_at = parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
+
+
+def _definition(body: Mapping[str, Any], limits: Limits, policy: EgressPolicy) -> TaskDefinition:
+    """How to call, from a task's or a schedule's body (its ``callback`` present)."""
     callback = check_callback_url(body["callback"], policy, limits.max_url_length)
     method = body.get("callback_method", default_of("callback_method"))
     if not isinstance(method, str) or method.upper() not in METHODS:
@@ -174,7 +196,7 @@ def parse_task_request(
         name: integer(body.get(name, default_of(name)), name, low, high)
         for name, (low, high) in integer_ranges(limits).items()
     }
-    definition = TaskDefinition(
+    return TaskDefinition(
         callback=callback,
         callback_method=method.upper(),
         payload=payload,
@@ -182,8 +204,44 @@ def parse_task_request(
         retry=numbers["retry"],
         max_delay=numbers["max_delay"],
     )
-    check_can_run(trigger_at, definition.max_delay, now)
-    return trigger_at, definition
+
+
+def parse_schedule_request(
+    name: str, body: Mapping[str, Any], now: float, limits: Limits, policy: EgressPolicy
+) -> ScheduleRequest:
+    """``PUT /schedule/<name>`` with ``body``, received at ``now``: the task's fields but ``trigger_at``,
+    exactly one of ``cron`` and ``every``, ``timezone``, ``start_at`` / ``end_at`` (``trigger_at``'s
+    forms; ``start_at``, the anchor of ``every``, may be past) and ``paused``."""
+    check_name(name)
+    if "trigger_at" in body:
+        raise InvalidRequest('a schedule has no trigger_at: give cron (e.g. "0 9 * * MON-FRI") or every (e.g. "15m")')
+    _reject_unknown(body, SCHEDULE_FIELDS)
+    if body.get("callback") is None:
+        raise InvalidRequest("callback is required")
+    _check_body_name(name, body)
+    definition = _definition(body, limits, policy)
+    bounds = {
+        field: None
+        if body.get(field) is None
+        else parse_trigger_at(body[field], now, limits.max_ahead_seconds, field, past=field == "start_at")
+        for field in ("start_at", "end_at")
+    }
+    paused = body.get("paused", False)
+    if not isinstance(paused, bool):
+        raise InvalidRequest(f"paused must be true or false, not {_json_type(paused)}")
+    request = ScheduleRequest(
+        name=name,
+        definition=definition,
+        cron=body.get("cron"),
+        every=body.get("every"),
+        timezone=body.get("timezone"),
+        start_at=bounds["start_at"],
+        end_at=bounds["end_at"],
+        paused=paused,
+        received_at=now,
+    )
+    request.recurrence(minute_of(now))  # checks the timing (InvalidRequest naming the field)
+    return request
 
 
 def integer_ranges(limits: Limits) -> dict[str, tuple[int, int]]:
