@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
 from .repository import BATCH_GET_LIMIT, Lease, StaleEntry, TaskRepository
+from .schedule import Taken
 from .task import Attempt, Task, TaskKey, TaskState, Verdict, judge
 
 log = logging.getLogger("callme.dispatch")
@@ -64,6 +65,21 @@ class CallResult:
 
 class Caller(Protocol):
     def call(self, task: Task) -> CallResult: ...
+
+
+class ScheduleRuns(Protocol):
+    """The schedules' part in dispatch (callme.schedule_service): before a run's first call, its
+    schedule moves on and its next run is made."""
+
+    def take(self, run: Task, now: float) -> Taken: ...
+
+
+def first_take(task: Task) -> bool:
+    """A run of a schedule the dispatcher has not dealt with yet: pending and never called, or
+    cancelled by a client with its schedule still to be moved on past it."""
+    if task.schedule is None:
+        return False
+    return (task.state is TaskState.PENDING and task.attempts == 0) or (task.in_due and not task.state.active)
 
 
 class DispatchObserver(Protocol):
@@ -150,8 +166,10 @@ class DispatchEngine:
         observer: DispatchObserver | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_leased: Callable[[list[int]], None] | None = None,
+        schedules: ScheduleRuns | None = None,
     ) -> None:
         self.repository = repository
+        self.schedules = schedules
         self.caller = caller
         self.clock = clock
         self.config = config
@@ -356,6 +374,7 @@ class _Outcome:
     next_at: float | None = None
     unrecorded: str | None = None  # why the write did not apply
     left: str | None = None  # why the entry was left, untouched, for a later run
+    aside: tuple[Task, Task] | None = None  # a run not called in favour of ``task``: as to be written, as read
 
 
 class _Run:
@@ -507,25 +526,37 @@ class _Run:
         return list(self.engine.repository.due(shard, minute))
 
     def _attempt(self, listed: Task) -> _Outcome:
-        """One entry's turn: read it, then call it as read, if it is still to be called now."""
+        """One entry's turn: read it, then call it as read, if it is still to be called now. A run
+        of a schedule first moves its schedule on (``first_take``), which may call another run."""
         engine = self.engine
+        aside: tuple[Task, Task] | None = None
         for _ in range(READ_TRIES):
             try:
                 task, sent_at = self.fresh.read(listed.key)
             except ServiceUnavailable as exc:
                 return _Outcome(listed, None, left=f"not read before its call: {exc.message}")
+            if task is not None and engine.schedules is not None and aside is None and first_take(task):
+                try:
+                    taken = engine.schedules.take(task, engine.clock.now())
+                except ServiceUnavailable as exc:
+                    return _Outcome(task, None, left=f"its schedule could not be moved on: {exc.message}")
+                if taken.call is not task:
+                    if taken.call is None or taken.aside is None:
+                        return _Outcome(task, taken.aside)
+                    aside = (taken.aside, task)
+                    task, sent_at = taken.call, engine.clock.now()  # a later missed run, just made
             if task is None or not task.state.active:
                 return _Outcome(task or listed, None)  # cancelled, finished or deleted meanwhile
             now = engine.clock.now()
             if task.next_attempt_at is not None and task.next_attempt_at > now:
                 return _Outcome(task, None)  # another run made an attempt: its retry is not due yet
             if now >= task.deadline():
-                return _Outcome(task, task.missed(now, engine.config.retention_seconds))
+                return _Outcome(task, task.missed(now, engine.config.retention_seconds), aside=aside)
             if not self.leases.has_room(now):
-                return _Outcome(task, None, left="the run's leases have no room left for the call")
+                return _Outcome(task, None, left="the run's leases have no room left for the call", aside=aside)
             if now - sent_at <= engine.config.read_window:
-                return self._call(task)
-        return _Outcome(listed, None, left=f"not read within {engine.config.read_window:g} s of its call")
+                return replace(self._call(task), aside=aside)
+        return _Outcome(listed, None, left=f"not read within {engine.config.read_window:g} s of its call", aside=aside)
 
     def _call(self, task: Task) -> _Outcome:
         """One call, timed on the engine's clock (the caller's own clock only stamps signatures),
@@ -552,7 +583,10 @@ class _Run:
 
     def _write(self, outcome: _Outcome) -> _Outcome:
         assert outcome.updated is not None
-        return replace(outcome, unrecorded=self._record(outcome.updated, outcome.task))
+        unrecorded = self._record(outcome.updated, outcome.task)
+        if outcome.aside is not None and self._record(*outcome.aside) is not None:
+            outcome = replace(outcome, aside=None)  # not recorded: taken again later, and set aside then
+        return replace(outcome, unrecorded=unrecorded)
 
     def _record(self, updated: Task, previous: Task) -> str | None:
         """Write the outcome, conditional on the entry not having changed since it was read.
@@ -584,6 +618,8 @@ class _Run:
     def _settle(self, outcome: _Outcome) -> None:
         engine = self.engine
         task = outcome.task
+        if outcome.aside is not None and outcome.left is None:
+            self._count_final(outcome.aside[0])
         if outcome.left is not None:
             log.info("%s left for a later run: %s", task.key, outcome.left)
             self.report.deferred += 1
@@ -610,6 +646,9 @@ class _Run:
             self._count_final(updated)
 
     def _count_final(self, task: Task) -> None:
+        if task.state is TaskState.CANCELLED:  # a cancelled run, settled: its schedule moved on
+            self.report.withdrawn += 1
+            return
         self.engine.observer.finished(task)
         if task.state is TaskState.SUCCESSFUL:
             self.report.succeeded += 1

@@ -23,6 +23,10 @@ class TaskNotFound(CallmeError):
     status = 404
 
 
+class ScheduleNotFound(CallmeError):
+    status = 404
+
+
 class RouteNotFound(CallmeError):
     status = 404
 

@@ -313,5 +313,15 @@ def plan_turn(current: Scheduled | None, run: int, now: float) -> Turn:
     return Turn(make=_runs(chain.next_run), call=None if later_taken or later_come else run)
 
 
+@dataclass(frozen=True)
+class Taken:
+    """The dispatcher's step on a run, done: ``call`` is the entry to call now (the run taken, or a
+    later missed run just made; None: nothing), and ``aside`` the run taken, as it is to be written
+    (over the run as read) when it is not the one called: skipped if pending, settled if cancelled."""
+
+    call: Task | None
+    aside: Task | None = None
+
+
 def _runs(*minutes: int | None) -> tuple[int, ...]:
     return tuple(minute for minute in minutes if minute is not None)

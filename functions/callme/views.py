@@ -12,9 +12,11 @@ the answer past ``ANSWER_BUDGET``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .schedule import Scheduled
 from .task import Attempt, Task
 
 LAMBDA_RESPONSE_LIMIT = 6_291_556
@@ -42,6 +44,7 @@ def task_view(task: Task) -> dict[str, Any]:
         "rescheduled_from": task.rescheduled_from,
         "rescheduled_to": task.rescheduled_to,
         "expires_at": task.expires_at,
+        **({"schedule": task.schedule} if task.schedule is not None else {}),
     }
 
 
@@ -58,6 +61,32 @@ def tasks_view(tasks: list[Task], next_key: object = None) -> dict[str, Any]:
     body: dict[str, Any] = {"tasks": [task_view(t) for t in tasks]}
     if next_key is not None:
         body["next"] = str(next_key)
+    return body
+
+
+def schedule_view(scheduled: Scheduled) -> dict[str, Any]:
+    """A schedule as ``GET /schedule/<name>`` shows it: its fields, and ``next_runs``."""
+    schedule = scheduled.schedule
+    recurrence = schedule.recurrence
+    return {
+        "task_name": schedule.name,
+        **asdict(schedule.definition),
+        "cron": recurrence.cron,
+        "every": recurrence.every,
+        "timezone": recurrence.timezone,
+        "start_at": recurrence.start_at,
+        "end_at": recurrence.end_at,
+        "paused": schedule.paused,
+        "next_runs": scheduled.next_runs(),
+        "created_at": _ms(schedule.created_at),
+        "updated_at": _ms(schedule.updated_at),
+    }
+
+
+def schedules_view(schedules: list[Scheduled], next_name: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"schedules": [schedule_view(s) for s in schedules]}
+    if next_name is not None:
+        body["next"] = next_name
     return body
 
 
@@ -92,7 +121,11 @@ class AnswerFormat:
         escaped). The first entry's is shorter (by 2 or 1 bytes); an indented list that is not empty
         closes on a line of its own (4 bytes), which the room left beside ANSWER_BUDGET holds.
         """
-        text = self.text(task_view(task)).rstrip("\n")
+        return self.view_size(task_view(task))
+
+    def view_size(self, view: Mapping[str, Any]) -> int:
+        """What ``view`` adds to a list answer (``listed_size``), for any listed item."""
+        text = self.text(view).rstrip("\n")
         if self.pretty:
             return carried_size(text) + _LIST_DEPTH_INDENT * text.count("\n") + 7
         return carried_size(text) + 2
@@ -111,7 +144,10 @@ class AnswerRoom:
         self.used = 0
 
     def take(self, task: Task) -> bool:
-        size = self.answer_format.listed_size(task)
+        return self.take_view(task_view(task))
+
+    def take_view(self, view: Mapping[str, Any]) -> bool:
+        size = self.answer_format.view_size(view)
         if self.used and self.used + size > self.budget:
             return False
         self.used += size
