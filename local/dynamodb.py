@@ -474,7 +474,7 @@ def _snapshot(client: Client) -> Iterable[tuple[str, str]]:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-TABLE_NAMES = {"TasksTable": "callme-tasks", "LeasesTable": "callme-leases"}
+TABLE_NAMES = {"TasksTable": "callme-tasks", "LeasesTable": "callme-leases", "SchedulesTable": "callme-schedules"}
 
 
 def create_tables_with(post: Callable[[str, str], Any]) -> None:

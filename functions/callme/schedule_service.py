@@ -25,19 +25,12 @@ from .schedule import (
 )
 from .service import contended
 from .task import Task, TaskKey, TaskState, check_name
+from .validation import ScheduleListing
 from .views import AnswerFormat, AnswerRoom, schedule_view
 
 # How often the dispatcher reads a schedule again when its chain changed under it (a change through
 # the API, or another dispatcher run taking a run of the same schedule at the same moment).
 TURN_ROUNDS = 5
-
-
-@dataclass(frozen=True)
-class ScheduleListing:
-    """A page request of ``GET /schedule/``."""
-
-    start_from: str | None
-    limit: int
 
 
 @dataclass(frozen=True)

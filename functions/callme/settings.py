@@ -13,6 +13,7 @@ from .limits import DAY, Limits
 class Settings:
     table_name: str
     lease_table_name: str
+    schedule_table_name: str = "callme-schedules"
     region: str = "us-east-1"
     dynamodb_endpoint: str | None = None
     due_shards: int = 8
@@ -57,6 +58,7 @@ class Settings:
         return cls(
             table_name=reader.required("CALLME_TABLE_NAME"),
             lease_table_name=reader.required("CALLME_LEASE_TABLE_NAME"),
+            schedule_table_name=env.get("CALLME_SCHEDULE_TABLE_NAME") or "callme-schedules",
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             dynamodb_endpoint=env.get("CALLME_DYNAMODB_ENDPOINT") or None,
             due_shards=reader.integer("CALLME_DUE_SHARDS", 8, 1, 1000),

@@ -320,3 +320,20 @@ def parse_listing(params: Mapping[str, str], limits: Limits, name: str | None = 
     if "limit" in params:
         limit = integer(params["limit"], "limit", 1, limits.max_page_size)
     return Listing(start_from, flag(params, "future_only"), limit)
+
+
+@dataclass(frozen=True)
+class ScheduleListing:
+    """A page request of ``GET /schedule/``: after the schedule ``start_from``, at most ``limit``."""
+
+    start_from: str | None
+    limit: int
+
+
+def parse_schedule_listing(params: Mapping[str, str], limits: Limits) -> ScheduleListing:
+    check_query(params, ("start_from", "limit"))
+    start_from = check_name(params["start_from"]) if params.get("start_from") else None
+    limit = limits.default_page_size
+    if "limit" in params:
+        limit = integer(params["limit"], "limit", 1, limits.max_page_size)
+    return ScheduleListing(start_from, limit)

@@ -18,8 +18,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from callme import deadline
 from callme.errors import CallmeError, InvalidRequest, MethodNotAllowed, RouteNotFound, ServiceUnavailable
 from callme.task import NAME_RULE, TaskKey, check_name
-from callme.validation import check_query, flag, parse_json_object, parse_listing, single_values
-from callme.views import AnswerFormat, task_view, tasks_view
+from callme.validation import (
+    check_query,
+    flag,
+    parse_json_object,
+    parse_listing,
+    parse_schedule_listing,
+    parse_schedule_request,
+    single_values,
+)
+from callme.views import AnswerFormat, schedule_view, schedules_view, task_view, tasks_view
 
 from . import console, wiring
 from . import openapi as openapi_document
@@ -27,7 +35,7 @@ from .observability import logger
 
 app = APIGatewayRestResolver()
 _ROUTES: dict[str, list[str]] = {}
-_NAMED_PREFIXES = ("/task/", "/status/", "/reschedule/")
+_NAMED_PREFIXES = ("/task/", "/status/", "/reschedule/", "/schedule/")
 # Time kept, out of what the Lambda context has left, to write the answer after the last storage call.
 ANSWER_MARGIN_SECONDS = 1.0
 # Error messages may quote what the client sent; beyond this many characters they are cut, so that
@@ -103,6 +111,40 @@ def reschedule(ident: str) -> Response[str]:
     body = parse_json_object(_body(), service.limits, required=False)
     created = service.reschedule(target, body, everything=flag(query, "all"))
     return _json(201 if created else 200, tasks_view(created))
+
+
+# -- recurring schedules (callme.schedule) ------------------------------------------------------------
+
+
+@route("/schedule/<ident>", "PUT")
+def put_schedule(ident: str) -> Response[str]:
+    check_query(_query(), ())
+    settings, service = wiring.settings(), wiring.schedule_service()
+    body = parse_json_object(_body(), settings.limits)
+    request = parse_schedule_request(ident, body, service.clock.now(), settings.limits, settings.egress)
+    scheduled, created = service.put_schedule(request)
+    return _json(201 if created else 200, schedule_view(scheduled))
+
+
+@route("/schedule/<ident>", "GET")
+def read_schedule(ident: str) -> Response[str]:
+    check_query(_query(), ())
+    return _json(200, schedule_view(wiring.schedule_service().get_schedule(ident)))
+
+
+@route("/schedule", "GET")
+def read_schedules() -> Response[str]:
+    service = wiring.schedule_service()
+    listed = service.list_schedules(parse_schedule_listing(_query(), service.limits), _format())
+    return _json(200, schedules_view(listed.schedules, listed.next))
+
+
+@route("/schedule/<ident>", "DELETE")
+def delete_schedule(ident: str) -> Response[str]:
+    check_query(_query(), ())
+    removal = wiring.schedule_service().delete_schedule(ident)
+    cancelled = None if removal.cancelled is None else str(removal.cancelled)
+    return _json(200, {**schedule_view(removal.schedule), "next_runs": [], "cancelled": cancelled})
 
 
 @route("/openapi.json", "GET")

@@ -12,7 +12,8 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from callme.clock import Clock, SystemClock
-from callme.repository import API_STORAGE, DynamoDBTaskRepository, connect
+from callme.repository import API_STORAGE, DynamoDBScheduleRepository, DynamoDBTaskRepository, connect
+from callme.schedule_service import ScheduleService
 from callme.service import TaskService
 from callme.settings import Settings
 
@@ -54,9 +55,16 @@ def task_service() -> TaskService:
     return TaskService(api_repository(), SystemClock(), s.limits, s.egress)
 
 
+@cache
+def schedule_service() -> ScheduleService:
+    s = settings()
+    schedules = DynamoDBScheduleRepository(api_repository(), s.schedule_table_name)
+    return ScheduleService(schedules, api_repository(), SystemClock(), s.limits)
+
+
 def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
-    for built in (settings, repository, api_repository, task_service, caller, _static_signer):
+    for built in (settings, repository, api_repository, task_service, schedule_service, caller, _static_signer):
         built.cache_clear()
 
 
@@ -112,4 +120,8 @@ def dispatch_engine(
         call_budget=s.call_budget,
         retention_seconds=s.limits.retention_seconds,
     )
-    return DispatchEngine(repository(), caller(), clock or SystemClock(), config, observer, on_leased=on_leased)
+    clock = clock or SystemClock()
+    schedules = ScheduleService(
+        DynamoDBScheduleRepository(repository(), s.schedule_table_name), repository(), clock, s.limits
+    )
+    return DispatchEngine(repository(), caller(), clock, config, observer, on_leased=on_leased, schedules=schedules)

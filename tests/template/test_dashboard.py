@@ -124,7 +124,7 @@ def test_every_aws_metric_exists_for_a_resource_of_this_template(
     dashboard: dict[str, Any], stack: Stack, template: dict[str, Any]
 ) -> None:
     functions = {stack.ref(name) for name in ("ApiFunction", "DispatcherFunction")}
-    tables = {stack.ref(name): name for name in ("TasksTable", "LeasesTable")}
+    tables = {stack.ref(name): name for name in ("TasksTable", "LeasesTable", "SchedulesTable")}
     indexes = {
         stack.ref(name): {index["IndexName"] for index in resource["Properties"].get("GlobalSecondaryIndexes", [])}
         for name, resource in template["Resources"].items()
@@ -230,14 +230,17 @@ def test_the_dynamodb_errors_alarm_adds_up_every_operation_callme_makes(
     """SystemErrors exist per table and operation only; one missing operation would go unwatched. The
     operations are the ones the functions are granted (the IAM proof shows the code makes no other), and
     TransactWriteItems, which IAM authorises as its PutItems."""
-    alarm = template["Resources"]["DynamoDBErrorsAlarm"]["Properties"]
-    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-    assert alarm["TreatMissingData"] == "notBreaching"
-    [total] = [query for query in alarm["Metrics"] if query.get("ReturnData", True)]
-    assert total["Expression"] == "SUM(METRICS())"
-    watched = system_errors_of(stack, alarm["Metrics"])
+    watched: set[tuple[str, str]] = set()
+    for alarm_id in ("DynamoDBErrorsAlarm", "DynamoDBScheduleErrorsAlarm"):  # at most 10 metrics an alarm
+        alarm = template["Resources"][alarm_id]["Properties"]
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        assert alarm["TreatMissingData"] == "notBreaching"
+        [total] = [query for query in alarm["Metrics"] if query.get("ReturnData", True)]
+        assert total["Expression"] == "SUM(METRICS())"
+        assert len(alarm["Metrics"]) <= 10, "CloudWatch takes at most 10 metrics in an alarm"
+        watched |= system_errors_of(stack, alarm["Metrics"])
     granted = set()
-    tables = {"TasksTable": stack.ref("TasksTable"), "LeasesTable": stack.ref("LeasesTable")}
+    tables = {name: stack.ref(name) for name in ("TasksTable", "LeasesTable", "SchedulesTable")}
     for function in ("ApiFunction", "DispatcherFunction"):
         for policy in template["Resources"][function]["Properties"]["Policies"]:
             for statement in policy["Statement"]:
@@ -251,7 +254,6 @@ def test_the_dynamodb_errors_alarm_adds_up_every_operation_callme_makes(
                     if operation == "PutItem" and function == "ApiFunction":
                         granted.add((tables[table], "TransactWriteItems"))
     assert granted and granted <= watched, f"unwatched: {sorted(granted - watched)}"
-    assert len(alarm["Metrics"]) <= 10, "CloudWatch takes at most 10 metrics in an alarm"
     # The dashboard's graph of DynamoDB errors adds up the same ones.
     drawn = {
         (dims["TableName"], dims["Operation"])

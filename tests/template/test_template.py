@@ -323,6 +323,21 @@ def test_tasks_table_keeps_data_safe_and_expires_finished_entries(resources: dic
     assert table["UpdateReplacePolicy"] == "Retain"
 
 
+def test_schedules_table_two_items_a_schedule_kept_like_the_tasks(resources: dict[str, Any]) -> None:
+    table = resources["SchedulesTable"]
+    props = table["Properties"]
+    assert props["KeySchema"] == [
+        {"AttributeName": "schedule_name", "KeyType": "HASH"},
+        {"AttributeName": "part", "KeyType": "RANGE"},
+    ]
+    assert "GlobalSecondaryIndexes" not in props  # the tasks table's due index is the sweep (callme.schedule)
+    assert "TimeToLiveSpecification" not in props  # a schedule lives until DELETE /schedule/<name>
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["DeletionProtectionEnabled"] is True
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
 def test_leases_table(resources: dict[str, Any]) -> None:
     props = resources["LeasesTable"]["Properties"]
     assert props["AttributeDefinitions"] == [{"AttributeName": "shard", "AttributeType": "N"}]
@@ -334,7 +349,7 @@ def test_local_table_definitions_match_the_template(template: dict[str, Any], re
     """The local stack creates its tables from template.yaml: the requests are the template's tables,
     and DynamoDB (moto) accepts them and reports the same keys, index and TTL back."""
     definitions = table_definitions(template)
-    assert set(definitions) == {"TasksTable", "LeasesTable"}
+    assert set(definitions) == {"TasksTable", "LeasesTable", "SchedulesTable"}
     assert definitions["TasksTable"]["ttl_attribute"] == "expires_at"
     assert definitions["LeasesTable"]["ttl_attribute"] is None
     with mock_aws():
@@ -387,6 +402,7 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
     common = template["Globals"]["Function"]["Environment"]["Variables"]
     assert common["CALLME_TABLE_NAME"] == {"Ref": "TasksTable"}
     assert common["CALLME_LEASE_TABLE_NAME"] == {"Ref": "LeasesTable"}
+    assert common["CALLME_SCHEDULE_TABLE_NAME"] == {"Ref": "SchedulesTable"}
     for function in FUNCTIONS:
         variables = {**common, **resources[function]["Properties"].get("Environment", {}).get("Variables", {})}
         unknown = {name for name in variables if name.startswith("CALLME_")} - read
@@ -403,11 +419,11 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
 
 
 def test_api_function_grants(resources: dict[str, Any]) -> None:
-    """The API reads and writes entries of the tasks table, and nothing else: no leases, no index
-    beyond the table, no invoking anything."""
+    """The API reads and writes entries of the tasks table and schedules, and nothing else: no leases,
+    no index, no invoking anything."""
     assert grants(inline_statements(resources["ApiFunction"])) == {
         (f"dynamodb:{operation}", "${TasksTable.Arn}") for operation in ("GetItem", "PutItem", "Query", "Scan")
-    }
+    } | {(f"dynamodb:{operation}", "${SchedulesTable.Arn}") for operation in ("PutItem", "DeleteItem", "Query", "Scan")}
 
 
 def test_dispatcher_grants(resources: dict[str, Any]) -> None:
@@ -416,6 +432,8 @@ def test_dispatcher_grants(resources: dict[str, Any]) -> None:
         ("dynamodb:BatchGetItem", "${TasksTable.Arn}"),
         ("dynamodb:PutItem", "${TasksTable.Arn}"),
         ("dynamodb:PutItem", "${LeasesTable.Arn}"),
+        ("dynamodb:Query", "${SchedulesTable.Arn}"),
+        ("dynamodb:PutItem", "${SchedulesTable.Arn}"),
         ("secretsmanager:GetSecretValue", "${SigningSecret}"),
     }
 
