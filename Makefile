@@ -11,6 +11,7 @@ SAM       := $(TOOLS)/sam/bin/sam
 CHECKOV   := $(TOOLS)/checkov/bin/checkov
 CHROMIUM  := /usr/bin/chromium
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2   # make test spreads the suite over this many pytest-xdist workers (0: one process)
 
 .PHONY: help run test test-unit test-integration test-e2e lint format validate build deploy bench bench-smoke clean
 
@@ -55,7 +56,7 @@ run: $(BIN)/.installed ## run callme locally: API on 127.0.0.1:6777, embedded Dy
 test: $(BIN)/.installed $(SAM) $(CHECKOV) $(CHROMIUM) ## run the whole test suite (lint, unit, integration, template, e2e)
 	$(MAKE) --no-print-directory lint
 	PATH="$(TOOLS)/sam/bin:$(TOOLS)/checkov/bin:$$PATH" CALLME_PY313="$(PY313)" \
-		$(BIN)/python -m pytest $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-unit: $(BIN)/.installed ## only the unit tests (fast)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -36,7 +36,7 @@ def fill(endpoint: str, entries: int) -> None:
     """``entries`` pending entries of one task, a minute apart, written in batches."""
     import boto3
 
-    from callme.repository import to_row
+    from callme.dynamodb import to_row
     from callme.task import Task, TaskDefinition, TaskKey
 
     client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")

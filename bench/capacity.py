@@ -38,12 +38,14 @@ from typing import Any
 import boto3
 
 from callme.clock import FixedClock, minute_of
-from callme.dispatch import CallResult, DispatchConfig, DispatchEngine
+from callme.dispatch import DispatchEngine
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository, to_row
 from callme.egress import EgressPolicy
-from callme.limits import Limits
-from callme.repository import DynamoDBTaskRepository, to_row
+from callme.ports import CallResult
 from callme.service import TaskService
-from callme.task import Attempt, Task, TaskDefinition, TaskKey, TaskState, Verdict
+from callme.settings import Settings
+from callme.task import Attempt, Task, TaskDefinition, TaskKey, TaskState, Verdict, check_name
+from callme.validation import parse_task_request
 
 WRITE_UNIT = 1024
 READ_UNIT = 4096
@@ -301,6 +303,7 @@ def _index_writes(table: Table, index: Index, old: Any, new: Any) -> int:
 
 TASK_TABLE = "callme-tasks"
 LEASE_TABLE = "callme-leases"
+CALLME = Settings(TASK_TABLE, LEASE_TABLE)  # callme's defaults, as deployed with nothing changed
 CALLBACK = "https://hooks.example.com/callme/invoice-reminder"
 
 
@@ -335,22 +338,26 @@ def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concur
     meter = CapacityMeter(plain)
     hooked = client_for(endpoint)
     meter.attach(hooked)
-    repository = DynamoDBTaskRepository(hooked, TASK_TABLE, LEASE_TABLE, shards)
+    repository = DynamoDBTaskRepository(hooked, TASK_TABLE, shards)
     now = time.time()
     trigger = minute_of(now) + 60
     payload = payload_of(payload_bytes)
 
     meter.phase = "create"
-    service = TaskService(repository, FixedClock(now), Limits(), EgressPolicy())
+    service = TaskService(repository, FixedClock(now), CALLME.limits)
+    body = {"trigger_at": str(trigger), "callback": CALLBACK, "callback_method": "POST", "payload": payload}
     for i in range(entries):
-        service.put_task(
-            f"invoice-reminder-{i:06d}",
-            {"trigger_at": str(trigger), "callback": CALLBACK, "callback_method": "POST", "payload": payload},
-        )
+        name = check_name(f"invoice-reminder-{i:06d}")
+        service.put_task(parse_task_request(name, body, now, CALLME.limits, EgressPolicy()))
 
     clock = FixedClock(trigger + 1)
     engine = DispatchEngine(
-        repository, InstantCaller(clock), clock, DispatchConfig(concurrency=concurrency), sleep=clock.advance
+        repository,
+        DynamoDBLeaseStore(hooked, LEASE_TABLE),
+        InstantCaller(clock),
+        clock,
+        replace(CALLME.dispatch, concurrency=concurrency),
+        sleep=clock.advance,
     )
     meter.phase = "peek"  # the scheduled invocation's look at every shard, once a minute
     busy = engine.busy_shards(trigger)

@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import cost  # noqa: E402
+from bench.capacity import CALLME  # noqa: E402
 from bench.report import Figure, figure, median  # noqa: E402
 from bench.simmodel import (  # noqa: E402
     BIN,
@@ -62,7 +63,7 @@ from bench.simmodel import (  # noqa: E402
     simulate_burst,
     simulate_run,
 )
-from callme.dispatch import READERS, WRITERS, DispatchConfig  # noqa: E402
+from callme.dispatch import READERS, WRITERS  # noqa: E402
 from callme.task import TaskDefinition  # noqa: E402
 from local.template import load_template  # noqa: E402
 
@@ -142,7 +143,7 @@ def today() -> Design:
     template = load_template()
     parameters = template["Parameters"]
     function = template["Resources"]["DispatcherFunction"]["Properties"]
-    engine = DispatchConfig()
+    engine = CALLME.dispatch
     return Design(
         shards=int(parameters["DueShards"]["Default"]),
         slices=1,
@@ -254,7 +255,7 @@ def local_run(m: Measured, entries: int, delay: float, scenario: dict[str, Any])
         server_read_item=m.server_read_item,
     )
     counts = [entries // shards + (1 if s < entries % shards else 0) for s in range(shards)]
-    engine = DispatchConfig()
+    engine = CALLME.dispatch
     spec = RunSpec(
         shards=tuple((n,) for n in counts),
         endpoints=(Endpoints(1.0, Latency(delay + m.sink), hosts=1),),

@@ -25,19 +25,20 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from callme.callback import CallerConfig, HttpCaller
+from callme.callback import HttpCaller
 from callme.clock import OffsetClock, minute_of
-from callme.dispatch import Caller, CallResult, DispatchConfig, DispatchEngine, RunReport
+from callme.dispatch import DispatchEngine, RunReport
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository, connect
 from callme.egress import EgressPolicy
-from callme.repository import DynamoDBTaskRepository, Fits, Lease, Page, connect
+from callme.ports import Caller, CallResult, Fits, Lease, LeaseStore, Page
 from callme.signing import Signer, new_secret
 from callme.task import Task, TaskDefinition, TaskKey, Verdict
 
-from .capacity import LEASE_TABLE, TASK_TABLE, InstantCaller, payload_of
+from .capacity import CALLME, LEASE_TABLE, TASK_TABLE, InstantCaller, payload_of
 from .services import DynamoDBService, Service, SinkService, use_local_credentials
 
 LOOPBACK = "127.0.0.0/8,::1/128"
@@ -147,17 +148,25 @@ class TimedRepository:
         self.times.read_items += items
         self.times.reads += 1
 
-    def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
+
+class TimedLeases:
+    """The real leases, noting how long each lease write took."""
+
+    def __init__(self, inner: LeaseStore, times: StorageTimes) -> None:
+        self.inner = inner
+        self.times = times
+
+    def acquire(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
         started = time.perf_counter()
-        lease = self.inner.acquire_lease(shard, owner, now, until)
+        lease = self.inner.acquire(shard, owner, now, until)
         self.times.lease_wall.append(time.perf_counter() - started)
         return lease
 
-    def renew_lease(self, shard: int, owner: str, until: float) -> bool:
-        return self.inner.renew_lease(shard, owner, until)
+    def renew(self, shard: int, owner: str, until: float) -> bool:
+        return self.inner.renew(shard, owner, until)
 
-    def release_lease(self, shard: int, owner: str, now: float) -> None:
-        self.inner.release_lease(shard, owner, now)
+    def release(self, shard: int, owner: str, now: float) -> None:
+        self.inner.release(shard, owner, now)
 
 
 class LatenessObserver:
@@ -188,7 +197,7 @@ class LatenessObserver:
 
 
 def new_caller(signer: Signer) -> HttpCaller:
-    return HttpCaller(EgressPolicy.from_text(LOOPBACK), lambda: signer, CallerConfig())
+    return HttpCaller(EgressPolicy.from_text(LOOPBACK), lambda: signer, CALLME.caller)
 
 
 def make_tasks(prefix: str, count: int, url: str, minute: int, payload: str) -> list[Task]:
@@ -263,6 +272,7 @@ class CpuMeter:
 
 def dispatch_once(
     repository: DynamoDBTaskRepository,
+    leases: DynamoDBLeaseStore,
     caller: Caller,
     scenario: Scenario,
     minute: int,
@@ -276,8 +286,8 @@ def dispatch_once(
     observer = LatenessObserver()
     started = time.time()
     clock = OffsetClock(minute - started)
-    config = DispatchConfig(concurrency=scenario.concurrency)
-    engine = DispatchEngine(timed, caller, clock, config, observer)
+    config = replace(CALLME.dispatch, concurrency=scenario.concurrency)
+    engine = DispatchEngine(timed, TimedLeases(leases, timed.times), caller, clock, config, observer)
     shards = engine.busy_shards(minute)
     peek_seconds = time.time() - started
     report = engine.run(shards)
@@ -378,14 +388,9 @@ def queue_excess(calls: list[float], concurrency: int, delay: float) -> float:
 def repetition(number: int, scenario: Scenario, database: DynamoDBService, sink: SinkService) -> dict[str, Any]:
     signer = Signer.from_secret_document(new_secret())
     payload = payload_of(scenario.payload_bytes)
-    repository = connect(
-        TASK_TABLE,
-        LEASE_TABLE,
-        scenario.shards,
-        REGION,
-        database.url,
-        max_pool=max(10, scenario.concurrency),
-    )
+    client = connect(REGION, database.url, CALLME.dispatcher_storage, max_pool=max(10, scenario.concurrency))
+    repository = DynamoDBTaskRepository(client, TASK_TABLE, scenario.shards)
+    leases = DynamoDBLeaseStore(client, LEASE_TABLE)
     result: dict[str, Any] = {"repetition": number}
     services: dict[str, Service] = {"dynamodb": database, "sink": sink}
 
@@ -401,7 +406,7 @@ def repetition(number: int, scenario: Scenario, database: DynamoDBService, sink:
     tasks = make_tasks(f"s{number}", scenario.entries, f"{sink.url}/fast", minute, payload)
     result["insert_seconds"] = round(insert_all(repository, tasks, scenario.insert_threads), 4)
     result["storage_only"] = dispatch_once(
-        repository, InstantCaller(), scenario, minute, scenario.entries, None, services
+        repository, leases, InstantCaller(), scenario, minute, scenario.entries, None, services
     ).summary()
 
     database.reset()
@@ -409,7 +414,7 @@ def repetition(number: int, scenario: Scenario, database: DynamoDBService, sink:
     tasks = make_tasks(f"f{number}", scenario.entries, f"{sink.url}/fast", minute, payload)
     insert_all(repository, tasks, scenario.insert_threads)
     result["dispatch"] = dispatch_once(
-        repository, new_caller(signer), scenario, minute, scenario.entries, sink, services
+        repository, leases, new_caller(signer), scenario, minute, scenario.entries, sink, services
     ).summary()
 
     database.reset()
@@ -417,7 +422,9 @@ def repetition(number: int, scenario: Scenario, database: DynamoDBService, sink:
     slow_url = f"{sink.url}/delay/{scenario.slow_delay:g}"
     tasks = make_tasks(f"w{number}", scenario.slow_entries, slow_url, minute, payload)
     insert_all(repository, tasks, scenario.insert_threads)
-    slow = dispatch_once(repository, new_caller(signer), scenario, minute, scenario.slow_entries, sink, services)
+    slow = dispatch_once(
+        repository, leases, new_caller(signer), scenario, minute, scenario.slow_entries, sink, services
+    )
     result["slow"] = slow.summary()
     fast_rate = result["dispatch"]["callbacks_per_second"]
     fast_time = scenario.slow_entries / fast_rate

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from moto.server import DomainDispatcherApplication, create_backend_app  # type: ignore[attr-defined]
@@ -477,10 +479,13 @@ def _snapshot(client: Client) -> Iterable[tuple[str, str]]:
 TABLE_NAMES = {"TasksTable": "callme-tasks", "LeasesTable": "callme-leases", "SchedulesTable": "callme-schedules"}
 
 
-def create_tables_with(post: Callable[[str, str], Any]) -> None:
-    """Create the template's tables (idempotent) through ``post(operation, json_body)``."""
+def create_tables_with(post: Callable[[str, str], Any], names: Mapping[str, str] = TABLE_NAMES) -> None:
+    """Create the template's tables named in ``names`` ({logical id: table name}; idempotent)
+    through ``post(operation, json_body)``."""
     for logical_id, definition in table_definitions(load_template()).items():
-        name = TABLE_NAMES[logical_id]
+        if logical_id not in names:
+            continue
+        name = names[logical_id]
         post("CreateTable", json.dumps({"TableName": name, **definition["create"]}))
         if definition["ttl_attribute"]:
             post(
@@ -494,17 +499,63 @@ def create_tables_with(post: Callable[[str, str], Any]) -> None:
             )
 
 
-def ensure_tables(endpoint: str | None = None, client: Any = None) -> None:
-    """Create the template's tables on a DynamoDB (an endpoint, or a client) that lacks them."""
-    client = client or boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
-    existing = set(client.list_tables()["TableNames"])
+class MissingTables(Exception):
+    """Tables callme needs do not exist where the local stack was pointed, and it may not create them there."""
+
+
+def may_create_tables(endpoint: str | None) -> bool:
+    """Whether the local stack may create tables at ``endpoint``: only on a DynamoDB on this machine
+    (the embedded one, None; or one on loopback, such as DynamoDB Local), never on AWS's or another
+    machine's, where a table is deployed with the stack (template.yaml), not made by a test run."""
+    if endpoint is None:
+        return True
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def ensure_tables(
+    endpoint: str | None = None,
+    client: Any = None,
+    names: Mapping[str, str] = TABLE_NAMES,
+    region: str = REGION,
+) -> None:
+    """Make sure the template's tables exist under ``names`` ({logical id: table name}) at ``endpoint``
+    (or through ``client``, e.g. moto's). Missing ones are created where may_create_tables allows;
+    elsewhere MissingTables names them and nothing is created."""
+    client = client or boto3.client("dynamodb", endpoint_url=endpoint, region_name=region)
+    missing = {logical_id: name for logical_id, name in names.items() if not _exists(client, name)}
+    if not missing:
+        return
+    if not may_create_tables(endpoint):
+        listed = ", ".join(sorted(missing.values()))
+        variables = {"TasksTable": "CALLME_TABLE_NAME", "LeasesTable": "CALLME_LEASE_TABLE_NAME"}
+        raise MissingTables(
+            f"no table {listed} in {region} at {endpoint}; the local stack creates tables only on a DynamoDB on "
+            f"this machine: set {' and '.join(variables[i] for i in sorted(missing))} to the deployed stack's "
+            "tables (its TasksTableName output), or point CALLME_DYNAMODB_ENDPOINT at a local DynamoDB"
+        )
 
     def post(op: str, body: str) -> None:
         request = json.loads(body)
-        if op == "CreateTable" and request["TableName"] not in existing:
+        if request["TableName"] not in missing.values():
+            return
+        if op == "CreateTable":
             client.create_table(**request)
             client.get_waiter("table_exists").wait(TableName=request["TableName"])
-        elif op == "UpdateTimeToLive" and request["TableName"] not in existing:
+        elif op == "UpdateTimeToLive":
             client.update_time_to_live(**request)
 
-    create_tables_with(post)
+    create_tables_with(post, {logical_id: names[logical_id] for logical_id in missing})
+
+
+def _exists(client: Any, table: str) -> bool:
+    try:
+        client.describe_table(TableName=table)
+    except client.exceptions.ResourceNotFoundException:
+        return False
+    return True

@@ -147,6 +147,14 @@ class GatewayError(Exception):
         self.response_type = response_type
 
 
+def render(template: str, message: str, response_type: str) -> str:
+    """A gateway response's mapping template filled in as API Gateway fills it: the message as a JSON
+    string (``messageString``) or as it is, and the response type."""
+    body = template.replace("$context.error.messageString", json.dumps(message))
+    body = body.replace("$context.error.message", message)
+    return body.replace("$context.error.responseType", response_type)
+
+
 class GatewayResponses:
     """API Gateway's own answers, customised as SAM's ``GatewayResponses`` of the API say."""
 
@@ -162,11 +170,7 @@ class GatewayResponses:
         if error.response_type not in NOT_CUSTOMISABLE:
             chosen = self.configured.get(error.response_type) or self.configured.get(fallback) or {}
         template = (chosen.get("ResponseTemplates") or {}).get("application/json")
-        body = (template if isinstance(template, str) else DEFAULT_TEMPLATE).replace(
-            "$context.error.messageString", json.dumps(error.message)
-        )
-        body = body.replace("$context.error.message", error.message)
-        body = body.replace("$context.error.responseType", error.response_type)
+        body = render(template if isinstance(template, str) else DEFAULT_TEMPLATE, error.message, error.response_type)
         headers = {"Content-Type": "application/json"}
         for name, value in ((chosen.get("ResponseParameters") or {}).get("Headers") or {}).items():
             if isinstance(value, str) and len(value) > 1 and value[0] == value[-1] == "'":  # static values only

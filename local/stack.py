@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .dynamodb import REGION, TABLE_NAMES, EmbeddedDynamoDB, ensure_tables, index_lag_from
+from callme.settings import Settings
+
+from .dynamodb import (
+    REGION,
+    TABLE_NAMES,
+    EmbeddedDynamoDB,
+    MissingTables,
+    ensure_tables,
+    index_lag_from,
+    may_create_tables,
+)
 from .gateway import GatewayResponses, LambdaFunction, LocalApiGateway
 from .lambda_context import LocalContext
 from .state import StateFolder, StateFolderInUse
@@ -47,7 +57,7 @@ def prepare_environment(state: StateFolder) -> str:
     env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "callme")
     env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    if "CALLME_DYNAMODB_ENDPOINT" not in env or "AWS_ACCESS_KEY_ID" not in env:
+    if may_create_tables(env.get("CALLME_DYNAMODB_ENDPOINT") or None):  # a DynamoDB on this machine
         env.setdefault("AWS_ACCESS_KEY_ID", "local")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     if not env.get("CALLME_SIGNING_SECRET"):
@@ -71,8 +81,12 @@ class LocalStack:
         secret = prepare_environment(self.state)
         endpoint = os.environ.get("CALLME_DYNAMODB_ENDPOINT")
         if endpoint:
-            ensure_tables(endpoint)
-            where = f"DynamoDB at {endpoint}"
+            settings = Settings.from_environ(os.environ)  # the table names and region the handlers use
+            needed = {"TasksTable": settings.table_name}
+            if options.ticks or options.test_hooks:  # the dispatcher runs here: it takes shard leases
+                needed["LeasesTable"] = settings.lease_table_name
+            ensure_tables(endpoint, names=needed, region=settings.region)
+            where = f"DynamoDB at {endpoint} ({', '.join(needed.values())} in {settings.region})"
         else:
             self.database = EmbeddedDynamoDB(options.state_dir, index_lag=index_lag_from(os.environ))
             self.database.start()
@@ -148,7 +162,7 @@ def run(options: Options) -> None:
     stack = LocalStack(options)
     try:
         stack.start()
-    except StateFolderInUse as error:
+    except (StateFolderInUse, MissingTables) as error:
         print(f"callme: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
 

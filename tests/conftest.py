@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from callme.egress import EgressPolicy
+from callme.service import TaskService
+from callme.settings import CallerConfig, DispatchConfig, Limits, Settings
+from callme.task import Task, check_name
+from callme.validation import parse_task_request
 from local.dynamodb import TABLE_NAMES, EmbeddedDynamoDB, ensure_tables, linearize_moto
+from local.gateway import proxy_event
 from local.lambda_context import LocalContext
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,33 +45,40 @@ def load_event(name: str) -> dict[str, Any]:
     return event
 
 
-_BASE = load_event("api-get-task")
+def settings(**changes: Any) -> Settings:
+    """callme's defaults (as with no CALLME_* variable set but the table names), with ``changes``."""
+    return Settings(TABLE_NAMES["TasksTable"], TABLE_NAMES["LeasesTable"], **changes)
 
 
-def api_event(method: str, target: str, body: str | bytes | None = None) -> dict[str, Any]:
-    """An API Gateway REST proxy event for ``method target``, built on the sample event."""
-    event = copy.deepcopy(_BASE)
-    parts = urlsplit(target)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    event["httpMethod"] = method
-    event["path"] = parts.path
-    event["pathParameters"] = {"proxy": parts.path.lstrip("/")}
-    event["requestContext"]["httpMethod"] = method
-    event["requestContext"]["path"] = f"/v1{parts.path}"
-    event["queryStringParameters"] = dict(pairs) or None
-    multi: dict[str, list[str]] = {}
-    for key, value in pairs:
-        multi.setdefault(key, []).append(value)
-    event["multiValueQueryStringParameters"] = multi or None
-    if isinstance(body, bytes):
-        import base64
+def default_limits(**changes: Any) -> Limits:
+    return replace(settings().limits, **changes)
 
-        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
-    else:
-        event["body"], event["isBase64Encoded"] = body, False
-    if body is not None:
-        event["headers"]["Content-Type"] = "application/json"
-    return event
+
+def dispatch_config(**changes: Any) -> DispatchConfig:
+    return replace(settings().dispatch, **changes)
+
+
+def caller_config(**changes: Any) -> CallerConfig:
+    return replace(settings().caller, **changes)
+
+
+def put(service: TaskService, name: str, body: dict[str, Any]) -> tuple[Task, bool]:
+    """``PUT /task/<name>`` with ``body`` through ``service``, parsed as the API parses it, now."""
+    limits, policy = service.limits, EgressPolicy.from_text("127.0.0.0/8,::1/128")
+    return service.put_task(parse_task_request(check_name(name), body, service.clock.now(), limits, policy))
+
+
+_CURL = load_event("api-get-task")["headers"]  # what curl sends, as in the sample events
+
+
+def api_event(
+    method: str, target: str, body: str | bytes | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The event API Gateway sends the api function for ``method target`` from curl: the local
+    gateway's own (local.gateway.proxy_event), a JSON ``Content-Type`` with a body."""
+    sent = {**_CURL, **({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
+    data = body.encode() if isinstance(body, str) else body or b""
+    return proxy_event(method, target, sent, data, "203.0.113.7")
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@
   verification; callme's policy is applied on top of its own). Redirects are never followed.
 - The budget: connect and read timeouts per socket operation, plus a watchdog that cuts a call
   still running after ``call_budget`` seconds (slow-dripping servers), and a cap on the bytes read.
+  The watchdog is ours because no synchronous HTTP library (requests, urllib3, httpx) enforces one
+  deadline on a whole call: their timeouts bound each socket operation, which a drip resets.
 - The signature: Standard Webhooks headers, with the same ``webhook-id`` on every retry.
 """
 
@@ -20,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -33,8 +34,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from .dispatch import CallResult
 from .egress import EgressPolicy
+from .ports import CallResult
+from .settings import CallerConfig
 from .signing import Signer
 from .task import RESPONSE_BODY_LIMIT, Task
 
@@ -46,13 +48,6 @@ _watch = threading.local()
 
 class RefusedAddress(requests.RequestException):
     """The callback resolved to an address the egress policy refuses."""
-
-
-@dataclass(frozen=True)
-class CallerConfig:
-    connect_timeout: float = 3.0
-    read_timeout: float = 10.0
-    call_budget: float = 15.0
 
 
 class _Watchdog:

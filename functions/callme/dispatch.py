@@ -23,16 +23,17 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
-from .repository import BATCH_GET_LIMIT, Lease, StaleEntry, TaskRepository
+from .ports import READ_BATCH, Caller, CallResult, Lease, LeaseStore, StaleEntry, TaskRepository
 from .schedule import Taken
-from .task import Attempt, Task, TaskKey, TaskState, Verdict, judge
+from .settings import DispatchConfig
+from .task import Attempt, Task, TaskKey, TaskState, Verdict, backoff, judge, next_attempt_at
 
 log = logging.getLogger("callme.dispatch")
 READERS = 4  # shards read at once by one run (in AWS a run has one shard; locally, all of them)
@@ -50,21 +51,61 @@ def storage_connections(concurrency: int) -> int:
     return writers_for(concurrency) + READERS + 3
 
 
-@dataclass(frozen=True)
-class CallResult:
-    """What one HTTP call gave: a status (and the start of the body), or an error."""
+class FinishedListener(Protocol):
+    """Told of each entry whose final outcome (successful, failed or skipped) was just stored: the
+    place for what follows an entry's end, such as a schedule's next run, an ``on_failure`` hook,
+    outcome events or per-minute stats. Called in a writer thread, possibly for several entries at
+    once, after the write and never for an outcome that was not stored; what it raises is logged and
+    leaves the outcome as stored."""
 
-    started_at: float
-    duration_ms: int
-    status: int | None = None
-    body: str | None = None
-    error: str | None = None
-    retry_after: float | None = None
-    refused: bool = False  # refused before connecting (address policy): never retried
+    def entry_finished(self, task: Task) -> None: ...
 
 
-class Caller(Protocol):
-    def call(self, task: Task) -> CallResult: ...
+class OutcomeRecorder:
+    """Stores each call's outcome (callme.task's new state of the entry), conditional on the entry
+    being as it was read before the call, then tells the FinishedListeners when it finished it.
+
+    Storage trouble is tried again ``record_attempts`` times, on top of the storage client's own
+    retries; an outcome still not stored leaves the entry active, so a later run calls it again (at
+    least once). Used from the run's writer threads.
+    """
+
+    def __init__(
+        self,
+        repository: TaskRepository,
+        config: DispatchConfig,
+        sleep: Callable[[float], None],
+        listeners: Sequence[FinishedListener] = (),
+    ) -> None:
+        self.repository = repository
+        self.config = config
+        self.sleep = sleep
+        self.listeners = tuple(listeners)
+
+    def record(self, updated: Task, previous: Task) -> str | None:
+        """Store ``updated`` over ``previous``; returns why it was not stored, or None."""
+        for attempt in range(self.config.record_attempts):
+            try:
+                self.repository.save(updated, previous.revision)
+            except StaleEntry as stale:
+                state = stale.current.state if stale.current else "deleted"
+                return f"entry changed while it was being called (now {state}); its new state stands"
+            except ServiceUnavailable as exc:
+                if attempt + 1 == self.config.record_attempts:
+                    return f"outcome not recorded: {exc.message}"
+                self.sleep(0.2 * 2**attempt)
+                continue
+            if not updated.state.active:
+                self._finished(updated)
+            return None
+        return "outcome not recorded"
+
+    def _finished(self, task: Task) -> None:
+        for listener in self.listeners:
+            try:
+                listener.entry_finished(task)
+            except Exception:
+                log.exception("a listener failed on the finished entry %s; its outcome stands", task.key)
 
 
 class ScheduleRuns(Protocol):
@@ -101,39 +142,6 @@ class SilentObserver:
         pass
 
 
-@dataclass(frozen=True)
-class DispatchConfig:
-    concurrency: int = 64
-    run_seconds: float = 40.0  # no call starts later than this after the run began
-    call_budget: float = 15.0  # no call lasts longer than this (connect + read, all bytes)
-    read_window: float = 2.0  # a call starts at most this long after the consistent read of its entry was sent
-    record_seconds: float = 2.0  # kept inside the lease, after a call's budget, to write its outcome
-    heartbeat_seconds: float = 4.0  # a run renews its leases this often while it lives
-    lease_wait_seconds: float | None = None  # how long to wait for a shard another run holds (None: a lease)
-    retention_seconds: int = 30 * 86400
-    backoff_base: float = 1.0
-    backoff_cap: float = 120.0
-    record_attempts: int = 4  # tries of each outcome write on top of botocore's own retries
-
-    @property
-    def lease_seconds(self) -> float:
-        """How long a lease lasts after its last renewal (25 s by default): a call started just
-        before the renewal was due (its budget and its recording) fits in it even when that
-        renewal is a whole heartbeat late. A dead run's shards are free again this long after."""
-        return 2 * self.heartbeat_seconds + self.call_budget + self.record_seconds
-
-    @property
-    def call_room(self) -> float:
-        """What a lease must still have when a call starts: the call's budget, then its recording."""
-        return self.call_budget + self.record_seconds
-
-    @property
-    def lease_wait(self) -> float:
-        """How long a run waits for a shard another run holds: by default a whole lease, so a shard
-        left by a run that died is taken over by the next one."""
-        return self.lease_seconds if self.lease_wait_seconds is None else self.lease_wait_seconds
-
-
 @dataclass
 class RunReport:
     shards: list[int] = field(default_factory=list)
@@ -160,15 +168,18 @@ class DispatchEngine:
     def __init__(
         self,
         repository: TaskRepository,
+        leases: LeaseStore,
         caller: Caller,
         clock: Clock,
         config: DispatchConfig,
         observer: DispatchObserver | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_leased: Callable[[list[int]], None] | None = None,
+        listeners: Sequence[FinishedListener] = (),
         schedules: ScheduleRuns | None = None,
     ) -> None:
         self.repository = repository
+        self.leases = leases
         self.schedules = schedules
         self.caller = caller
         self.clock = clock
@@ -176,6 +187,7 @@ class DispatchEngine:
         self.observer = observer or SilentObserver()
         self.sleep = sleep
         self.on_leased = on_leased
+        self.recorder = OutcomeRecorder(repository, config, sleep, listeners)
         self._random = random.Random()
 
     def busy_shards(self, minute: int) -> list[int]:
@@ -192,7 +204,7 @@ class DispatchEngine:
         started = self.clock.now()
         stop_at = started + self.config.run_seconds
         if deadline is not None:
-            stop_at = min(stop_at, deadline - self.config.call_budget - 2)
+            stop_at = min(stop_at, deadline - self.config.call_room)
         report = RunReport(shards=list(shards))
         owner = f"run-{uuid.uuid4().hex[:12]}"
         waiting = list(report.shards)
@@ -223,21 +235,20 @@ class DispatchEngine:
         now = self.clock.now()
         taken = []
         for shard in shards:
-            lease = self.repository.acquire_lease(shard, owner, now, now + self.config.lease_seconds)
+            lease = self.leases.acquire(shard, owner, now, now + self.config.lease_seconds)
             if lease is not None:
                 taken.append(lease)
         return taken
 
     def _release(self, lease: Lease) -> None:
         try:
-            self.repository.release_lease(lease.shard, lease.owner, self.clock.now())
+            self.leases.release(lease.shard, lease.owner, self.clock.now())
         except ServiceUnavailable:
             log.warning("could not release shard %s; it frees itself when the lease runs out", lease.shard)
 
-    def backoff(self, attempts: int) -> float:
-        """Exponential backoff with jitter: about base * 2^(attempts-1), between half and all of it."""
-        ceiling = min(self.config.backoff_cap, self.config.backoff_base * 2 ** max(0, attempts - 1))
-        return float(ceiling / 2 + self._random.uniform(0, ceiling / 2))
+    def jitter(self) -> float:
+        """A fraction in [0, 1) that spreads the retries of entries failing together (task.backoff)."""
+        return self._random.random()
 
 
 class _Leases:
@@ -267,7 +278,7 @@ class _Leases:
         """In a worker: extend every lease by a whole lease from now; None if one was lost."""
         until = self.engine.clock.now() + self.engine.config.lease_seconds
         for lease in self.leases:
-            if not self.engine.repository.renew_lease(lease.shard, lease.owner, until):
+            if not self.engine.leases.renew(lease.shard, lease.owner, until):
                 return None
         return until
 
@@ -324,7 +335,7 @@ class _FreshReads:
         while (first := self._asks.get()) is not None:
             batch = [first]
             closing = False
-            while len(batch) < BATCH_GET_LIMIT:
+            while len(batch) < READ_BATCH:
                 try:
                     ask = self._asks.get_nowait()
                 except queue.Empty:
@@ -569,12 +580,12 @@ class _Run:
             log.exception("callback of %s raised", task.key)
             result = CallResult(started_at=started, duration_ms=0, error=f"internal error: {exc}")
         verdict = Verdict.FAIL if result.refused else judge(result.status, task.definition.expected_http_status)
-        next_at = None
-        if verdict is Verdict.RETRY and task.retries_left() > 1:
-            delay = max(engine.backoff(task.attempts + 1), result.retry_after or 0.0)
-            candidate = result.started_at + result.duration_ms / 1000 + delay
-            if candidate < task.deadline():
-                next_at = candidate
+        config = engine.config
+        wait = max(
+            backoff(task.attempts + 1, config.backoff_base, config.backoff_cap, engine.jitter()),
+            result.retry_after or 0.0,
+        )
+        next_at = next_attempt_at(task, verdict, result.started_at + result.duration_ms / 1000, wait)
         attempt = Attempt(
             at=result.started_at, duration_ms=result.duration_ms, status=result.status, error=result.error
         )
@@ -583,28 +594,11 @@ class _Run:
 
     def _write(self, outcome: _Outcome) -> _Outcome:
         assert outcome.updated is not None
-        unrecorded = self._record(outcome.updated, outcome.task)
-        if outcome.aside is not None and self._record(*outcome.aside) is not None:
+        recorder = self.engine.recorder
+        unrecorded = recorder.record(outcome.updated, outcome.task)
+        if outcome.aside is not None and recorder.record(*outcome.aside) is not None:
             outcome = replace(outcome, aside=None)  # not recorded: taken again later, and set aside then
         return replace(outcome, unrecorded=unrecorded)
-
-    def _record(self, updated: Task, previous: Task) -> str | None:
-        """Write the outcome, conditional on the entry not having changed since it was read.
-        Returns why it was not written, or None."""
-        engine = self.engine
-        for attempt in range(engine.config.record_attempts):
-            try:
-                engine.repository.save(updated, previous.revision)
-                return None
-            except StaleEntry as stale:
-                state = stale.current.state if stale.current else "deleted"
-                return f"entry changed while it was being called (now {state}); its new state stands"
-            except ServiceUnavailable as exc:
-                if attempt + 1 == engine.config.record_attempts:
-                    # The entry stays pending in storage, so a later run calls it again: at least once.
-                    return f"outcome not recorded: {exc.message}"
-                engine.sleep(0.2 * 2**attempt)
-        return "outcome not recorded"
 
     # -- in the loop's thread ------------------------------------------------------------------
 

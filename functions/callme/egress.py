@@ -11,6 +11,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from functools import cache
 from urllib.parse import SplitResult, urlsplit
 
 from .errors import InvalidRequest
@@ -18,31 +19,19 @@ from .errors import InvalidRequest
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Refused on top of what ``ipaddress`` already calls non-global (private, loopback, reserved,
-# unspecified, documentation, benchmarking, IPv6 unique-local): named here so that no Python
-# version's idea of "global" can let them through.
-_LINK_LOCAL: tuple[IPNetwork, ...] = tuple(
+# The address ranges every callback is refused: whatever Python's ``ipaddress`` does not call
+# global (private, loopback, reserved, shared, documentation, benchmarking, IPv6 unique-local ...),
+# and requests-hardened's own list of the ranges Python calls global but that are not public
+# (EXTRA_BLOCKED_NET_RANGES: 6to4 relays, NAT64, ORCHIDv2, segment routing, and 192.0.0.0/24 and the
+# like for Python versions that call parts of them global). requests-hardened refuses those at the
+# connection too; callme checks them when a task is registered as well. All that callme adds is
+# below: the allowed networks (EgressPolicy), the IPv4 address inside an IPv6 one, and naming the
+# cloud's metadata addresses in the refusal.
+_CLOUD_METADATA: tuple[IPNetwork, ...] = tuple(
     ipaddress.ip_network(net)
     for net in (
         "169.254.0.0/16",  # cloud metadata (169.254.169.254), Lambda and ECS credentials
-        "fe80::/10",
         "fd00:ec2::/32",  # EC2 IPv6 metadata
-    )
-)
-_NOT_PUBLIC: tuple[IPNetwork, ...] = tuple(
-    ipaddress.ip_network(net)
-    for net in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",  # carrier-grade NAT
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "224.0.0.0/4",  # multicast
-        "240.0.0.0/4",  # reserved, broadcast
-        "fc00::/7",  # unique-local
-        "ff00::/8",  # multicast
     )
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -96,13 +85,22 @@ def _refusal_of(ip: IPAddress) -> str | None:
         return f"{ip} is a loopback address"
     if ip.is_unspecified:
         return f"{ip} is the unspecified address"
-    if ip.is_link_local or any(ip in net for net in _LINK_LOCAL):
+    if ip.is_link_local or any(ip in net for net in _CLOUD_METADATA):
         return f"{ip} is a link-local address (where cloud metadata lives)"
     if ip.is_multicast:
         return f"{ip} is a multicast address"
-    if any(ip in net for net in _NOT_PUBLIC) or not ip.is_global:
+    if not ip.is_global or any(ip in net for net in _not_public()):
         return f"{ip} is not a public address"
     return None
+
+
+@cache
+def _not_public() -> tuple[IPNetwork, ...]:
+    """requests-hardened's ranges beyond Python's (loaded when first needed: it imports requests,
+    which the api function's cold start does without)."""
+    from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES  # noqa: PLC0415
+
+    return tuple(EXTRA_BLOCKED_NET_RANGES)
 
 
 def _embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:

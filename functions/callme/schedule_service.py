@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from .clock import Clock
 from .errors import ScheduleNotFound, ServiceUnavailable
-from .limits import Limits
-from .repository import EntryExists, ScheduleRepository, StaleChain, StaleEntry, StaleSchedule, TaskRepository
+from .ports import EntryExists, ScheduleRepository, StaleChain, StaleEntry, StaleSchedule, TaskRepository
 from .schedule import (
     PLACEMENT_TRIES,
     Change,
@@ -24,7 +23,8 @@ from .schedule import (
     plan_turn,
 )
 from .service import contended
-from .task import Task, TaskKey, TaskState, check_name
+from .settings import Limits
+from .task import Task, TaskKey, TaskName, TaskState
 from .validation import ScheduleListing
 from .views import AnswerFormat, AnswerRoom, schedule_view
 
@@ -86,8 +86,7 @@ class ScheduleService:
             return _after(change), current is None
         raise ServiceUnavailable(f"schedule {request.name!r} is changing too fast; retry the request")
 
-    def get_schedule(self, name: str) -> Scheduled:
-        check_name(name)
+    def get_schedule(self, name: TaskName) -> Scheduled:
         found = self.schedules.get(name)
         if found is None:
             raise ScheduleNotFound(f"no schedule named {name!r}")
@@ -99,9 +98,8 @@ class ScheduleService:
         page = self.schedules.page(listing.start_from, listing.limit, lambda s: room.take_view(schedule_view(s)))
         return ListedSchedules(page.schedules, page.schedules[-1].name if page.more else None)
 
-    def delete_schedule(self, name: str) -> Removal:
+    def delete_schedule(self, name: TaskName) -> Removal:
         """Stop a schedule: it is deleted and its pending run cancelled; its past runs stay."""
-        check_name(name)
         for _ in contended():
             current = self.get_schedule(name)
             now = self.clock.now()
@@ -159,7 +157,7 @@ class ScheduleService:
                 self.tasks.insert(run)
                 return run
             except EntryExists as exists:
-                existing = exists.existing
+                existing = exists.current
             if existing is not None and existing.schedule == name and existing.state.active:
                 return existing  # made already (by another dispatcher run, or the API)
             if existing is not None and existing.state is not TaskState.CANCELLED:

@@ -1,24 +1,23 @@
 """The task API's use cases: register, read, cancel and reschedule entries.
 
-Pure domain: it takes parsed input, applies the rules of task.py and talks to storage only
-through the repository interface.
+Pure domain: it takes typed requests (parsed at the edge by callme.validation), applies the rules of
+task.py and talks to storage only through the ports (callme.ports). Every conditional write that may
+lose a race goes through ``settle``.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from . import deadline
 from .clock import MINUTE, Clock, minute_of
-from .egress import EgressPolicy
 from .errors import Conflict, InvalidRequest, ServiceUnavailable, TaskNotFound
-from .limits import Limits
-from .repository import (
+from .ports import (
     MAX_TRANSACTION_WRITES,
     EntryExists,
     Page,
@@ -26,9 +25,10 @@ from .repository import (
     TaskRepository,
     TransactionRefused,
 )
-from .task import Task, TaskKey, TaskState, check_name
+from .settings import Limits
+from .task import Task, TaskKey, TaskName, TaskState
 from .trigger import check_can_run
-from .validation import Listing, parse_reschedule_request, parse_task_request
+from .validation import Listing, RescheduleRequest, TaskRequest
 from .views import AnswerFormat, AnswerRoom
 
 # A conditional write that loses a race is tried again, with what the winner stored. Each lost
@@ -76,35 +76,31 @@ class Cancellation:
 
 
 class TaskService:
-    def __init__(self, repository: TaskRepository, clock: Clock, limits: Limits, egress: EgressPolicy) -> None:
+    """The use cases behind the API. It takes typed requests (callme.validation, parsed at the edge)
+    and names already checked (TaskName, TaskKey)."""
+
+    def __init__(self, repository: TaskRepository, clock: Clock, limits: Limits) -> None:
         self.repository = repository
         self.clock = clock
         self.limits = limits
-        self.egress = egress
 
-    def put_task(self, name: str, body: Mapping[str, Any]) -> tuple[Task, bool]:
-        """Register ``name@trigger_at``; re-PUT replaces an entry not yet called.
+    def put_task(self, request: TaskRequest) -> tuple[Task, bool]:
+        """Register the entry; a re-PUT replaces an entry not yet called.
 
         Returns the stored entry and whether it was created (as opposed to replaced).
         """
-        now = self.clock.now()
-        trigger_at, definition = parse_task_request(name, body, now, self.limits, self.egress)
-        key = TaskKey(name, trigger_at)
-        task = Task.new(key, definition, now)
-        current: Task | None = None  # the stored entry, once a write found one
-        for _ in contended():
-            try:
-                if current is None:
-                    self.repository.insert(task)
-                    return task, True
-                replacement = current.replaced_by(definition, now)
-                self.repository.save(replacement, current.revision)
-                return replacement, False
-            except EntryExists as exists:
-                current = exists.existing
-            except StaleEntry as stale:
-                current = stale.current
-        raise _too_fast(key)
+        now = request.received_at
+        task = Task.new(request.key, request.definition, now)
+
+        def write(current: Task | None) -> tuple[Task, bool]:
+            if current is None:
+                self.repository.insert(task)
+                return task, True
+            replacement = current.replaced_by(request.definition, now)
+            self.repository.save(replacement, current.revision)
+            return replacement, False
+
+        return settle(request.key, write)
 
     def get_entry(self, key: TaskKey) -> Task:
         task = self.repository.get(key)
@@ -112,7 +108,9 @@ class TaskService:
             raise TaskNotFound(f"no entry {key}")
         return task
 
-    def list_entries(self, name: str | None, listing: Listing, answer_format: AnswerFormat | None = None) -> Listed:
+    def list_entries(
+        self, name: TaskName | None, listing: Listing, answer_format: AnswerFormat | None = None
+    ) -> Listed:
         """A page of entries: at most ``listing.limit``, and no more than one answer holds."""
         now = self.clock.now()
         lowest = minute_of(now) if listing.future_only else None
@@ -121,7 +119,6 @@ class TaskService:
         if name is None:
             page = self.repository.all_entries(listing.start_from, lowest, now, listing.limit, fits)
         else:
-            check_name(name)
             if listing.start_from is not None:
                 after = listing.start_from.trigger_at + MINUTE
                 lowest = after if lowest is None else max(lowest, after)
@@ -132,26 +129,22 @@ class TaskService:
         return Listed(page.tasks, next_key)
 
     def cancel_entry(self, key: TaskKey) -> Task:
-        task = self.get_entry(key)
-        for _ in contended():
-            cancelled = task.cancelled(self.clock.now(), self.limits.retention_seconds)
-            try:
-                self.repository.save(cancelled, task.revision)
-                return cancelled
-            except StaleEntry as stale:
-                if stale.current is None or self._expired(stale.current):
-                    raise TaskNotFound(f"no entry {key}") from None
-                task = stale.current
-        raise _too_fast(key)
+        def write(current: Task | None) -> Task:
+            if current is None or self._expired(current):
+                raise TaskNotFound(f"no entry {key}")
+            cancelled = current.cancelled(self.clock.now(), self.limits.retention_seconds)
+            self.repository.save(cancelled, current.revision)
+            return cancelled
 
-    def cancel_name(self, name: str, answer_format: AnswerFormat | None = None) -> Cancellation:
+        return settle(key, write, self.get_entry(key))
+
+    def cancel_name(self, name: TaskName, answer_format: AnswerFormat | None = None) -> Cancellation:
         """Cancel every active entry of ``name``; finished ones are left as they are.
 
         Active entries are read a page at a time and cancelled with concurrent conditional writes,
         until none is left or the request's time (callme.deadline) or storage runs out. Then the
         result says how many were cancelled and why it stopped: a repeated call cancels the rest.
         """
-        check_name(name)
         now = self.clock.now()
         tally = _Tally(AnswerRoom(answer_format or AnswerFormat()), self.limits.default_page_size)
         lowest = None
@@ -187,71 +180,54 @@ class TaskService:
     def _cancel_as_read(self, task: Task) -> Task | None:
         """Cancel ``task`` as read or, when it changed meanwhile, as it is now (the failed write
         returns it). None if it finished or vanished meanwhile: nothing to cancel."""
-        current: Task | None = task
-        for _ in contended():
+
+        def write(current: Task | None) -> Task | None:
             if current is None or not current.state.active:
                 return None
             cancelled = current.cancelled(self.clock.now(), self.limits.retention_seconds)
-            try:
-                self.repository.save(cancelled, current.revision)
-                return cancelled
-            except StaleEntry as stale:
-                current = stale.current
-        raise _too_fast(task.key)
+            self.repository.save(cancelled, current.revision)
+            return cancelled
 
-    def reschedule(self, target: TaskKey | str, body: Mapping[str, Any], everything: bool) -> list[Task]:
-        """A new pending entry for failed and skipped entries (all finished ones with ``everything``).
+        return settle(task.key, write, task)
 
-        ``target`` is one entry or a task name. An entry has at most one successor, whatever the
-        interleaving of requests: its mark (``rescheduled_to``) and the successor are written in one
-        transaction, on condition that the entry is unchanged and unmarked and the successor's key is
-        free. Rescheduling a marked entry is a conflict naming its successor. By name, marked
-        entries are left out, and entries with the same definition collapse into one successor,
-        since they would all land on the same minute; a request that lost the race to a concurrent
-        one finds nothing left to do.
-        """
-        now = self.clock.now()
-        new_minute = parse_reschedule_request(body, now, self.limits)
-        if new_minute is None:
-            new_minute = minute_of(now) + MINUTE
-        states = FINISHED if everything else RESCHEDULABLE
-        successor: Task | None = None  # once written
-        wanted: set[TaskKey] | None = None  # the sources as first read: later rounds only narrow them
-        for _ in contended():
-            sources = self._sources(target, states, everything)
-            if wanted is not None:
-                sources = [t for t in sources if t.key in wanted]
-            if not sources:
-                return [successor] if successor else []
-            wanted = {t.key for t in sources}
-            fresh: Task | None = None  # the successor, while still to be written
-            if successor is None:
-                fresh = self._successor(sources, new_minute, now)
-                to = fresh.key
-            else:
-                to = successor.key
-            try:
-                for batch in _transactions(sources, with_successor=fresh is not None):
-                    self.repository.reschedule(fresh, [(t.rescheduled(to, now), t.revision) for t in batch])
-                    successor, fresh = successor or fresh, None
-            except TransactionRefused as refused:
-                if fresh is not None:
-                    self._check_free(fresh, refused, wanted)
-                continue
-            return [successor] if successor else []
-        raise _too_fast(target)
+    def reschedule_entry(self, key: TaskKey, request: RescheduleRequest) -> list[Task]:
+        """A new pending entry copying ``key``, if it failed or was skipped (any finished entry with
+        ``request.everything``). Rescheduling an entry rescheduled before is a conflict naming its
+        successor: an entry has at most one."""
+        states = _reschedulable(request.everything)
 
-    def _sources(self, target: TaskKey | str, states: tuple[TaskState, ...], everything: bool) -> list[Task]:
-        """What ``target`` names that may be rescheduled, read afresh. One entry must be in
-        ``states``; by name, entries in ``states`` not rescheduled before."""
-        if isinstance(target, TaskKey):
-            source = self.get_entry(target)
+        def sources() -> list[Task]:
+            source = self.get_entry(key)
             if source.state not in states:
-                raise Conflict(self._not_reschedulable(source, everything))
+                raise Conflict(self._not_reschedulable(source, request.everything))
             return [source]
-        return [t for t in self._every_entry(target) if t.state in states and t.rescheduled_to is None]
 
-    def _successor(self, sources: list[Task], new_minute: int, now: float) -> Task:
+        return self._reschedule(key, sources, request)
+
+    def reschedule_task(self, name: TaskName, request: RescheduleRequest) -> list[Task]:
+        """One new pending entry for the failed and skipped entries of ``name`` (all finished ones
+        with ``request.everything``) not rescheduled before. Entries with the same definition
+        collapse into one successor, since they would all land on the same minute; a request that
+        lost the race to a concurrent one finds nothing left to do."""
+        states = _reschedulable(request.everything)
+
+        def sources() -> list[Task]:
+            return [t for t in self._every_entry(name) if t.state in states and t.rescheduled_to is None]
+
+        return self._reschedule(name, sources, request)
+
+    def _reschedule(self, target: object, sources: Callable[[], list[Task]], request: RescheduleRequest) -> list[Task]:
+        """The successor of what ``sources`` reads. Its mark on each source (``rescheduled_to``) and
+        the successor are written in one transaction, on condition that each source is unchanged and
+        unmarked and the successor's key is free, so that an entry has at most one successor whatever
+        the interleaving of requests."""
+        now = request.received_at
+        new_minute = minute_of(now) + MINUTE if request.trigger_at is None else request.trigger_at
+        rescheduling = _Rescheduling(self, sources, new_minute, now)
+        return settle(target, rescheduling.round)
+
+    def successor(self, sources: list[Task], new_minute: int, now: float) -> Task:
+        """The new entry for ``sources`` at ``new_minute``: they must share one definition."""
         definitions = {t.definition for t in sources}
         if len(definitions) > 1:
             listed = ", ".join(str(t.key) for t in sources)
@@ -266,14 +242,6 @@ class TaskService:
         return Task.new(new_key, sources[0].definition, now, rescheduled_from=str(sources[0].key))
 
     @staticmethod
-    def _check_free(successor: Task, refused: TransactionRefused, sources: set[TaskKey]) -> None:
-        """A refused successor key held by an entry that is not the successor of these very
-        sources (won by a concurrent request, which the next round finds) is a conflict."""
-        taken = refused.current.get(successor.key)
-        if taken is not None and taken.rescheduled_from not in {str(key) for key in sources}:
-            raise Conflict(f"entry {successor.key} already exists ({taken.state}); choose another trigger_at")
-
-    @staticmethod
     def _not_reschedulable(task: Task, everything: bool) -> str:
         if everything:
             return f"entry {task.key} is {task.state}; only finished entries can be rescheduled"
@@ -282,8 +250,7 @@ class TaskService:
             f"(add all=true for any finished entry)"
         )
 
-    def _every_entry(self, name: str) -> list[Task]:
-        check_name(name)
+    def _every_entry(self, name: TaskName) -> list[Task]:
         now = self.clock.now()
         entries: list[Task] = []
         lowest = None
@@ -304,6 +271,76 @@ class TaskService:
         return task.expires_at is not None and task.expires_at <= self.clock.now()
 
 
+class _Rescheduling:
+    """The rounds of one reschedule. Each reads the sources afresh, keeps only those first read
+    (later rounds narrow them, never widen), and writes the successor with the marks, or once the
+    successor exists, the marks still missing, at most MAX_TRANSACTION_WRITES a transaction."""
+
+    def __init__(self, service: TaskService, sources: Callable[[], list[Task]], new_minute: int, now: float) -> None:
+        self.service = service
+        self.sources = sources
+        self.new_minute = new_minute
+        self.now = now
+        self.successor: Task | None = None  # once written
+        self.wanted: set[TaskKey] | None = None  # the sources as first read
+
+    def round(self, _: Task | None) -> list[Task]:
+        """One round; TransactionRefused when it lost to a concurrent write (the next round reads
+        again), Conflict when the successor's key is held by an unrelated entry."""
+        sources = self.sources()
+        if self.wanted is not None:
+            sources = [t for t in sources if t.key in self.wanted]
+        if not sources:
+            return self._result()
+        self.wanted = {t.key for t in sources}
+        fresh: Task | None = None  # the successor, while still to be written
+        if self.successor is None:
+            fresh = self.service.successor(sources, self.new_minute, self.now)
+            to = fresh.key
+        else:
+            to = self.successor.key
+        try:
+            for batch in _transactions(sources, with_successor=fresh is not None):
+                marked = [(t.rescheduled(to, self.now), t.revision) for t in batch]
+                self.service.repository.reschedule(fresh, marked)
+                self.successor, fresh = self.successor or fresh, None
+        except TransactionRefused as refused:
+            if fresh is not None:
+                self._check_free(fresh, refused)
+            raise
+        return self._result()
+
+    def _result(self) -> list[Task]:
+        return [self.successor] if self.successor else []
+
+    def _check_free(self, successor: Task, refused: TransactionRefused) -> None:
+        """A refused successor key held by an entry that is not the successor of these very
+        sources (won by a concurrent request, which the next round finds) is a conflict."""
+        taken = refused.current.get(successor.key)
+        wanted = {str(key) for key in self.wanted or ()}
+        if taken is not None and taken.rescheduled_from not in wanted:
+            raise Conflict(f"entry {successor.key} already exists ({taken.state}); choose another trigger_at")
+
+
+R = TypeVar("R")
+
+
+def settle(target: object, write: Callable[[Task | None], R], seen: Task | None = None) -> R:
+    """Run ``write`` with the entry as last seen (``seen``; None: not read, or gone) until it stops
+    losing races. A write refused because the entry changed meanwhile (EntryExists, StaleEntry) runs
+    again with the entry as the winner stored it; a refused transaction (TransactionRefused) runs
+    again and reads afresh. Rounds are spread by contended(); after RACE_SECONDS the request is told
+    to retry (ServiceUnavailable naming ``target``)."""
+    for _ in contended():
+        try:
+            return write(seen)
+        except (EntryExists, StaleEntry) as lost:
+            seen = lost.current
+        except TransactionRefused:
+            continue
+    raise _too_fast(target)
+
+
 def contended() -> Iterator[int]:
     """Rounds of a write that may lose races, numbered from 0, until RACE_SECONDS have passed;
     a jittered, growing wait before each round after the first."""
@@ -316,6 +353,10 @@ def contended() -> Iterator[int]:
         if time.monotonic() >= give_up:
             return
         time.sleep(random.uniform(0, min(cap, low * 2**lost)))
+
+
+def _reschedulable(everything: bool) -> tuple[TaskState, ...]:
+    return FINISHED if everything else RESCHEDULABLE
 
 
 def _transactions(sources: list[Task], with_successor: bool) -> Iterator[list[Task]]:

@@ -15,6 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import NewType
 
 from .errors import Conflict, InvalidRequest
 
@@ -43,10 +44,15 @@ class TaskState(StrEnum):
         return self in (TaskState.PENDING, TaskState.RUNNING)
 
 
-def check_name(name: str) -> str:
+# A task name that passed check_name: the service takes names of this type, checked once at the edge.
+TaskName = NewType("TaskName", str)
+
+
+def check_name(name: str) -> TaskName:
+    """``name`` as a TaskName; InvalidRequest unless it follows NAME_RULE."""
     if not NAME_PATTERN.fullmatch(name):
         raise InvalidRequest(f"task name {name!r} is invalid: {NAME_RULE}")
-    return name
+    return TaskName(name)
 
 
 @dataclass(frozen=True, order=True)
@@ -262,3 +268,20 @@ def judge(status: int | None, expected: int) -> Verdict:
     if status is None or status >= 500 or status in RETRYABLE_STATUSES:
         return Verdict.RETRY
     return Verdict.FAIL
+
+
+def backoff(attempts: int, base: float, cap: float, jitter: float) -> float:
+    """The wait before the retry that follows attempt number ``attempts``: exponential, about
+    ``base * 2^(attempts - 1)`` capped at ``cap``, from half of that (``jitter`` 0) to all of it (1)."""
+    step = min(cap, base * 2.0 ** max(0, attempts - 1))
+    return step / 2 + jitter * step / 2
+
+
+def next_attempt_at(task: Task, verdict: Verdict, ended_at: float, wait: float) -> float | None:
+    """When ``task`` is called again after an attempt that ended at ``ended_at`` and was judged
+    ``verdict``: ``wait`` later, if that attempt is to be retried, a retry is left, and that instant is
+    before ``max_delay`` runs out. None: no further attempt (``task`` as it was before the attempt)."""
+    if verdict is not Verdict.RETRY or task.retries_left() <= 1:
+        return None
+    candidate = ended_at + wait
+    return candidate if candidate < task.deadline() else None

@@ -14,9 +14,9 @@ from typing import Any
 from .clock import minute_of
 from .egress import EgressPolicy, check_callback_url
 from .errors import InvalidRequest, PayloadTooLarge
-from .limits import Limits
 from .schedule import ScheduleRequest
-from .task import METHODS, TaskDefinition, TaskKey, check_name
+from .settings import Limits
+from .task import METHODS, TaskDefinition, TaskKey, TaskName, check_name
 from .trigger import check_can_run, parse_trigger_at
 
 TASK_FIELDS = (
@@ -156,11 +156,30 @@ def _digits_between(start: int, stop: int) -> str:
     return pattern + ("[0-9]" + (f"{{{free}}}" if free > 1 else "") if free else "")
 
 
+@dataclass(frozen=True)
+class TaskRequest:
+    """``PUT /task/<name>``: the entry to register and how to call it, as judged when it was received."""
+
+    key: TaskKey
+    definition: TaskDefinition
+    received_at: float  # the instant its relative trigger_at and every time rule were judged at
+
+
+@dataclass(frozen=True)
+class RescheduleRequest:
+    """``POST /reschedule/...``: the new entry's minute (None: the next one), and whether any finished
+    entry may be rescheduled (``?all=true``) or only failed and skipped ones."""
+
+    trigger_at: int | None
+    everything: bool
+    received_at: float
+
+
 def parse_task_request(
-    name: str, body: Mapping[str, Any], now: float, limits: Limits, policy: EgressPolicy
-) -> tuple[int, TaskDefinition]:
-    """The trigger minute and the definition of ``PUT /task/<name>``."""
-    check_name(name)
+    name: TaskName, body: Mapping[str, Any], now: float, limits: Limits, policy: EgressPolicy
+) -> TaskRequest:
+    """``PUT /task/<name>`` with ``body``, received at ``now``; InvalidRequest or PayloadTooLarge
+    naming the field at fault."""
     _reject_unknown(body, TASK_FIELDS)
     for required in ("trigger_at", "callback"):
         if body.get(required) is None:
@@ -169,7 +188,7 @@ def parse_task_request(
     trigger_at = parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
     definition = _definition(body, limits, policy)
     check_can_run(trigger_at, definition.max_delay, now)
-    return trigger_at, definition
+    return TaskRequest(TaskKey(name, trigger_at), definition, now)
 
 
 def _check_body_name(name: str, body: Mapping[str, Any]) -> None:
@@ -207,12 +226,11 @@ def _definition(body: Mapping[str, Any], limits: Limits, policy: EgressPolicy) -
 
 
 def parse_schedule_request(
-    name: str, body: Mapping[str, Any], now: float, limits: Limits, policy: EgressPolicy
+    name: TaskName, body: Mapping[str, Any], now: float, limits: Limits, policy: EgressPolicy
 ) -> ScheduleRequest:
     """``PUT /schedule/<name>`` with ``body``, received at ``now``: the task's fields but ``trigger_at``,
     exactly one of ``cron`` and ``every``, ``timezone``, ``start_at`` / ``end_at`` (``trigger_at``'s
     forms; ``start_at``, the anchor of ``every``, may be past) and ``paused``."""
-    check_name(name)
     if "trigger_at" in body:
         raise InvalidRequest('a schedule has no trigger_at: give cron (e.g. "0 9 * * MON-FRI") or every (e.g. "15m")')
     _reject_unknown(body, SCHEDULE_FIELDS)
@@ -258,12 +276,15 @@ def default_of(name: str) -> Any:
     return next(f.default for f in fields(TaskDefinition) if f.name == name)
 
 
-def parse_reschedule_request(body: Mapping[str, Any], now: float, limits: Limits) -> int | None:
-    """The new trigger minute of ``POST /reschedule/...``, or None for "the next minute"."""
+def parse_reschedule_request(
+    body: Mapping[str, Any], everything: bool, now: float, limits: Limits
+) -> RescheduleRequest:
+    """``POST /reschedule/...`` with ``body`` (its optional ``trigger_at``), received at ``now``."""
     _reject_unknown(body, ("trigger_at",))
-    if body.get("trigger_at") is None:
-        return None
-    return parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
+    trigger_at = None
+    if body.get("trigger_at") is not None:
+        trigger_at = parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
+    return RescheduleRequest(trigger_at, everything, now)
 
 
 def single_values(params: Mapping[str, list[str]]) -> dict[str, str]:

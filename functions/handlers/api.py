@@ -1,7 +1,8 @@
 """The task API: API Gateway (REST) -> Powertools resolver -> TaskService.
 
-This module is the one place where HTTP meets the domain: routes, query strings, status codes,
-and the mapping of domain errors to responses.
+This module is the one place where HTTP meets the domain: routes, query strings, request bodies
+parsed into typed requests (callme.validation), status codes, and the one mapping of domain errors
+to responses (STATUSES).
 """
 
 from __future__ import annotations
@@ -16,15 +17,26 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from callme import deadline
-from callme.errors import CallmeError, InvalidRequest, MethodNotAllowed, RouteNotFound, ServiceUnavailable
+from callme.errors import (
+    CallmeError,
+    Conflict,
+    InvalidRequest,
+    PayloadTooLarge,
+    ScheduleNotFound,
+    ServiceUnavailable,
+    TaskNotFound,
+)
 from callme.task import NAME_RULE, TaskKey, check_name
 from callme.validation import (
+    RescheduleRequest,
     check_query,
     flag,
     parse_json_object,
     parse_listing,
+    parse_reschedule_request,
     parse_schedule_listing,
     parse_schedule_request,
+    parse_task_request,
     single_values,
 )
 from callme.views import AnswerFormat, schedule_view, schedules_view, task_view, tasks_view
@@ -36,8 +48,6 @@ from .observability import logger
 app = APIGatewayRestResolver()
 _ROUTES: dict[str, list[str]] = {}
 _NAMED_PREFIXES = ("/task/", "/status/", "/reschedule/", "/schedule/")
-# Time kept, out of what the Lambda context has left, to write the answer after the last storage call.
-ANSWER_MARGIN_SECONDS = 1.0
 # Error messages may quote what the client sent; beyond this many characters they are cut, so that
 # every error answer stays far under Lambda's response limit (12 bytes a character at worst, carried).
 _ERROR_CHARACTERS = 2000
@@ -62,7 +72,8 @@ def read(ident: str) -> Response[str]:
         # the list, and have nothing to shape.
         parse_listing(_query(), service.limits, name=key.name)
         return _json(200, task_view(service.get_entry(key)))
-    listed = service.list_entries(ident, parse_listing(_query(), service.limits, name=ident), _format())
+    listing = parse_listing(_query(), service.limits, name=ident)
+    listed = service.list_entries(check_name(ident), listing, _format())
     return _json(200, tasks_view(listed.tasks, listed.next))
 
 
@@ -80,9 +91,11 @@ def read_all() -> Response[str]:
 @route("/task/<ident>", "PUT")
 def put_task(ident: str) -> Response[str]:
     check_query(_query(), ())
-    service = wiring.task_service()
-    check_name(ident)
-    task, created = service.put_task(ident, parse_json_object(_body(), service.limits))
+    settings = wiring.settings()
+    name = check_name(ident)
+    body = parse_json_object(_body(), settings.limits)
+    request = parse_task_request(name, body, wiring.clock().now(), settings.limits, settings.egress)
+    task, created = wiring.task_service().put_task(request)
     return _json(201 if created else 200, task_view(task))
 
 
@@ -92,7 +105,7 @@ def cancel(ident: str) -> Response[str]:
     service = wiring.task_service()
     if "@" in ident:
         return _json(200, task_view(service.cancel_entry(TaskKey.parse(ident))))
-    done = service.cancel_name(ident, _format())
+    done = service.cancel_name(check_name(ident), _format())
     if done.unfinished is not None:
         message = (
             f"cancelled {done.count} pending entries of task {ident!r}, then stopped ({done.unfinished}); "
@@ -107,10 +120,18 @@ def reschedule(ident: str) -> Response[str]:
     query = _query()
     check_query(query, ("all",))
     service = wiring.task_service()
-    target: TaskKey | str = TaskKey.parse(ident) if "@" in ident else check_name(ident)
-    body = parse_json_object(_body(), service.limits, required=False)
-    created = service.reschedule(target, body, everything=flag(query, "all"))
+    if "@" in ident:
+        key = TaskKey.parse(ident)
+        created = service.reschedule_entry(key, _reschedule_request(query))
+    else:
+        name = check_name(ident)
+        created = service.reschedule_task(name, _reschedule_request(query))
     return _json(201 if created else 200, tasks_view(created))
+
+
+def _reschedule_request(query: dict[str, str]) -> RescheduleRequest:
+    body = parse_json_object(_body(), wiring.settings().limits, required=False)
+    return parse_reschedule_request(body, flag(query, "all"), wiring.clock().now(), wiring.settings().limits)
 
 
 # -- recurring schedules (callme.schedule) ------------------------------------------------------------
@@ -119,17 +140,18 @@ def reschedule(ident: str) -> Response[str]:
 @route("/schedule/<ident>", "PUT")
 def put_schedule(ident: str) -> Response[str]:
     check_query(_query(), ())
-    settings, service = wiring.settings(), wiring.schedule_service()
+    settings = wiring.settings()
+    name = check_name(ident)
     body = parse_json_object(_body(), settings.limits)
-    request = parse_schedule_request(ident, body, service.clock.now(), settings.limits, settings.egress)
-    scheduled, created = service.put_schedule(request)
+    request = parse_schedule_request(name, body, wiring.clock().now(), settings.limits, settings.egress)
+    scheduled, created = wiring.schedule_service().put_schedule(request)
     return _json(201 if created else 200, schedule_view(scheduled))
 
 
 @route("/schedule/<ident>", "GET")
 def read_schedule(ident: str) -> Response[str]:
     check_query(_query(), ())
-    return _json(200, schedule_view(wiring.schedule_service().get_schedule(ident)))
+    return _json(200, schedule_view(wiring.schedule_service().get_schedule(check_name(ident))))
 
 
 @route("/schedule", "GET")
@@ -142,7 +164,7 @@ def read_schedules() -> Response[str]:
 @route("/schedule/<ident>", "DELETE")
 def delete_schedule(ident: str) -> Response[str]:
     check_query(_query(), ())
-    removal = wiring.schedule_service().delete_schedule(ident)
+    removal = wiring.schedule_service().delete_schedule(check_name(ident))
     cancelled = None if removal.cancelled is None else str(removal.cancelled)
     return _json(200, {**schedule_view(removal.schedule), "next_runs": [], "cancelled": cancelled})
 
@@ -165,10 +187,10 @@ def console_page() -> Response[str]:
 @route("/console/<name>", "GET")
 def console_file(name: str) -> Response[str]:
     if name == console.CONFIG:
-        return _sent(console.config(console.auth_mode(), _ROUTES))
+        return _sent(console.config(wiring.settings().auth_mode, _ROUTES))
     found = console.asset(name, _query().get("v"), app.current_event.headers.get("If-None-Match"))
     if found is None:
-        raise RouteNotFound(f"the console has no file {name!r}")
+        return _error(404, f"the console has no file {name!r}")
     return _sent(found)
 
 
@@ -181,23 +203,40 @@ def _sent(answer: console.ConsoleAnswer) -> Response[str]:
 # -- errors -------------------------------------------------------------------------------------
 
 
+# The one mapping of domain errors (callme.errors) to HTTP statuses; a subclass takes its nearest ancestor's.
+STATUSES: dict[type[CallmeError], int] = {
+    CallmeError: 400,
+    InvalidRequest: 400,
+    TaskNotFound: 404,
+    ScheduleNotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    ServiceUnavailable: 503,
+}
+
+
 @app.exception_handler(CallmeError)  # type: ignore[untyped-decorator]
 def domain_error(error: CallmeError) -> Response[str]:
     return error_response(error)
 
 
 def error_response(error: CallmeError, details: dict[str, Any] | None = None) -> Response[str]:
-    """The one mapping of domain errors to HTTP: status, ``{"error": ...}`` (plus ``details``) and headers."""
+    """A domain error as HTTP: its status (STATUSES), ``{"error": ...}`` (plus ``details``) and headers."""
     headers: dict[str, str] = {}
-    if isinstance(error, MethodNotAllowed):
-        headers["Allow"] = ", ".join(error.allowed)
     if isinstance(error, ServiceUnavailable):
         headers["Retry-After"] = "1"
         logger.warning("storage unavailable", extra={"error": error.message})
-    message = error.message
+    status = next(STATUSES[kind] for kind in type(error).__mro__ if kind in STATUSES)
+    return _error(status, error.message, headers, details)
+
+
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None, details: dict[str, Any] | None = None
+) -> Response[str]:
+    """``{"error": message}`` (plus ``details``); a message quoting what the client sent is cut."""
     if len(message) > _ERROR_CHARACTERS:
         message = f"{message[:_ERROR_CHARACTERS]}... ({len(message) - _ERROR_CHARACTERS} more characters)"
-    return _json(error.status, {"error": message, **(details or {})}, headers)
+    return _json(status, {"error": message, **(details or {})}, headers)
 
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
@@ -212,13 +251,12 @@ def no_route(_: Exception) -> Response[str]:
     path = event.path.rstrip("/") or "/"
     allowed = next((methods for rule, methods in _ROUTES.items() if _matches(rule, path)), None)
     if allowed is not None and event.http_method not in allowed:
-        return error_response(MethodNotAllowed(event.http_method, sorted(set(allowed))))
+        methods = ", ".join(sorted(set(allowed)))
+        return _error(405, f"method {event.http_method} is not allowed here; allowed: {methods}", {"Allow": methods})
     for prefix in _NAMED_PREFIXES:
         rest = path[len(prefix) :]
         if path.startswith(prefix) and "/" not in rest:
-            return error_response(
-                InvalidRequest(f"{rest!r} is not a task name or <task_name>@<trigger_at>: {NAME_RULE}")
-            )
+            return _error(400, f"{rest!r} is not a task name or <task_name>@<trigger_at>: {NAME_RULE}")
     return _json(404, {"error": f"no route {event.http_method} {event.path}; see the API reference in the README"})
 
 
@@ -258,5 +296,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if event.get("httpMethod") == "HEAD":  # API Gateway passes HEAD on; it is GET without the body, dropped there
         event = {**event, "httpMethod": "GET"}
     # Storage gives up in time for an answer (503 at worst) before Lambda cuts the function off.
-    with deadline.within(context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS):
+    margin = wiring.settings().answer_margin_seconds  # to write the answer after the last storage call
+    with deadline.within(context.get_remaining_time_in_millis() / 1000 - margin):
         return app.resolve(event, context)

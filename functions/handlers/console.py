@@ -8,15 +8,15 @@ Every answer carries a Content-Security-Policy that lets the page load and call 
 
 In AWS the console's paths are the only ones API Gateway lets through without authentication
 (template.yaml); ``config.json`` tells the page how the API authenticates (``CALLME_AUTH_MODE``, the
-template's ``AuthMode``; unset locally, where nothing is asked) and which optional routes exist.
+template's ``AuthMode``, read by callme.settings; unset locally, where nothing is asked) and which
+optional routes exist.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -41,7 +41,6 @@ SECURITY_HEADERS = {
 }
 REVALIDATE = "no-cache"
 FOREVER = "public, max-age=31536000, immutable"
-AUTH_MODES = {"": "none", "API_KEY": "api_key", "IAM": "iam"}
 # Routes the console shows a view for only when the API has them: {feature: the route's prefix}.
 OPTIONAL_ROUTES = {"stats": "/stats", "schedules": "/schedule"}
 
@@ -88,17 +87,6 @@ def config(auth: str, routes: Iterable[str]) -> ConsoleAnswer:
     }
     body = json.dumps({"auth": auth, "features": features})
     return ConsoleAnswer(200, "application/json", body, {**SECURITY_HEADERS, "Cache-Control": "no-store"})
-
-
-def auth_mode(env: Mapping[str, str] = os.environ) -> str:
-    """The API's authentication as the page names it: none (local), api_key or iam.
-
-    Raises ValueError naming CALLME_AUTH_MODE when it holds anything else.
-    """
-    value = env.get("CALLME_AUTH_MODE", "")
-    if value not in AUTH_MODES:
-        raise ValueError(f"CALLME_AUTH_MODE must be API_KEY or IAM (or unset), got {value!r}")
-    return AUTH_MODES[value]
 
 
 def _answer(found: _File, cache_control: str, if_none_match: str | None) -> ConsoleAnswer:

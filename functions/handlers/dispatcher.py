@@ -8,13 +8,10 @@ invocations; locally (inline) it dispatches the busy shards itself. An invocatio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict
-from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -23,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 import callme.callback
 import callme.signing  # noqa: F401
 from callme.clock import Clock, SystemClock, minute_of
-from callme.dispatch import CallResult
+from callme.ports import CallResult
 from callme.task import Task, TaskState, Verdict
 
 from . import wiring
@@ -68,14 +65,9 @@ class MetricsObserver:
 
 
 def _metric(name: str, value: float, unit: MetricUnit) -> None:
+    # EMF takes at most 100 values of a metric per document: Powertools prints the document itself
+    # when a metric reaches 100 values (aws_lambda_powertools 3.37, AmazonCloudWatchEMFProvider.add_metric).
     metrics.add_metric(name=name, unit=unit, value=value)
-    if len(metrics.metric_set.get(name, {}).get("Value", [])) >= 100:
-        metrics.flush_metrics()  # EMF takes at most 100 values of a metric per document
-
-
-@cache
-def _lambda_client() -> Any:
-    return boto3.client("lambda")
 
 
 def dispatch(
@@ -86,20 +78,15 @@ def dispatch(
 ) -> dict[str, Any]:
     """One dispatcher invocation; ``clock`` and ``on_leased`` let the local stack's tests steer it."""
     clock = clock or SystemClock()
-    settings = wiring.settings()
     engine = wiring.dispatch_engine(clock, MetricsObserver(), on_leased)
     deadline = clock.now() + context.get_remaining_time_in_millis() / 1000
     if "shard" in event:
         shards = [int(event["shard"])]
     else:
         shards = engine.busy_shards(minute_of(clock.now()))
-        if settings.fanout == "lambda" and shards:
-            for shard in shards:
-                _lambda_client().invoke(
-                    FunctionName=settings.dispatcher_function or context.function_name,
-                    InvocationType="Event",
-                    Payload=json.dumps({**event, "shard": shard}).encode(),
-                )
+        fanout = wiring.fanout(event, context.function_name)
+        if fanout is not None and shards:
+            fanout.hand_over(shards)
             logger.info("fanned out", extra={"shards": shards, "scheduled_time": event.get("scheduled_time")})
             return {"fanned_out": shards}
     if not shards:

@@ -13,7 +13,7 @@ import re
 from functools import cache
 from typing import Any
 
-from callme.limits import DAY, Limits
+from callme.settings import DAY, Limits
 from callme.task import METHODS, NAME_PATTERN, TaskState
 from callme.trigger import ABSOLUTE_PATTERN, RELATIVE_PATTERN
 from callme.validation import TASK_FIELDS, default_of, integer_pattern, integer_ranges

@@ -9,17 +9,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from callme.clock import Clock, SystemClock
-from callme.repository import API_STORAGE, DynamoDBScheduleRepository, DynamoDBTaskRepository, connect
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBScheduleRepository, DynamoDBTaskRepository, connect
 from callme.schedule_service import ScheduleService
 from callme.service import TaskService
 from callme.settings import Settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
     from callme.callback import HttpCaller
     from callme.dispatch import DispatchEngine, DispatchObserver
+    from callme.ports import Fanout
     from callme.signing import Signer
 
 
@@ -29,42 +32,67 @@ def settings() -> Settings:
 
 
 @cache
+def _dispatcher_client() -> DynamoDBClient:
+    s = settings()
+    pool = max(10, _storage_connections(s.dispatch_concurrency))
+    return connect(s.region, s.dynamodb_endpoint, s.dispatcher_storage, max_pool=pool)
+
+
+@cache
 def repository() -> DynamoDBTaskRepository:
     """The dispatcher's."""
+    return DynamoDBTaskRepository(_dispatcher_client(), settings().table_name, settings().due_shards)
+
+
+@cache
+def leases() -> DynamoDBLeaseStore:
+    """The dispatcher's, on the same client as its repository."""
+    return DynamoDBLeaseStore(_dispatcher_client(), settings().lease_table_name)
+
+
+@cache
+def _api_client() -> DynamoDBClient:
+    """The api function's: short storage timeouts, so that a request answers within its deadline."""
     s = settings()
-    return connect(
-        s.table_name,
-        s.lease_table_name,
-        s.due_shards,
-        s.region,
-        s.dynamodb_endpoint,
-        max_pool=max(10, _storage_connections(s.dispatch_concurrency)),
-    )
+    return connect(s.region, s.dynamodb_endpoint, s.api_storage)
 
 
 @cache
 def api_repository() -> DynamoDBTaskRepository:
-    """The api function's: short storage timeouts, so that a request answers within its deadline."""
-    s = settings()
-    return connect(s.table_name, s.lease_table_name, s.due_shards, s.region, s.dynamodb_endpoint, timeouts=API_STORAGE)
+    """The api function's."""
+    return DynamoDBTaskRepository(_api_client(), settings().table_name, settings().due_shards)
+
+
+@cache
+def clock() -> Clock:
+    return SystemClock()
 
 
 @cache
 def task_service() -> TaskService:
-    s = settings()
-    return TaskService(api_repository(), SystemClock(), s.limits, s.egress)
+    return TaskService(api_repository(), clock(), settings().limits)
 
 
 @cache
 def schedule_service() -> ScheduleService:
-    s = settings()
-    schedules = DynamoDBScheduleRepository(api_repository(), s.schedule_table_name)
-    return ScheduleService(schedules, api_repository(), SystemClock(), s.limits)
+    schedules = DynamoDBScheduleRepository(_api_client(), settings().schedule_table_name, api_repository())
+    return ScheduleService(schedules, api_repository(), clock(), settings().limits)
 
 
 def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
-    for built in (settings, repository, api_repository, task_service, schedule_service, caller, _static_signer):
+    for built in (
+        settings,
+        _dispatcher_client,
+        repository,
+        leases,
+        _api_client,
+        api_repository,
+        task_service,
+        schedule_service,
+        caller,
+        _static_signer,
+    ):
         built.cache_clear()
 
 
@@ -97,14 +125,20 @@ def _static_signer(document: str) -> Signer:
 
 @cache
 def caller() -> HttpCaller:
-    from callme.callback import CallerConfig, HttpCaller  # noqa: PLC0415 (the dispatcher's own)
+    from callme.callback import HttpCaller  # noqa: PLC0415 (the dispatcher's own)
 
+    return HttpCaller(settings().egress, signer, settings().caller)
+
+
+def fanout(event: dict[str, Any], function_name: str) -> Fanout | None:
+    """How a scheduled invocation hands busy shards on: one Lambda invocation each (CALLME_FANOUT=lambda,
+    to CALLME_DISPATCHER_FUNCTION or this very function), or None: it dispatches them itself."""
     s = settings()
-    return HttpCaller(
-        s.egress,
-        signer,
-        CallerConfig(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout, call_budget=s.call_budget),
-    )
+    if s.fanout != "lambda":
+        return None
+    from .fanout import LambdaFanout, lambda_client  # noqa: PLC0415 (the dispatcher's own)
+
+    return LambdaFanout(lambda_client(), s.dispatcher_function or function_name, event)
 
 
 def dispatch_engine(
@@ -112,16 +146,12 @@ def dispatch_engine(
     observer: DispatchObserver | None = None,
     on_leased: Callable[[list[int]], None] | None = None,
 ) -> DispatchEngine:
-    from callme.dispatch import DispatchConfig, DispatchEngine  # noqa: PLC0415 (the dispatcher's own)
+    from callme.dispatch import DispatchEngine  # noqa: PLC0415 (the dispatcher's own)
 
-    s = settings()
-    config = DispatchConfig(
-        concurrency=s.dispatch_concurrency,
-        call_budget=s.call_budget,
-        retention_seconds=s.limits.retention_seconds,
-    )
+    config = settings().dispatch
     clock = clock or SystemClock()
-    schedules = ScheduleService(
-        DynamoDBScheduleRepository(repository(), s.schedule_table_name), repository(), clock, s.limits
+    schedules = DynamoDBScheduleRepository(_dispatcher_client(), settings().schedule_table_name, repository())
+    runs = ScheduleService(schedules, repository(), clock, settings().limits)
+    return DispatchEngine(
+        repository(), leases(), caller(), clock, config, observer, on_leased=on_leased, schedules=runs
     )
-    return DispatchEngine(repository(), caller(), clock, config, observer, on_leased=on_leased, schedules=schedules)

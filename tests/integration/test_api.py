@@ -590,3 +590,27 @@ def test_pending_entries_never_expire(client: Client) -> None:
     assert task["expires_at"] is None
     _, cancelled, _ = client("DELETE", "/task/forever@1858809600")
     assert cancelled["expires_at"] >= int(time.time()) + 30 * 86400 - 5
+
+
+# -- the one mapping of domain errors to HTTP ------------------------------------------------------
+
+
+def test_every_domain_error_has_its_status_in_the_api_s_one_mapping() -> None:
+    import inspect
+
+    from callme import errors
+
+    expected = {
+        errors.InvalidRequest: (400, {}),
+        errors.TaskNotFound: (404, {}),
+        errors.Conflict: (409, {}),
+        errors.PayloadTooLarge: (413, {}),
+        errors.ServiceUnavailable: (503, {"Retry-After": "1"}),
+    }
+    kinds = {c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.CallmeError)}
+    assert kinds - {errors.CallmeError} == set(expected), "a new domain error needs its status here and in api.py"
+    for kind, (status, headers) in expected.items():
+        assert not hasattr(kind, "status"), "statuses belong to the API, not the domain"
+        response = api.error_response(kind("what went wrong"))
+        assert (response.status_code, json.loads(response.body)) == (status, {"error": "what went wrong"})
+        assert {k: v for k, v in (response.headers or {}).items() if k == "Retry-After"} == headers

@@ -29,9 +29,10 @@ from standardwebhooks import Webhook
 from urllib3.response import HTTPResponse
 
 from callme import callback
-from callme.callback import READ_CAP, USER_AGENT, CallerConfig, HttpCaller
-from callme.dispatch import CallResult
+from callme.callback import READ_CAP, USER_AGENT, HttpCaller
 from callme.egress import EgressPolicy
+from callme.ports import CallResult
+from callme.settings import CallerConfig
 from callme.signing import Signer, new_secret
 from callme.task import RESPONSE_BODY_LIMIT, Task, TaskDefinition, TaskKey
 

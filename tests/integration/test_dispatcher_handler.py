@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from callme.clock import minute_of
-from handlers import api, dispatcher, wiring
+from handlers import api, dispatcher, fanout, wiring
 from tests.conftest import Sink, api_event, load_event
 
 
@@ -72,7 +72,7 @@ def test_in_aws_a_scheduled_invocation_fans_out_one_invocation_per_busy_shard(
             assert (request["FunctionName"], request["InvocationType"]) == ("callme-dispatcher", "Event")
             invoked.append(json.loads(request["Payload"]))
 
-    monkeypatch.setattr(dispatcher, "_lambda_client", LambdaStub)
+    monkeypatch.setattr(fanout, "lambda_client", LambdaStub)
     answer = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
     shards = sorted(e["shard"] for e in invoked)
     assert answer == {"fanned_out": shards}
@@ -109,3 +109,23 @@ def test_the_signing_keys_come_from_secrets_manager_with_rotation(aws: Any, monk
     assert signer is not None
     assert signer.secrets == ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_b2xkb2xkb2xkb2xk")
     assert len(signer.headers("msg_1", 1795750000, "body")["webhook-signature"].split(" ")) == 2
+
+
+def test_a_busy_minute_s_metrics_go_out_in_documents_of_at_most_100_values(
+    dispatch_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callme.ports import CallResult
+    from callme.task import Task, TaskDefinition, TaskKey, Verdict
+
+    dispatcher.metrics.clear_metrics()
+    capsys.readouterr()
+    task = Task.new(TaskKey("job", 1858809600), TaskDefinition("https://example.com/"), 1858809000)
+    observer = dispatcher.MetricsObserver()
+    monkeypatch.setattr(dispatcher.logger, "info", lambda *_, **__: None)  # only the metrics' output
+    for i in range(250):
+        observer.attempted(task, CallResult(1858809601, 5, status=200), Verdict.SUCCESS, i / 100)
+    dispatcher.metrics.flush_metrics()
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    lateness = [doc["lateness"] if isinstance(doc["lateness"], list) else [doc["lateness"]] for doc in documents]
+    assert all(len(values) <= 100 for values in lateness)
+    assert sorted(v for values in lateness for v in values) == [i / 100 for i in range(250)], "every value, once"

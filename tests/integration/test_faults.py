@@ -17,11 +17,12 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
 from callme.clock import FixedClock
-from callme.dispatch import CallResult, DispatchConfig, DispatchEngine
+from callme.dispatch import DispatchEngine
 from callme.errors import ServiceUnavailable
+from callme.ports import CallResult
 from callme.task import Task, TaskState
 from handlers import api, wiring
-from tests.conftest import api_event, stored_items
+from tests.conftest import api_event, dispatch_config, stored_items
 
 
 class _Headers(dict[str, str]):
@@ -225,7 +226,9 @@ class OkCaller:
 
 
 def _engine(clock: FixedClock, caller: OkCaller) -> DispatchEngine:
-    return DispatchEngine(wiring.repository(), caller, clock, DispatchConfig(concurrency=2), sleep=clock.advance)
+    return DispatchEngine(
+        wiring.repository(), wiring.leases(), caller, clock, dispatch_config(concurrency=2), sleep=clock.advance
+    )
 
 
 @pytest.mark.parametrize("operation", ["Query", "PutItem", "BatchGetItem"])

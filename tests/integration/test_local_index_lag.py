@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from callme.repository import DynamoDBTaskRepository, connect
+from callme.dynamodb import DynamoDBTaskRepository, connect
 from callme.task import Task, TaskDefinition, TaskKey, TaskState
 from local.dynamodb import LAG_VARIABLE, REGION, EmbeddedDynamoDB, index_lag_from
+from tests.conftest import settings
 
 T0 = 1858809600
 LAG = 0.6
@@ -22,6 +23,11 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
 
 
+def connected(database: EmbeddedDynamoDB) -> DynamoDBTaskRepository:
+    client = connect(REGION, database.endpoint, settings().dispatcher_storage)
+    return DynamoDBTaskRepository(client, "callme-tasks", 1)
+
+
 def started(state_dir: Path | None, lag: float) -> EmbeddedDynamoDB:
     database = EmbeddedDynamoDB(state_dir, index_lag=lag)
     database.start()
@@ -31,7 +37,7 @@ def started(state_dir: Path | None, lag: float) -> EmbeddedDynamoDB:
 @pytest.fixture
 def lagging(credentials: None) -> Iterator[DynamoDBTaskRepository]:
     database = started(None, LAG)
-    yield connect("callme-tasks", "callme-leases", 1, REGION, database.endpoint)
+    yield connected(database)
     database.stop()
 
 
@@ -59,14 +65,14 @@ def test_the_due_index_shows_the_tables_as_they_were_lag_seconds_ago(lagging: Dy
 
 def test_the_lagging_index_starts_from_the_state_restored_at_start(credentials: None, tmp_path: Path) -> None:
     first = started(tmp_path, 0)
-    repository = connect("callme-tasks", "callme-leases", 1, REGION, first.endpoint)
+    repository = connected(first)
     task = Task.new(TaskKey("kept", T0), TaskDefinition("http://example.com/"), T0 - 60)
     repository.insert(task)
     first.stop()
 
     second = started(tmp_path, LAG)
     try:
-        repository = connect("callme-tasks", "callme-leases", 1, REGION, second.endpoint)
+        repository = connected(second)
         assert [t.key for t in due(repository)] == [task.key]
     finally:
         second.stop()

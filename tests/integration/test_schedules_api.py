@@ -54,7 +54,12 @@ def test_put_creates_a_schedule_with_its_next_five_runs_and_its_pending_run(clie
     start = schedule["start_at"]
     assert start in (before, before + MINUTE)  # the minute it was created in
     assert schedule["next_runs"] == [start + k * 15 * MINUTE for k in range(1, 6)]
-    assert (schedule["every"], schedule["cron"], schedule["timezone"], schedule["paused"]) == ("15m", None, "UTC", False)
+    assert (schedule["every"], schedule["cron"], schedule["timezone"], schedule["paused"]) == (
+        "15m",
+        None,
+        "UTC",
+        False,
+    )
     assert (schedule["payload"], schedule["retry"], schedule["max_delay"]) == ("hello", 2, 10)
     [run] = client.pending("digest")
     assert run["trigger_at"] == schedule["next_runs"][0]
@@ -161,7 +166,9 @@ def test_list_pages_by_name_and_start_from(client: Client) -> None:
     assert client("GET", "/schedule") == client("GET", "/schedule/")
 
 
-def test_list_pages_stop_before_the_answer_outgrows_lambdas_limit(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_pages_stop_before_the_answer_outgrows_lambdas_limit(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CALLME_MAX_BODY_BYTES", str(4 * 1024 * 1024))  # room for the escaped payload
     wiring.reset()
     payload = "\u0001" * (64 * 1024)  # 7 bytes each once the answer is escaped for Lambda

@@ -31,7 +31,7 @@ import pytest
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from moto import mock_aws
 
-from handlers import api, dispatcher, wiring
+from handlers import api, dispatcher, fanout, wiring
 from local.lambda_context import LocalContext
 from local.template import table_definitions
 from tests.conftest import Sink, api_event, load_event
@@ -212,7 +212,7 @@ def forget_clients() -> None:
     """Drop every cached client and setting, so the next ones are built from the current environment
     by sessions that carry the recorder."""
     wiring.reset()
-    dispatcher._lambda_client.cache_clear()
+    fanout.lambda_client.cache_clear()
     DEFAULT_PROVIDERS.clear()
 
 

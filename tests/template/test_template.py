@@ -21,8 +21,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from callme.dispatch import DispatchConfig
+from local.gateway import render
 from local.template import TEMPLATE, load_template, table_definitions
+from tests.conftest import settings
 from tests.template.cfn import ACCOUNT, REGION, ROOT, Stack, explain, listed, run, tool, wildcard
 
 pytestmark = pytest.mark.template
@@ -397,8 +398,7 @@ def test_handlers_and_code(template: dict[str, Any], resources: dict[str, Any]) 
 
 
 def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any], resources: dict[str, Any]) -> None:
-    readers = (ROOT / "functions" / "callme" / "settings.py", ROOT / "functions" / "handlers" / "console.py")
-    read = {name for path in readers for name in re.findall(r'"(CALLME_[A-Z0-9_]+)"', path.read_text())}
+    read = set(re.findall(r'"(CALLME_[A-Z0-9_]+)"', (ROOT / "functions" / "callme" / "settings.py").read_text()))
     common = template["Globals"]["Function"]["Environment"]["Variables"]
     assert common["CALLME_TABLE_NAME"] == {"Ref": "TasksTable"}
     assert common["CALLME_LEASE_TABLE_NAME"] == {"Ref": "LeasesTable"}
@@ -474,11 +474,10 @@ def test_dispatcher_schedule(resources: dict[str, Any]) -> None:
 
 
 def test_timeouts_fit_the_dispatch_lease_and_api_gateway(resources: dict[str, Any]) -> None:
-    config = DispatchConfig()
     dispatcher_timeout = resources["DispatcherFunction"]["Properties"]["Timeout"]
     # A run's last call starts run_seconds in, ends within its budget and is recorded before the
     # function times out (its shard lease is renewed while it runs, so the lease does not bound it).
-    assert dispatcher_timeout >= config.run_seconds + config.call_room
+    assert dispatcher_timeout >= settings().dispatcher_run_seconds
     assert resources["ApiFunction"]["Properties"]["Timeout"] < API_GATEWAY_TIMEOUT
 
 
@@ -756,13 +755,10 @@ GATEWAY_RESPONSES = {
 
 
 def render_gateway_response(template: str, response_type: str) -> str:
-    """A gateway response's mapping template as API Gateway fills it in, with an awkward message."""
+    """A gateway response's mapping template as API Gateway fills it in (the local gateway's own
+    rendering), with an awkward message; no variable may be left unfilled."""
     message = 'User: arn:aws:iam::1:user/a "quoted" \\ name is not authorized'
-    rendered = (
-        template.replace("$context.error.messageString", json.dumps(message))
-        .replace("$context.error.message", message)
-        .replace("$context.error.responseType", response_type)
-    )
+    rendered = render(template, message, response_type)
     assert "$context" not in rendered, f"{response_type}: a variable this test does not fill in: {rendered}"
     return rendered
 

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from callme.egress import EgressPolicy
 from callme.errors import CallmeError
-from callme.limits import Limits
+from callme.settings import Limits
 from callme.task import Task, TaskDefinition, TaskKey, TaskState
+from tests.conftest import default_limits
+
+UNIT = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The unit tier runs off the network: a test that opens a socket fails (pytest-socket's
+    disable_socket marker on every test of this folder; other tiers are left as they are)."""
+    for item in items:
+        if item.path.is_relative_to(UNIT):
+            item.add_marker(pytest.mark.disable_socket)
+
 
 # A fixed "now": 42.5 seconds into a minute, so that "counted from the start of the current minute"
 # is distinguishable from "counted from now".
@@ -22,7 +35,7 @@ PUBLIC_URL = "https://example.com/that-thing/run-it"
 
 @pytest.fixture
 def limits() -> Limits:
-    return Limits()
+    return default_limits()
 
 
 @pytest.fixture

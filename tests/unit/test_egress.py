@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import idna
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES
 
 from callme.egress import MAX_HOST_NAME, MAX_LABEL, EgressPolicy, check_callback_url, host_problem, literal_address
-from callme.errors import CallmeError
-from callme.limits import Limits
+from callme.errors import CallmeError, InvalidRequest
+from tests.conftest import default_limits
 from tests.unit.conftest import rejected
 
-MAX_URL = Limits().max_url_length
+MAX_URL = default_limits().max_url_length
 
 # -- EgressPolicy.refusal ---------------------------------------------------------------------------
 
@@ -183,7 +185,7 @@ def test_public_http_url_is_accepted_unchanged(url: str) -> None:
 )
 def test_url_of_another_scheme_is_rejected(url: str) -> None:
     error = rejected(lambda: check(url))
-    assert error.status == 400
+    assert isinstance(error, InvalidRequest)
     assert error.message == f"callback {url!r} must be an absolute http:// or https:// URL"
 
 
@@ -205,7 +207,7 @@ def test_url_without_a_host_is_rejected(url: str) -> None:
 )
 def test_url_with_credentials_is_rejected(url: str) -> None:
     error = rejected(lambda: check(url))
-    assert error.status == 400
+    assert isinstance(error, InvalidRequest)
     assert "must not carry credentials" in error.message
 
 
@@ -234,7 +236,7 @@ def test_url_at_the_length_limit_is_accepted() -> None:
 )
 def test_url_with_spaces_control_or_non_ascii_characters_is_rejected(url: str) -> None:
     error = rejected(lambda: check(url))
-    assert error.status == 400
+    assert isinstance(error, InvalidRequest)
     assert "contains spaces, control or non-ASCII characters" in error.message
 
 
@@ -282,7 +284,7 @@ def test_callback_that_is_not_a_string_is_rejected(value: object) -> None:
 )
 def test_ip_literal_of_a_non_public_address_is_refused_in_every_notation(url: str) -> None:
     error = rejected(lambda: check(url))
-    assert error.status == 400
+    assert isinstance(error, InvalidRequest)
     assert error.message.startswith(f"callback {url!r} is refused: ")
     assert error.message.endswith("callbacks may only reach public addresses")
 
@@ -352,7 +354,7 @@ def test_names_that_merely_contain_localhost_are_accepted(url: str) -> None:
 )
 def test_invalid_host_is_refused_naming_the_problem(url: str, problem: str) -> None:
     error = rejected(lambda: check(url))
-    assert error.status == 400
+    assert isinstance(error, InvalidRequest)
     assert error.message.startswith(f"callback {url!r} has an invalid host: ")
     assert problem in error.message
 
@@ -365,7 +367,7 @@ def test_bracketed_literal_that_is_no_ipv6_address_is_a_problem(netloc: str) -> 
         f"{literal} is not an IPv6 address",
         f"{literal} is an IPvFuture literal, which cannot be called: use an IPv6 address or a name",
     )
-    assert rejected(lambda: check(f"http://{netloc}/")).status == 400
+    assert isinstance(rejected(lambda: check(f"http://{netloc}/")), InvalidRequest)
 
 
 @pytest.mark.parametrize(
@@ -404,7 +406,7 @@ def test_valid_host_is_accepted(url: str) -> None:
 def test_unicode_host_is_refused_naming_its_a_labels(url: str, a_labels: str) -> None:
     # Hosts are stored and sent as ASCII: one form for each name, and no guessing at dispatch.
     error = rejected(lambda: check(url))
-    assert error.status == 400
+    assert isinstance(error, InvalidRequest)
     assert error.message.endswith(f"in ASCII, as its IDNA A-labels: {a_labels!r}")
     assert check(url.replace(url.split("/")[2], a_labels)) == url.replace(url.split("/")[2], a_labels)
 
@@ -484,3 +486,14 @@ def test_any_host_accepted_encodes_by_idna_or_is_plain_ldh(name: str) -> None:
         return
     assert name.isascii()
     assert all(idna.encode(label) for label in name.split(".") if label.lower().startswith("xn--"))
+
+
+@pytest.mark.parametrize("network", EXTRA_BLOCKED_NET_RANGES, ids=str)
+def test_what_requests_hardened_refuses_at_the_connection_is_refused_at_registration(network: Any) -> None:
+    # Python calls some of these global (192.88.99.0/24, 2001:20::/28 ...): a task registered for
+    # them could never be called, so it is refused when it is registered, as for every other range.
+    address = network[1]
+    reason = EgressPolicy().refusal(address)
+    assert reason is not None and reason.startswith(f"{address} "), reason
+    url = f"http://[{address}]/" if address.version == 6 else f"http://{address}/"
+    assert isinstance(rejected(lambda: check(url)), InvalidRequest)

@@ -6,8 +6,7 @@ import ipaddress
 
 import pytest
 
-from callme.limits import DAY, Limits
-from callme.settings import Settings
+from callme.settings import DAY, CallerConfig, Limits, Settings, StorageTimeouts
 
 REQUIRED = {"CALLME_TABLE_NAME": "tasks", "CALLME_LEASE_TABLE_NAME": "leases"}
 
@@ -18,7 +17,17 @@ def test_only_the_table_names_are_required_and_the_rest_has_defaults() -> None:
     assert settings.region == "us-east-1"
     assert settings.dynamodb_endpoint is None
     assert settings.due_shards == 8
-    assert settings.limits == Limits()
+    assert settings.limits == Limits(
+        max_body_bytes=131072,
+        max_payload_bytes=65536,
+        max_url_length=2048,
+        max_retry=10,
+        max_max_delay=1440,
+        max_ahead_seconds=1826 * DAY,
+        default_page_size=100,
+        max_page_size=1000,
+        retention_seconds=30 * DAY,
+    )
     assert settings.egress.allowed == ()
     assert settings.dispatch_concurrency == 64
     assert (settings.connect_timeout, settings.read_timeout, settings.call_budget) == (3.0, 10.0, 15.0)
@@ -26,12 +35,61 @@ def test_only_the_table_names_are_required_and_the_rest_has_defaults() -> None:
     assert settings.dispatcher_function is None
     assert settings.signing_secret is None
     assert settings.signing_secret_id is None
+    assert settings.auth_mode == "none"
+    assert settings.answer_margin_seconds == 1.0
+    assert settings.api_storage == StorageTimeouts(connect=1, read=2, attempts=4)
+    assert settings.dispatcher_storage == StorageTimeouts(connect=2, read=5, attempts=4)
+
+
+def test_the_dispatcher_s_defaults() -> None:
+    dispatch = Settings.from_environ(REQUIRED).dispatch
+    assert (dispatch.concurrency, dispatch.run_seconds, dispatch.call_budget) == (64, 40.0, 15.0)
+    assert (dispatch.heartbeat_seconds, dispatch.record_seconds, dispatch.read_window) == (4.0, 2.0, 2.0)
+    assert (dispatch.lease_seconds, dispatch.lease_wait) == (25.0, 25.0)
+    assert (dispatch.backoff_base, dispatch.backoff_cap, dispatch.record_attempts) == (1.0, 120.0, 4)
+    assert dispatch.retention_seconds == 30 * DAY
+    assert Settings.from_environ(REQUIRED).caller == CallerConfig(3.0, 10.0, 15.0)
+
+
+def test_each_part_s_configuration_is_built_from_the_settings() -> None:
+    env = {**REQUIRED, "CALLME_CALL_BUDGET": "20", "CALLME_RETENTION_DAYS": "7", "CALLME_DISPATCH_CONCURRENCY": "8"}
+    settings = Settings.from_environ(env)
+    assert (settings.dispatch.call_budget, settings.caller.call_budget) == (20.0, 20.0)
+    assert settings.dispatch.lease_seconds == 2 * 4.0 + 20.0 + 2.0, "the lease grows with the budget"
+    assert settings.dispatch.retention_seconds == settings.limits.retention_seconds == 7 * DAY
+    assert settings.dispatch.concurrency == 8
+    assert settings.dispatcher_run_seconds == 40.0 + 20.0 + 2.0
+
+
+@pytest.mark.parametrize("budget", ["0.5", "15", "120", "850"])
+def test_a_lease_outlasts_a_late_heartbeat_and_a_whole_call_with_its_recording(budget: str) -> None:
+    dispatch = Settings.from_environ({**REQUIRED, "CALLME_CALL_BUDGET": budget}).dispatch
+    assert dispatch.lease_seconds >= 2 * dispatch.heartbeat_seconds + dispatch.call_budget + dispatch.record_seconds
+    assert dispatch.call_room == dispatch.call_budget + dispatch.record_seconds
+
+
+@pytest.mark.parametrize(("value", "mode"), [("", "none"), ("API_KEY", "api_key"), ("IAM", "iam")])
+def test_the_auth_mode_is_read_as_the_console_names_it(value: str, mode: str) -> None:
+    assert Settings.from_environ({**REQUIRED, "CALLME_AUTH_MODE": value}).auth_mode == mode
+
+
+def test_a_payload_limit_a_request_body_cannot_hold_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^CALLME_MAX_PAYLOAD_BYTES \(200000\) is not below CALLME_MAX_BODY_BYTES"):
+        Settings.from_environ({**REQUIRED, "CALLME_MAX_PAYLOAD_BYTES": "200000"})
+    env = {**REQUIRED, "CALLME_MAX_PAYLOAD_BYTES": "200000", "CALLME_MAX_BODY_BYTES": "400000"}
+    assert Settings.from_environ(env).limits.max_payload_bytes == 200000
+
+
+def test_a_call_budget_no_dispatcher_run_could_hold_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^CALLME_CALL_BUDGET \(859\) is too long.*900 s"):
+        Settings.from_environ({**REQUIRED, "CALLME_CALL_BUDGET": "859"})
+    assert Settings.from_environ({**REQUIRED, "CALLME_CALL_BUDGET": "858"}).dispatcher_run_seconds == 900
 
 
 def test_empty_variables_mean_their_defaults() -> None:
     env = {**REQUIRED, "CALLME_MAX_RETRY": "", "CALLME_DYNAMODB_ENDPOINT": "", "CALLME_SIGNING_SECRET": ""}
     settings = Settings.from_environ(env)
-    assert settings.limits.max_retry == Limits().max_retry
+    assert settings.limits.max_retry == 10
     assert settings.dynamodb_endpoint is None
     assert settings.signing_secret is None
 
@@ -103,6 +161,9 @@ def test_missing_table_name_is_named(name: str) -> None:
         ("CALLME_ALLOW_NETWORKS", "loopback"),
         ("CALLME_ALLOW_NETWORKS", "127.0.0.0/8,10.0.0.0/40"),
         ("CALLME_FANOUT", "sqs"),
+        ("CALLME_FANOUT", ""),
+        ("CALLME_AUTH_MODE", "api_key"),
+        ("CALLME_CALL_BUDGET", "880"),
     ],
 )
 def test_bad_variable_is_a_value_error_naming_it(name: str, value: str) -> None:

@@ -203,8 +203,9 @@ def test_a_run_waits_for_the_lease_the_previous_minute_still_holds() -> None:
 
 
 def test_today_is_the_template_and_the_engine_as_they_are() -> None:
-    from callme.dispatch import READERS, WRITERS, DispatchConfig
+    from callme.dispatch import READERS, WRITERS
     from local.template import load_template
+    from tests.conftest import settings
 
     template = load_template()
     design = simulate.today()
@@ -215,8 +216,11 @@ def test_today_is_the_template_and_the_engine_as_they_are() -> None:
     assert design.memory_mb == template["Resources"]["DispatcherFunction"]["Properties"]["MemorySize"]
     assert design.timeout == template["Resources"]["DispatcherFunction"]["Properties"]["Timeout"]
     assert (design.writers, design.readers) == (WRITERS, READERS)
-    assert design.run_seconds == DispatchConfig().run_seconds and design.slices == 1
-    assert design.lease_seconds == DispatchConfig().lease_seconds
+    engine = settings().dispatch  # callme's defaults, from their one home
+    assert design.run_seconds == engine.run_seconds and design.slices == 1
+    assert (design.call_budget, design.lease_renew_seconds) == (engine.call_budget, engine.heartbeat_seconds)
+    assert (design.lease_seconds, design.lease_wait) == (engine.lease_seconds, engine.lease_wait)
+    assert design.record_attempts == engine.record_attempts
     assert Design() == design, "the model's defaults are callme as it is"
 
 

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from callme.egress import EgressPolicy
 from callme.errors import InvalidRequest, PayloadTooLarge
-from callme.limits import Limits
-from callme.task import METHODS, TaskKey
+from callme.settings import Limits
+from callme.task import METHODS, TaskKey, check_name
 from callme.validation import (
+    RescheduleRequest,
     check_query,
     flag,
     integer,
@@ -25,6 +26,7 @@ from callme.validation import (
     parse_task_request,
     single_values,
 )
+from tests.conftest import default_limits
 from tests.unit.conftest import CURRENT_MINUTE, NOW, PUBLIC_URL, rejected, task_body
 
 # -- parse_json_object ---------------------------------------------------------------------------
@@ -36,7 +38,7 @@ class TestJsonBody:
 
     def test_malformed_json_is_rejected(self, limits: Limits) -> None:
         error = rejected(lambda: parse_json_object('{"trigger_at": "+6h",', limits))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert "request body is not valid JSON" in error.message
 
     @pytest.mark.parametrize(
@@ -47,14 +49,14 @@ class TestJsonBody:
         self, limits: Limits, body: str, kind: str
     ) -> None:
         error = rejected(lambda: parse_json_object(body, limits))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message == f"request body must be a JSON object, not {kind}"
 
     def test_duplicate_key_is_rejected_naming_the_key(self, limits: Limits) -> None:
         # Given a body where "retry" appears twice (json.loads would silently keep the last)
         error = rejected(lambda: parse_json_object('{"retry": 1, "trigger_at": "+1m", "retry": 5}', limits))
         # Then the client is told which field is doubled
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert "'retry' appears twice" in error.message
 
     def test_duplicate_key_in_a_nested_object_is_rejected(self, limits: Limits) -> None:
@@ -64,19 +66,19 @@ class TestJsonBody:
     @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
     def test_nan_and_infinity_are_rejected(self, limits: Limits, constant: str) -> None:
         error = rejected(lambda: parse_json_object(f'{{"retry": {constant}}}', limits))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert "not valid JSON" in error.message
         assert constant.lstrip("-") in error.message
 
     def test_body_over_the_limit_is_payload_too_large(self) -> None:
         # Given a 100-byte limit and a 101-byte body
-        limits = Limits(max_body_bytes=100)
+        limits = default_limits(max_body_bytes=100)
         body = json.dumps({"payload": "x" * 86})
         assert len(body) == 101
         # When it is parsed / Then it is a 413 naming both sizes
         error = rejected(lambda: parse_json_object(body, limits))
         assert isinstance(error, PayloadTooLarge)
-        assert error.status == 413
+        assert isinstance(error, PayloadTooLarge)
         assert "101 bytes" in error.message
         assert "limit is 100" in error.message
 
@@ -84,22 +86,22 @@ class TestJsonBody:
         # Given 60 characters that take 120 bytes in UTF-8
         body = '{"payload": "' + "é" * 46 + '"}'
         assert len(body) < 100 < len(body.encode())
-        error = rejected(lambda: parse_json_object(body, Limits(max_body_bytes=100)))
-        assert error.status == 413
+        error = rejected(lambda: parse_json_object(body, default_limits(max_body_bytes=100)))
+        assert isinstance(error, PayloadTooLarge)
 
     def test_body_exactly_at_the_limit_is_accepted(self) -> None:
         body = json.dumps({"payload": "x" * 85})
-        assert parse_json_object(body, Limits(max_body_bytes=len(body))) == {"payload": "x" * 85}
+        assert parse_json_object(body, default_limits(max_body_bytes=len(body))) == {"payload": "x" * 85}
 
     def test_deeply_nested_body_is_a_client_error(self, limits: Limits) -> None:
         error = rejected(lambda: parse_json_object("[" * 100_000, limits))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert "nested too deeply" in error.message
 
     @pytest.mark.parametrize("body", [None, "", "  \n\t"])
     def test_missing_required_body_is_rejected(self, limits: Limits, body: str | None) -> None:
         error = rejected(lambda: parse_json_object(body, limits))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert "request body is missing" in error.message
 
     @pytest.mark.parametrize("body", [None, "", "  \n"])
@@ -115,14 +117,18 @@ class TestJsonBody:
 
 
 def parse_task(body: dict[str, Any], name: str = "simpletask", limits: Limits | None = None) -> Any:
-    return parse_task_request(name, body, NOW, limits or Limits(), EgressPolicy())
+    """The trigger minute and the definition of ``PUT /task/<name>`` with ``body``, the name checked
+    first as the API checks it."""
+    request = parse_task_request(check_name(name), body, NOW, limits or default_limits(), EgressPolicy())
+    assert (request.key.name, request.received_at) == (name, NOW)
+    return request.key.trigger_at, request.definition
 
 
 class TestTaskRequest:
     def test_current_minute_with_max_delay_1_is_refused_as_never_callable(self) -> None:
         # The dispatcher's next run is at second 0 of the next minute, when max_delay has run out.
         error = rejected(lambda: parse_task(task_body(trigger_at="+0m", max_delay=1)))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert f"trigger_at {CURRENT_MINUTE} with max_delay 1 can never be called" in error.message
 
     @pytest.mark.parametrize(("trigger_at", "max_delay"), [("+0m", 2), ("+0m", None), ("+1m", 1)])
@@ -158,7 +164,7 @@ class TestTaskRequest:
 
     def test_unknown_field_is_rejected_naming_it_and_the_allowed_ones(self) -> None:
         error = rejected(lambda: parse_task(task_body(retries=3)))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert "unknown field 'retries'" in error.message
         assert "retry" in error.message.split("allowed:")[1]
 
@@ -171,7 +177,7 @@ class TestTaskRequest:
         body = task_body()
         del body[field]
         error = rejected(lambda: parse_task(body))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message == f"{field} is required"
 
     @pytest.mark.parametrize("field", ["trigger_at", "callback"])
@@ -181,7 +187,7 @@ class TestTaskRequest:
 
     def test_task_name_in_the_body_must_match_the_path(self) -> None:
         error = rejected(lambda: parse_task(task_body(task_name="other"), name="simpletask"))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert "task_name 'other'" in error.message
         assert "'simpletask'" in error.message
 
@@ -217,25 +223,25 @@ class TestTaskRequest:
     @pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "CONNECT", "TRACE", "", "GET ", 1, True, ["GET"]])
     def test_other_callback_method_is_rejected_listing_the_allowed_ones(self, method: object) -> None:
         error = rejected(lambda: parse_task(task_body(callback_method=method)))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message.startswith("callback_method must be one of GET, POST, PUT, PATCH, DELETE")
 
     @pytest.mark.parametrize(("payload", "kind"), [({"a": 1}, "an object"), (5, "a number"), ([], "an array")])
     def test_payload_must_be_a_string(self, payload: object, kind: str) -> None:
         error = rejected(lambda: parse_task(task_body(payload=payload)))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message.startswith(f"payload must be a string, not {kind}")
 
     def test_payload_over_the_limit_in_bytes_is_too_large(self) -> None:
         # Given a 10-byte limit and 6 characters that take 12 bytes
-        error = rejected(lambda: parse_task(task_body(payload="é" * 6), limits=Limits(max_payload_bytes=10)))
+        error = rejected(lambda: parse_task(task_body(payload="é" * 6), limits=default_limits(max_payload_bytes=10)))
         # Then it is a 413 naming the payload
-        assert error.status == 413
+        assert isinstance(error, PayloadTooLarge)
         assert "payload is 12 bytes" in error.message
         assert "limit is 10" in error.message
 
     def test_payload_at_the_limit_is_accepted(self) -> None:
-        _, definition = parse_task(task_body(payload="é" * 5), limits=Limits(max_payload_bytes=10))
+        _, definition = parse_task(task_body(payload="é" * 5), limits=default_limits(max_payload_bytes=10))
         assert definition.payload == "é" * 5
 
     def test_payload_with_an_unpaired_surrogate_is_a_client_error(self, limits: Limits) -> None:
@@ -245,15 +251,15 @@ class TestTaskRequest:
         )
         # Then it is a 400 naming payload, not a crash
         error = rejected(lambda: parse_task(body))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message.startswith("payload")
 
     @pytest.mark.parametrize(
         ("field", "low", "high"),
         [
             ("expected_http_status", 100, 599),
-            ("retry", 0, Limits().max_retry),
-            ("max_delay", 1, Limits().max_max_delay),
+            ("retry", 0, default_limits().max_retry),
+            ("max_delay", 1, default_limits().max_max_delay),
         ],
     )
     def test_integer_fields_accept_their_bounds(self, field: str, low: int, high: int) -> None:
@@ -266,22 +272,22 @@ class TestTaskRequest:
         [
             ("expected_http_status", 99, 100, 599),
             ("expected_http_status", 600, 100, 599),
-            ("retry", -1, 0, Limits().max_retry),
-            ("retry", "-1", 0, Limits().max_retry),
-            ("retry", Limits().max_retry + 1, 0, Limits().max_retry),
-            ("max_delay", 0, 1, Limits().max_max_delay),
-            ("max_delay", Limits().max_max_delay + 1, 1, Limits().max_max_delay),
+            ("retry", -1, 0, default_limits().max_retry),
+            ("retry", "-1", 0, default_limits().max_retry),
+            ("retry", default_limits().max_retry + 1, 0, default_limits().max_retry),
+            ("max_delay", 0, 1, default_limits().max_max_delay),
+            ("max_delay", default_limits().max_max_delay + 1, 1, default_limits().max_max_delay),
         ],
     )
     def test_integer_out_of_range_is_rejected_stating_the_range(
         self, field: str, value: object, low: int, high: int
     ) -> None:
         error = rejected(lambda: parse_task(task_body(**{field: value})))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message == f"{field} must be between {low} and {high}, got {int(str(value))}"
 
     def test_retry_limit_follows_the_configured_maximum(self) -> None:
-        error = rejected(lambda: parse_task(task_body(retry=3), limits=Limits(max_retry=2)))
+        error = rejected(lambda: parse_task(task_body(retry=3), limits=default_limits(max_retry=2)))
         assert "retry must be between 0 and 2" in error.message
 
     @pytest.mark.parametrize(
@@ -295,7 +301,7 @@ class TestTaskRequest:
     @pytest.mark.parametrize("text", ["", " 3", "3 ", "+3", "3.0", "1e1", "three", "\u0663", "0x3", "1" * 19])
     def test_string_that_is_not_an_integer_is_rejected(self, text: str) -> None:
         error = rejected(lambda: parse_task(task_body(retry=text)))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message == f"retry must be an integer, got {text!r}"
 
     @pytest.mark.parametrize(
@@ -305,7 +311,7 @@ class TestTaskRequest:
     @pytest.mark.parametrize("field", ["expected_http_status", "retry", "max_delay"])
     def test_integer_field_of_another_json_type_is_rejected(self, field: str, value: object, kind: str) -> None:
         error = rejected(lambda: parse_task({**task_body(), field: value}))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message == f"{field} must be an integer, not {kind}"
 
 
@@ -313,7 +319,7 @@ class TestTaskRequest:
 @given(retry=st.integers(min_value=-(10**6), max_value=10**6), as_text=st.booleans())
 def test_retry_is_accepted_exactly_within_zero_and_the_maximum(retry: int, as_text: bool) -> None:
     body = task_body(retry=str(retry) if as_text else retry)
-    if 0 <= retry <= Limits().max_retry:
+    if 0 <= retry <= default_limits().max_retry:
         assert parse_task(body)[1].retry == retry
     else:
         with pytest.raises(InvalidRequest, match=r"^retry must be between"):
@@ -325,25 +331,25 @@ def test_retry_is_accepted_exactly_within_zero_and_the_maximum(retry: int, as_te
 
 class TestRescheduleRequest:
     def test_empty_body_means_the_next_minute(self, limits: Limits) -> None:
-        assert parse_reschedule_request({}, NOW, limits) is None
+        assert parse_reschedule_request({}, False, NOW, limits) == RescheduleRequest(None, False, NOW)
 
     def test_null_trigger_at_means_the_next_minute(self, limits: Limits) -> None:
-        assert parse_reschedule_request({"trigger_at": None}, NOW, limits) is None
+        assert parse_reschedule_request({"trigger_at": None}, True, NOW, limits) == RescheduleRequest(None, True, NOW)
 
     @pytest.mark.parametrize(
         ("value", "expected"), [("+1h", CURRENT_MINUTE + 3600), (CURRENT_MINUTE + 60, CURRENT_MINUTE + 60)]
     )
     def test_trigger_at_is_parsed_like_a_task_definition(self, limits: Limits, value: object, expected: int) -> None:
-        assert parse_reschedule_request({"trigger_at": value}, NOW, limits) == expected
+        assert parse_reschedule_request({"trigger_at": value}, False, NOW, limits).trigger_at == expected
 
     def test_invalid_trigger_at_is_rejected(self, limits: Limits) -> None:
-        error = rejected(lambda: parse_reschedule_request({"trigger_at": "+6hx"}, NOW, limits))
-        assert error.status == 400
+        error = rejected(lambda: parse_reschedule_request({"trigger_at": "+6hx"}, False, NOW, limits))
+        assert isinstance(error, InvalidRequest)
         assert error.message.startswith("trigger_at")
 
     def test_other_field_is_rejected_naming_it(self, limits: Limits) -> None:
-        error = rejected(lambda: parse_reschedule_request({"trigger_at": "+1h", "retry": 3}, NOW, limits))
-        assert error.status == 400
+        error = rejected(lambda: parse_reschedule_request({"trigger_at": "+1h", "retry": 3}, False, NOW, limits))
+        assert isinstance(error, InvalidRequest)
         assert "unknown field 'retry'" in error.message
         assert "allowed: trigger_at" in error.message
 
@@ -360,7 +366,7 @@ class TestQuery:
 
     def test_unknown_parameter_is_named_with_the_allowed_ones(self) -> None:
         error = rejected(lambda: check_query({"al": "true"}, ("all",)))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert "unknown query parameter 'al'" in error.message
         assert "allowed here: pretty, all" in error.message
 
@@ -377,7 +383,7 @@ class TestSingleValues:
         # Duplicate body fields are refused; so is a query parameter given twice, rather than
         # silently taking one of its values.
         error = rejected(lambda: single_values({"limit": ["10", "abc"], "pretty": [""]}))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message == "query parameter 'limit' (2 times) repeated; give each once"
 
     def test_every_repeated_parameter_is_named(self) -> None:
@@ -399,7 +405,7 @@ class TestFlag:
 
     def test_other_value_is_rejected_naming_the_parameter(self) -> None:
         error = rejected(lambda: flag({"all": "maybe"}, "all"))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message == "query parameter all must be true or false, got 'maybe'"
 
 
@@ -413,14 +419,14 @@ class TestListing:
     def test_future_only_is_a_flag(self, limits: Limits) -> None:
         assert parse_listing({"future_only": ""}, limits).future_only is True
 
-    @pytest.mark.parametrize("limit", ["1", "500", str(Limits().max_page_size)])
+    @pytest.mark.parametrize("limit", ["1", "500", str(default_limits().max_page_size)])
     def test_limit_within_bounds_is_taken(self, limits: Limits, limit: str) -> None:
         assert parse_listing({"limit": limit}, limits).limit == int(limit)
 
-    @pytest.mark.parametrize("limit", ["0", "-1", str(Limits().max_page_size + 1)])
+    @pytest.mark.parametrize("limit", ["0", "-1", str(default_limits().max_page_size + 1)])
     def test_limit_out_of_bounds_is_rejected(self, limits: Limits, limit: str) -> None:
         error = rejected(lambda: parse_listing({"limit": limit}, limits))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message == f"limit must be between 1 and {limits.max_page_size}, got {limit}"
 
     @pytest.mark.parametrize("limit", ["", "ten", "1.5"])
@@ -437,14 +443,14 @@ class TestListing:
 
     def test_start_from_of_another_task_is_rejected(self, limits: Limits) -> None:
         error = rejected(lambda: parse_listing({"start_from": "other@1858809600"}, limits, name="faraway"))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert "start_from 'other@1858809600'" in error.message
         assert "'faraway'" in error.message
 
     @pytest.mark.parametrize("text", ["faraway", "faraway@", "faraway@soon", "faraway@1858809601"])
     def test_malformed_start_from_is_rejected_naming_it(self, limits: Limits, text: str) -> None:
         error = rejected(lambda: parse_listing({"start_from": text}, limits))
-        assert error.status == 400
+        assert isinstance(error, InvalidRequest)
         assert error.message.startswith(f"start_from {text!r}")
 
     def test_unknown_listing_parameter_is_named(self, limits: Limits) -> None:

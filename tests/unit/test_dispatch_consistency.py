@@ -1,7 +1,7 @@
 """What the API acknowledged before an entry's call began is what the call does, however late the
 ``due`` index is.
 
-DynamoDB's global secondary indexes are eventually consistent; moto's are not. ``LaggingIndex``
+DynamoDB's global secondary indexes are eventually consistent; the in-memory storage's is not. ``LaggingIndex``
 makes the lag happen on purpose: the dispatcher's index queries answer from a snapshot taken
 earlier, before the cancels and re-PUTs made through the API's service.
 """
@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from callme.clock import FixedClock
-from callme.dispatch import CallResult, DispatchConfig, DispatchEngine, RunReport, SilentObserver
-from callme.egress import EgressPolicy
+from callme.dispatch import DispatchEngine, RunReport, SilentObserver
 from callme.errors import Conflict
-from callme.limits import Limits
-from callme.repository import DynamoDBTaskRepository
+from callme.memory import InMemoryLeaseStore, InMemoryTaskRepository
+from callme.ports import CallResult, TaskRepository
 from callme.service import TaskService
 from callme.task import Task, TaskKey, TaskState, Verdict
-from tests.integration.test_dispatch import SHARDS, T0, ScriptedCaller, _RealClockFrom, state
+from tests.conftest import default_limits, dispatch_config, put
+from tests.unit.test_dispatch import SHARDS, T0, ScriptedCaller, real_clock_from, state
 
 ENTRIES = 200
 
@@ -30,7 +30,7 @@ ENTRIES = 200
 class LaggingIndex:
     """The real repository, except that the ``due`` index answers as it was at ``freeze()``."""
 
-    def __init__(self, real: DynamoDBTaskRepository) -> None:
+    def __init__(self, real: TaskRepository) -> None:
         self.real = real
         self.shards = real.shards
         self.snapshot: dict[int, list[Task]] | None = None
@@ -79,8 +79,8 @@ class RecordingCaller(ScriptedCaller):
 
 
 @pytest.fixture
-def repo(aws: Any) -> DynamoDBTaskRepository:
-    return DynamoDBTaskRepository(aws, "callme-tasks", "callme-leases", SHARDS)
+def repo() -> InMemoryTaskRepository:
+    return InMemoryTaskRepository(SHARDS)
 
 
 @pytest.fixture
@@ -89,27 +89,29 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def service(repo: DynamoDBTaskRepository, clock: FixedClock) -> TaskService:
-    return TaskService(repo, clock, Limits(), EgressPolicy())
+def service(repo: TaskRepository, clock: FixedClock) -> TaskService:
+    return TaskService(repo, clock, default_limits())
 
 
 def engine(repository: Any, caller: ScriptedCaller, clock: FixedClock, **config: Any) -> DispatchEngine:
     return DispatchEngine(
-        repository, caller, clock, DispatchConfig(**{"concurrency": 16, **config}), sleep=clock.advance
+        repository, _leases(), caller, clock, dispatch_config(**{"concurrency": 16, **config}), sleep=clock.advance
     )
+
+
+def _leases() -> InMemoryLeaseStore:
+    return InMemoryLeaseStore()  # each run's own: these runs follow one another, and leave nothing held
 
 
 def register(service: TaskService, count: int, **fields: Any) -> list[TaskKey]:
     keys = []
     for i in range(count):
-        task, _ = service.put_task(
-            f"job{i:03d}", {"trigger_at": T0, "callback": f"http://example.com/old/{i}", **fields}
-        )
+        task, _ = put(service, f"job{i:03d}", {"trigger_at": T0, "callback": f"http://example.com/old/{i}", **fields})
         keys.append(task.key)
     return keys
 
 
-def indexed(repo: DynamoDBTaskRepository, service: TaskService, count: int) -> tuple[list[TaskKey], LaggingIndex]:
+def indexed(repo: TaskRepository, service: TaskService, count: int) -> tuple[list[TaskKey], LaggingIndex]:
     """``count`` entries due at T0, and the index frozen as it shows them now: it misses what follows."""
     keys = register(service, count)
     index = LaggingIndex(repo)
@@ -123,7 +125,7 @@ def dispatch(repository: Any, caller: ScriptedCaller, clock: FixedClock, at: flo
 
 
 def test_entries_cancelled_in_the_last_two_seconds_before_their_minute_are_never_called(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     # Given 200 entries due at T0, seen by the index
     keys, index = indexed(repo, service, ENTRIES)
@@ -145,14 +147,15 @@ def test_entries_cancelled_in_the_last_two_seconds_before_their_minute_are_never
 
 
 def test_entries_re_put_in_the_last_two_seconds_are_called_once_with_the_new_definition(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     # Given 200 entries due at T0 (GET, old URL), seen by the index
     keys, index = indexed(repo, service, ENTRIES)
     # When each is re-PUT in the last 2 seconds with a new URL, method and payload
     clock.at = T0 - 2
     for i, key in enumerate(keys):
-        _, created = service.put_task(
+        _, created = put(
+            service,
             key.name,
             {"trigger_at": T0, "callback": f"http://example.com/new/{i}", "callback_method": "POST", "payload": "v2"},
         )
@@ -172,14 +175,14 @@ def test_entries_re_put_in_the_last_two_seconds_are_called_once_with_the_new_def
 
 
 def test_a_re_put_while_the_call_is_in_flight_is_refused_and_the_entry_is_called_once(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     [key], index = indexed(repo, service, 1)
     answers: list[str] = []
 
     def re_put(task: Task) -> None:
         try:
-            service.put_task(key.name, {"trigger_at": T0, "callback": "http://example.com/changed"})
+            put(service, key.name, {"trigger_at": T0, "callback": "http://example.com/changed"})
             answers.append("accepted")
         except Conflict as conflict:
             answers.append(conflict.message)
@@ -202,7 +205,7 @@ def test_a_re_put_while_the_call_is_in_flight_is_refused_and_the_entry_is_called
 
 
 def test_a_cancel_while_the_call_is_in_flight_stands_and_the_entry_is_not_called_again(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     [key], index = indexed(repo, service, 1)
     answers: list[str] = []
@@ -210,7 +213,7 @@ def test_a_cancel_while_the_call_is_in_flight_stands_and_the_entry_is_not_called
     def cancel_then_re_put(task: Task) -> None:
         answers.append(str(service.cancel_entry(key).state))
         try:  # nor can the cancelled entry be brought back for a second call
-            service.put_task(key.name, {"trigger_at": T0, "callback": "http://example.com/again"})
+            put(service, key.name, {"trigger_at": T0, "callback": "http://example.com/again"})
             answers.append("accepted")
         except Conflict:
             answers.append("refused")
@@ -229,7 +232,7 @@ def test_a_cancel_while_the_call_is_in_flight_stands_and_the_entry_is_not_called
 
 
 def test_a_cancel_while_a_retry_waits_is_honoured(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     [key] = register(service, 1, retry=3)
     caller = RecordingCaller(clock)
@@ -240,8 +243,8 @@ def test_a_cancel_while_a_retry_waits_is_honoured(
             service.cancel_entry(task.key)  # the failed attempt is recorded: the retry waits
 
     clock.at = T0 + 1
-    config = DispatchConfig(concurrency=4)
-    report = DispatchEngine(repo, caller, clock, config, CancelAfterFirstAttempt(), sleep=clock.advance).run(
+    config = dispatch_config(concurrency=4)
+    report = DispatchEngine(repo, _leases(), caller, clock, config, CancelAfterFirstAttempt(), sleep=clock.advance).run(
         range(SHARDS)
     )
     assert len(caller.made) == 1, "the retry was not made"
@@ -251,17 +254,17 @@ def test_a_cancel_while_a_retry_waits_is_honoured(
 
 
 def test_entries_are_read_in_batches_just_before_their_calls(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     keys = register(service, 150)
     index = LaggingIndex(repo)
-    real = _RealClockFrom(T0 + 1)
+    real = real_clock_from(T0 + 1)
     index.clock = real
     index.read_seconds = 0.01
     caller = RecordingCaller(real)
     caller.delay = {str(k): 0.02 for k in keys}
-    config = DispatchConfig(concurrency=8)
-    report = DispatchEngine(index, caller, real, config).run(range(SHARDS))
+    config = dispatch_config(concurrency=8)
+    report = DispatchEngine(index, _leases(), caller, real, config).run(range(SHARDS))
     assert report.succeeded == 150
     # Every call started within read_window of the consistent read that returned its entry
     last_read: dict[str, float] = {}
@@ -278,7 +281,7 @@ def test_entries_are_read_in_batches_just_before_their_calls(
 class SlowReads(LaggingIndex):
     """Consistent reads that take 3 s of the clock (longer than the window) the first ``slow`` times."""
 
-    def __init__(self, real: DynamoDBTaskRepository, clock: FixedClock, slow: int) -> None:
+    def __init__(self, real: TaskRepository, clock: FixedClock, slow: int) -> None:
         super().__init__(real)
         self.clock = clock
         self.slow = slow
@@ -294,7 +297,7 @@ class SlowReads(LaggingIndex):
 
 
 def test_an_entry_whose_read_took_longer_than_the_window_is_read_again(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     register(service, 1)
     slow = SlowReads(repo, clock, slow=1)
@@ -302,12 +305,12 @@ def test_an_entry_whose_read_took_longer_than_the_window_is_read_again(
     report = dispatch(slow, caller, clock, T0 + 1)
     assert [len(keys) for _, _, keys in slow.reads] == [1, 1], "read a second time"
     [(_, _, _, _, started)] = caller.made
-    assert started - slow.reads[-1][0] <= DispatchConfig().read_window
+    assert started - slow.reads[-1][0] <= dispatch_config().read_window
     assert report.succeeded == 1
 
 
 def test_an_entry_that_cannot_be_read_within_the_window_is_left_pending(
-    repo: DynamoDBTaskRepository, clock: FixedClock, service: TaskService
+    repo: TaskRepository, clock: FixedClock, service: TaskService
 ) -> None:
     [key] = register(service, 1)
     caller = RecordingCaller(clock)

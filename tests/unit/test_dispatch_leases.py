@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from callme.clock import FixedClock
-from callme.dispatch import CallResult, DispatchConfig, DispatchEngine, RunReport, SilentObserver
+from callme.dispatch import DispatchEngine, RunReport, SilentObserver
 from callme.errors import ServiceUnavailable
-from callme.repository import DynamoDBTaskRepository, shard_of
+from callme.memory import InMemoryLeaseStore, InMemoryTaskRepository
+from callme.ports import CallResult, Lease, LeaseStore, TaskRepository, shard_of
 from callme.task import Task, TaskKey, TaskState, Verdict
-from tests.integration.test_dispatch import SHARDS, T0, _RealClockFrom, add, state
+from tests.conftest import dispatch_config
+from tests.unit.test_dispatch import SHARDS, T0, add, real_clock_from, state
 
 ENTRIES = 20
 CALL = 0.1  # seconds each call takes, well inside the budget even on a loaded machine
@@ -47,35 +49,39 @@ class TimedCaller:
 
 
 class LeaseLog:
-    """The real repository, noting when each lease was taken; ``renewals_fail`` breaks renewals."""
+    """The real leases, noting when each was taken; ``renewals_fail`` breaks renewals."""
 
-    def __init__(self, real: DynamoDBTaskRepository, clock: Any, renewals_fail: bool = False) -> None:
+    def __init__(self, real: LeaseStore, clock: Any, renewals_fail: bool = False) -> None:
         self.real = real
-        self.shards = real.shards
         self.clock = clock
         self.renewals_fail = renewals_fail
         self.acquired: list[tuple[int, float, float]] = []  # shard, when, until
         self.renewed: list[float] = []
 
-    def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Any:
-        lease = self.real.acquire_lease(shard, owner, now, until)
+    def acquire(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
+        lease = self.real.acquire(shard, owner, now, until)
         if lease is not None:
             self.acquired.append((shard, self.clock.now(), until))
         return lease
 
-    def renew_lease(self, shard: int, owner: str, until: float) -> bool:
+    def renew(self, shard: int, owner: str, until: float) -> bool:
         if self.renewals_fail:
             raise ServiceUnavailable("storage is unavailable (InternalServerError); retry the request")
         self.renewed.append(until)
-        return self.real.renew_lease(shard, owner, until)
+        return self.real.renew(shard, owner, until)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
+    def release(self, shard: int, owner: str, now: float) -> None:
+        self.real.release(shard, owner, now)
 
 
 @pytest.fixture
-def repo(aws: Any) -> DynamoDBTaskRepository:
-    return DynamoDBTaskRepository(aws, "callme-tasks", "callme-leases", SHARDS)
+def repo() -> InMemoryTaskRepository:
+    return InMemoryTaskRepository(SHARDS)
+
+
+@pytest.fixture
+def leases() -> InMemoryLeaseStore:
+    return InMemoryLeaseStore()
 
 
 def one_shard_entries(count: int) -> list[str]:
@@ -90,17 +96,19 @@ def start(engine: DispatchEngine, shards: list[int], reports: list[RunReport]) -
     return thread
 
 
-def test_a_run_renews_its_lease_and_keeps_its_shard_for_longer_than_one_lease(repo: DynamoDBTaskRepository) -> None:
+def test_a_run_renews_its_lease_and_keeps_its_shard_for_longer_than_one_lease(
+    repo: TaskRepository, leases: LeaseStore
+) -> None:
     for name in one_shard_entries(ENTRIES):
         add(repo, name)
-    clock = _RealClockFrom(T0 + 1)
-    config = DispatchConfig(**QUICK)
+    clock = real_clock_from(T0 + 1)
+    config = dispatch_config(**QUICK)
     first, second = TimedCaller(clock, CALL), TimedCaller(clock)
-    logged = LeaseLog(repo, clock)
+    logged = LeaseLog(leases, clock)
     reports: list[RunReport] = []
-    running = start(DispatchEngine(logged, first, clock, config), [0], reports)
+    running = start(DispatchEngine(repo, logged, first, clock, config), [0], reports)
     time.sleep(0.1)
-    waiting = DispatchEngine(logged, second, clock, DispatchConfig(**{**QUICK, "lease_wait_seconds": 3.0}))
+    waiting = DispatchEngine(repo, logged, second, clock, dispatch_config(**{**QUICK, "lease_wait_seconds": 3.0}))
     report = waiting.run([0])
     running.join()
     assert len(first.calls) == ENTRIES, "the first run made every call"
@@ -110,20 +118,22 @@ def test_a_run_renews_its_lease_and_keeps_its_shard_for_longer_than_one_lease(re
     assert logged.acquired[1][1] >= first.calls[-1][2]
 
 
-def test_a_run_that_cannot_renew_ends_its_calls_before_its_lease_runs_out(repo: DynamoDBTaskRepository) -> None:
+def test_a_run_that_cannot_renew_ends_its_calls_before_its_lease_runs_out(
+    repo: TaskRepository, leases: LeaseStore
+) -> None:
     names = one_shard_entries(ENTRIES)
     for name in names:
         add(repo, name)
-    clock = _RealClockFrom(T0 + 1)
-    config = DispatchConfig(**QUICK)
+    clock = real_clock_from(T0 + 1)
+    config = dispatch_config(**QUICK)
     first, second = TimedCaller(clock, CALL), TimedCaller(clock, CALL)
-    broken = LeaseLog(repo, clock, renewals_fail=True)
+    broken = LeaseLog(leases, clock, renewals_fail=True)
     reports: list[RunReport] = []
-    running = start(DispatchEngine(broken, first, clock, config), [0], reports)
+    running = start(DispatchEngine(repo, broken, first, clock, config), [0], reports)
     time.sleep(0.1)
     # A second run waits for the shard, and takes it the moment the first run's lease runs out
-    taker = LeaseLog(repo, clock)
-    waiting = DispatchEngine(taker, second, clock, DispatchConfig(**{**QUICK, "lease_wait_seconds": 5.0}))
+    taker = LeaseLog(leases, clock)
+    waiting = DispatchEngine(repo, taker, second, clock, dispatch_config(**{**QUICK, "lease_wait_seconds": 5.0}))
     waiting.sleep = lambda _: time.sleep(0.01)
     later = waiting.run([0])
     running.join()
@@ -138,12 +148,12 @@ def test_a_run_that_cannot_renew_ends_its_calls_before_its_lease_runs_out(repo: 
     assert {state(repo, n).state for n in names} == {TaskState.SUCCESSFUL}
 
 
-def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(repo: DynamoDBTaskRepository) -> None:
+def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(repo: TaskRepository, leases: LeaseStore) -> None:
     names = one_shard_entries(ENTRIES)
     for name in names:
         add(repo, name)
     clock = FixedClock(T0 + 1)
-    config = DispatchConfig(concurrency=1)
+    config = dispatch_config(concurrency=1)
     first = TimedCaller(clock)
     second = TimedCaller(clock, 0.02)
     taken = threading.Event()
@@ -158,11 +168,11 @@ def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(repo: DynamoDB
             if threads:
                 return
             clock.advance(config.lease_seconds + 5)
-            other = DispatchEngine(repo, second, clock, config, on_leased=lambda _: taken.set())
+            other = DispatchEngine(repo, leases, second, clock, config, on_leased=lambda _: taken.set())
             threads.append(start(other, [0], reports))
             assert taken.wait(10)
 
-    report = DispatchEngine(repo, first, clock, config, PauseAfterFirstCall(), sleep=clock.advance).run([0])
+    report = DispatchEngine(repo, leases, first, clock, config, PauseAfterFirstCall(), sleep=clock.advance).run([0])
     threads[0].join()
     assert len(first.calls) == 1, "the paused run made no call after it woke"
     assert report.deferred == ENTRIES - 1
@@ -170,27 +180,19 @@ def test_a_run_paused_past_its_lease_starts_no_call_once_it_wakes(repo: DynamoDB
     assert reports[0].succeeded == ENTRIES - 1
 
 
-def test_a_dead_run_costs_at_most_one_lease(repo: DynamoDBTaskRepository) -> None:
+def test_a_dead_run_costs_at_most_one_lease(repo: TaskRepository, leases: LeaseStore) -> None:
     # A run took the shard at T0 + 5, then died without a word (kill -9)
     add(repo, "orphan")
     shard = shard_of(TaskKey("orphan", T0), SHARDS)
-    config = DispatchConfig()
+    config = dispatch_config()
     assert config.lease_seconds == 25
-    assert repo.acquire_lease(shard, "dead-run", T0 + 5, T0 + 5 + config.lease_seconds) is not None
+    assert leases.acquire(shard, "dead-run", T0 + 5, T0 + 5 + config.lease_seconds) is not None
     # When the next run starts 10 s later, it waits for the shard (its lease_wait is a whole lease)
     clock = FixedClock(T0 + 15)
     caller = TimedCaller(clock)
-    report = DispatchEngine(repo, caller, clock, config, sleep=clock.advance).run([shard])
+    report = DispatchEngine(repo, leases, caller, clock, config, sleep=clock.advance).run([shard])
     # Then it calls the entry as soon as the dead run's lease ran out, 25 s after it was taken
     [(_, started, _)] = caller.calls
     assert T0 + 5 + config.lease_seconds <= started <= T0 + 5 + config.lease_seconds + 0.5
     assert (report.busy_shards, report.succeeded) == ([shard], 1)
     assert state(repo, "orphan").state is TaskState.SUCCESSFUL
-
-
-def test_a_lease_another_run_took_over_cannot_be_renewed_by_its_old_holder(repo: DynamoDBTaskRepository) -> None:
-    assert repo.acquire_lease(0, "old-run", T0, T0 + 25) is not None
-    assert repo.renew_lease(0, "old-run", T0 + 30), "its holder renews it"
-    assert repo.acquire_lease(0, "new-run", T0 + 20, T0 + 45) is None, "nobody else takes it meanwhile"
-    assert repo.acquire_lease(0, "new-run", T0 + 31, T0 + 56) is not None, "once it ran out, another run may"
-    assert not repo.renew_lease(0, "old-run", T0 + 60), "and then the old holder cannot renew it"

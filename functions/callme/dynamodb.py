@@ -1,4 +1,5 @@
-"""The only code that talks to DynamoDB.
+"""The DynamoDB adapters of the storage ports (callme.ports): the only code in callme that imports
+boto3 or botocore.
 
 Table ``tasks``: hash key ``task_name`` (S), range key ``trigger_at`` (N). Sparse GSI ``due``:
 hash ``due_shard`` (N), range ``due_minute`` (N), projecting all attributes; only active entries
@@ -13,11 +14,11 @@ and no retry is made, that could not end before the request's deadline (callme.d
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -26,13 +27,31 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import deadline
 from .errors import ServiceUnavailable
+from .ports import (
+    READ_BATCH,
+    EntryExists,
+    Fits,
+    Lease,
+    Page,
+    SchedulePage,
+    StaleChain,
+    StaleEntry,
+    StaleSchedule,
+    TransactionRefused,
+    shard_of,
+)
 from .recurrence import Recurrence
 from .schedule import Chain, Change, Schedule, Scheduled
+from .settings import StorageTimeouts
 from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import PutTypeDef, TransactWriteItemTypeDef
+else:
+    DynamoDBClient = Any
+
 DUE_INDEX = "due"
-MAX_TRANSACTION_WRITES = 100  # DynamoDB's limit on the actions of one TransactWriteItems
-BATCH_GET_LIMIT = 100  # keys in one BatchGetItem
 _ABSENT = "attribute_not_exists(task_name)"
 _REVISION = "revision = :expected"
 _MOST_EVALUATED = 10_000  # items one Query may evaluate when its filter is sparse (it stops at 1 MB anyway)
@@ -41,101 +60,9 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
-class EntryExists(Exception):
-    def __init__(self, existing: Task | None) -> None:
-        super().__init__("entry exists")
-        self.existing = existing
-
-
-class StaleEntry(Exception):
-    """The entry changed (or vanished) since it was read: the conditional write did not apply."""
-
-    def __init__(self, current: Task | None) -> None:
-        super().__init__("entry changed")
-        self.current = current
-
-
-class TransactionRefused(Exception):
-    """A transaction did not apply. ``current`` holds, for each write whose condition failed, the
-    entry as stored (None if there is none); it is empty when the transaction lost to a concurrent one."""
-
-    def __init__(self, current: dict[TaskKey, Task | None]) -> None:
-        super().__init__("transaction refused")
-        self.current = current
-
-
-@dataclass(frozen=True)
-class Page:
-    tasks: list[Task]
-    more: bool
-
-
-# Whether the next entry still fits in the page (an answer's room in bytes); False ends the page there.
-Fits = Callable[[Task], bool]
-
-
-@dataclass(frozen=True)
-class Lease:
-    shard: int
-    owner: str
-    until: float
-
-
-class TaskRepository(Protocol):
-    """What the service and the dispatch engine need from storage."""
-
-    shards: int
-
-    def insert(self, task: Task) -> None: ...
-    def save(self, task: Task, expected_revision: str) -> None: ...
-    def reschedule(self, successor: Task | None, marked: list[tuple[Task, str]]) -> None: ...
-    def get(self, key: TaskKey) -> Task | None: ...
-    def get_many(self, keys: list[TaskKey]) -> list[Task]: ...
-    def entries_of(
-        self, name: str, lowest: int | None, now: float, limit: int, fits: Fits | None = None, active_only: bool = False
-    ) -> Page: ...
-    def all_entries(
-        self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
-    ) -> Page: ...
-    def has_due(self, shard: int, up_to: int) -> bool: ...
-    def due(self, shard: int, up_to: int) -> Iterator[Task]: ...
-    def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Lease | None: ...
-    def renew_lease(self, shard: int, owner: str, until: float) -> bool: ...
-    def release_lease(self, shard: int, owner: str, now: float) -> None: ...
-
-
-@dataclass(frozen=True)
-class StorageTimeouts:
-    """How long one DynamoDB try may wait (seconds), and how many tries botocore makes."""
-
-    connect: float
-    read: float
-    attempts: int = 4
-
-    @property
-    def per_try(self) -> float:
-        """The longest one try can take: a connection, then a wait for the answer."""
-        return self.connect + self.read
-
-
-# The dispatcher's run has a minute, and riding out a slow table beats leaving entries to the next.
-DISPATCHER_STORAGE = StorageTimeouts(connect=2, read=5)
-# An api request has the function's 10 s. DynamoDB answers in milliseconds: seconds mean a hang,
-# and a short try leaves time to try again and still answer (503 at worst) before Lambda's timeout.
-API_STORAGE = StorageTimeouts(connect=1, read=2)
-
-
-def connect(
-    table: str,
-    lease_table: str,
-    shards: int,
-    region: str,
-    endpoint: str | None = None,
-    max_pool: int = 10,
-    timeouts: StorageTimeouts = DISPATCHER_STORAGE,
-) -> DynamoDBTaskRepository:
-    """A repository on a boto3 client with standard retries (throttling, 5xx) and short timeouts,
-    which also keeps every try and every retry within the request's deadline (callme.deadline)."""
+def connect(region: str, endpoint: str | None, timeouts: StorageTimeouts, max_pool: int = 10) -> DynamoDBClient:
+    """A DynamoDB client with standard retries (throttling, 5xx) and short timeouts, which also keeps
+    every try and every retry within the request's deadline (callme.deadline)."""
     config = Config(
         region_name=region,
         retries={"mode": "standard", "max_attempts": timeouts.attempts},
@@ -143,11 +70,11 @@ def connect(
         read_timeout=timeouts.read,
         max_pool_connections=max_pool,
     )
-    client = boto3.session.Session().client("dynamodb", endpoint_url=endpoint, config=config)
+    client: DynamoDBClient = boto3.session.Session().client("dynamodb", endpoint_url=endpoint, config=config)
     guard = _DeadlineGuard(timeouts.per_try)
     client.meta.events.register_first("before-send.dynamodb", guard.before_send)
     client.meta.events.register_first("needs-retry.dynamodb", guard.needs_retry)
-    return DynamoDBTaskRepository(client, table, lease_table, shards)
+    return client
 
 
 class _OutOfTime(Exception):
@@ -182,16 +109,12 @@ class _DeadlineGuard:
         return None
 
 
-def shard_of(key: TaskKey, shards: int) -> int:
-    """Spread entries over the ``due`` index partitions, stably."""
-    return zlib.crc32(str(key).encode()) % shards
-
-
 class DynamoDBTaskRepository:
-    def __init__(self, client: Any, table: str, lease_table: str, shards: int) -> None:
+    """The entries (callme.ports.TaskRepository) in the ``tasks`` table and its ``due`` index."""
+
+    def __init__(self, client: DynamoDBClient, table: str, shards: int) -> None:
         self._client = client
         self._table = table
-        self._lease_table = lease_table
         self.shards = shards
 
     # -- writes -----------------------------------------------------------------------------
@@ -223,7 +146,8 @@ class DynamoDBTaskRepository:
         writes += [self._put_request(task, unmarked, {":expected": {"S": expected}}) for task, expected in marked]
         tasks = ([successor] if successor else []) + [task for task, _ in marked]
         try:
-            self._call("transact_write_items", TransactItems=[{"Put": put} for put in writes])
+            with _answered():
+                self._client.transact_write_items(TransactItems=[{"Put": put} for put in writes])
         except _TransactionCancelled as cancelled:
             current = {
                 task.key: to_task(reason["Item"]) if reason.get("Item") else None
@@ -238,16 +162,17 @@ class DynamoDBTaskRepository:
         stored, None if there is none). A stored entry carrying this very write's revision is our
         own write, retried by botocore after its answer was lost: it counts as written."""
         try:
-            self._call("put_item", **self._put_request(task, condition, values))
+            with _answered():
+                self._client.put_item(**self._put_request(task, condition, values))
         except _ConditionFailed as failed:
             current = to_task(failed.item) if failed.item else None
             if current is None or current.revision != task.revision:
                 return False, current
         return True, None
 
-    def _put_request(self, task: Task, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+    def _put_request(self, task: Task, condition: str, values: dict[str, Any]) -> PutTypeDef:
         """A Put of ``task`` under ``condition`` that returns the stored item when the condition fails."""
-        request: dict[str, Any] = {
+        request: PutTypeDef = {
             "TableName": self._table,
             "Item": self._row(task),
             "ConditionExpression": condition,
@@ -260,7 +185,8 @@ class DynamoDBTaskRepository:
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, key: TaskKey) -> Task | None:
-        response = self._call("get_item", TableName=self._table, Key=_key(key), ConsistentRead=True)
+        with _answered():
+            response = self._client.get_item(TableName=self._table, Key=_key(key), ConsistentRead=True)
         item = response.get("Item")
         return to_task(item) if item else None
 
@@ -268,11 +194,12 @@ class DynamoDBTaskRepository:
         """Strongly consistent reads of many entries (missing ones are left out), 100 keys a
         request. Keys DynamoDB leaves unprocessed (throttling) are asked again after a backoff."""
         found: list[Task] = []
-        for start in range(0, len(keys), BATCH_GET_LIMIT):
-            chunk = keys[start : start + BATCH_GET_LIMIT]
+        for start in range(0, len(keys), READ_BATCH):
+            chunk = keys[start : start + READ_BATCH]
             request: dict[str, Any] = {self._table: {"Keys": [_key(k) for k in chunk], "ConsistentRead": True}}
             for attempt in range(_UNPROCESSED_ROUNDS):
-                response = self._call("batch_get_item", RequestItems=request)
+                with _answered():
+                    response = self._client.batch_get_item(RequestItems=request)
                 found.extend(to_task(item) for item in response["Responses"].get(self._table, []))
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
@@ -298,7 +225,7 @@ class DynamoDBTaskRepository:
             extra = f"task_state IN ({', '.join(f':active{i}' for i in range(len(active)))})"
             values.update({f":active{i}": {"S": state.value} for i, state in enumerate(active)})
         request = {"TableName": self._table, "KeyConditionExpression": condition}
-        return self._collect("query", limit, request, values, now, extra, fits, sparse=active_only)
+        return self._collect(self._client.query, limit, request, values, now, extra, fits, sparse=active_only)
 
     def all_entries(
         self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
@@ -312,11 +239,11 @@ class DynamoDBTaskRepository:
         request: dict[str, Any] = {"TableName": self._table}
         if after is not None:
             request["ExclusiveStartKey"] = _key(after)
-        return self._collect("scan", limit, request, values, now, extra, fits)
+        return self._collect(self._client.scan, limit, request, values, now, extra, fits)
 
     def _collect(
         self,
-        operation: str,
+        read: Callable[..., Any],
         limit: int,
         request: dict[str, Any],
         values: dict[str, Any],
@@ -337,7 +264,8 @@ class DynamoDBTaskRepository:
         window = limit + 1
         while True:
             request["Limit"] = window if sparse else limit + 1 - len(found)
-            response = self._call(operation, **request)
+            with _answered():
+                response = read(**request)
             for item in response.get("Items", []):
                 task = to_task(item)
                 if len(found) == limit or (fits is not None and not fits(task)):
@@ -349,14 +277,16 @@ class DynamoDBTaskRepository:
             window = min(window * 4, _MOST_EVALUATED)
 
     def has_due(self, shard: int, up_to: int) -> bool:
-        response = self._call("query", **self._due_query(shard, up_to), Limit=1, Select="COUNT")
+        with _answered():
+            response = self._client.query(**self._due_query(shard, up_to), Limit=1, Select="COUNT")
         return bool(response.get("Count")) or "LastEvaluatedKey" in response
 
     def due(self, shard: int, up_to: int) -> Iterator[Task]:
         """Every active entry of ``shard`` whose trigger minute is ``up_to`` or earlier, all pages."""
         request = self._due_query(shard, up_to)
         while True:
-            response = self._call("query", **request)
+            with _answered():
+                response = self._client.query(**request)
             for item in response.get("Items", []):
                 yield to_task(item)
             if "LastEvaluatedKey" not in response:
@@ -371,9 +301,20 @@ class DynamoDBTaskRepository:
             "ExpressionAttributeValues": {":shard": {"N": str(shard)}, ":up_to": {"N": str(up_to)}},
         }
 
-    # -- leases -----------------------------------------------------------------------------
+    # -- plumbing ---------------------------------------------------------------------------
 
-    def acquire_lease(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
+    def _row(self, task: Task) -> dict[str, Any]:
+        return to_row(task, self.shards)
+
+
+class DynamoDBLeaseStore:
+    """The shards' leases (callme.ports.LeaseStore) in the ``leases`` table."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def acquire(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
         """Take the shard if it is free or its holder's lease ran out; None if someone holds it."""
         taken = self._put_lease(
             shard,
@@ -384,7 +325,7 @@ class DynamoDBTaskRepository:
         )
         return Lease(shard, owner, until) if taken else None
 
-    def renew_lease(self, shard: int, owner: str, until: float) -> bool:
+    def renew(self, shard: int, owner: str, until: float) -> bool:
         """Extend a lease ``owner`` holds to ``until``; False if it is not theirs any more (it ran
         out and another run took the shard)."""
         return self._put_lease(shard, owner, until, "#owner = :owner", {":owner": {"S": owner}})
@@ -393,56 +334,55 @@ class DynamoDBTaskRepository:
         """Write ``owner``'s lease under ``condition``; a lease already ``owner``'s when the
         condition fails is our own put, retried by botocore after its answer was lost."""
         try:
-            self._call(
-                "put_item",
-                TableName=self._lease_table,
-                Item={"shard": {"N": str(shard)}, "owner": {"S": owner}, "lease_until": {"N": _number(until)}},
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            with _answered():
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={"shard": {"N": str(shard)}, "owner": {"S": owner}, "lease_until": {"N": _number(until)}},
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#owner": "owner"},
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
         except _ConditionFailed as failed:
             stored = failed.item or {}
             return bool(stored.get("owner", {}).get("S") == owner)
         return True
 
-    def release_lease(self, shard: int, owner: str, now: float) -> None:
+    def release(self, shard: int, owner: str, now: float) -> None:
         try:
-            self._call(
-                "put_item",
-                TableName=self._lease_table,
-                Item={"shard": {"N": str(shard)}, "released_at": {"N": _number(now)}},
-                ConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
+            with _answered():
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={"shard": {"N": str(shard)}, "released_at": {"N": _number(now)}},
+                    ConditionExpression="#owner = :owner",
+                    ExpressionAttributeNames={"#owner": "owner"},
+                    ExpressionAttributeValues={":owner": {"S": owner}},
+                )
         except _ConditionFailed:
             pass  # the lease ran out and another run took the shard: nothing of ours to release
 
-    # -- plumbing ---------------------------------------------------------------------------
 
-    def _row(self, task: Task) -> dict[str, Any]:
-        return to_row(task, self.shards)
-
-    def _call(self, operation: str, **request: Any) -> Any:
-        try:
-            return getattr(self._client, operation)(**request)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
-                raise _ConditionFailed(exc.response.get("Item")) from None
-            if code == "TransactionCanceledException":
-                reasons = exc.response.get("CancellationReasons") or []
-                lost = {r.get("Code") for r in reasons} - {"None", "ConditionalCheckFailed", "TransactionConflict"}
-                if not lost:
-                    raise _TransactionCancelled(reasons) from None
-                code = f"{code}: {', '.join(sorted(map(str, lost)))}"
-            raise ServiceUnavailable(f"storage is unavailable ({code or 'error'}); retry the request") from exc
-        except BotoCoreError as exc:
-            raise ServiceUnavailable(f"storage is unavailable ({type(exc).__name__}); retry the request") from exc
-        except _OutOfTime:
-            raise ServiceUnavailable("storage did not answer in time; retry the request") from None
+@contextmanager
+def _answered() -> Iterator[None]:
+    """Make the errors of the DynamoDB calls inside the domain's: a failed condition or a cancelled
+    transaction for the adapters to read, ServiceUnavailable for everything else."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            raise _ConditionFailed(exc.response.get("Item")) from None
+        if code == "TransactionCanceledException":
+            reasons = exc.response.get("CancellationReasons") or []
+            lost = {r.get("Code") for r in reasons} - {"None", "ConditionalCheckFailed", "TransactionConflict"}
+            if not lost:
+                raise _TransactionCancelled(reasons) from None
+            code = f"{code}: {', '.join(sorted(map(str, lost)))}"
+        raise ServiceUnavailable(f"storage is unavailable ({code or 'error'}); retry the request") from exc
+    except BotoCoreError as exc:
+        raise ServiceUnavailable(f"storage is unavailable ({type(exc).__name__}); retry the request") from exc
+    except _OutOfTime:
+        raise ServiceUnavailable("storage did not answer in time; retry the request") from None
 
 
 class _ConditionFailed(Exception):
@@ -570,51 +510,25 @@ CHAIN_PART = "chain"
 _TORN_READS = 5  # reads of a schedule that found its two items from different changes, before giving up
 
 
-class StaleSchedule(Exception):
-    """A change did not apply: the chain, or an entry it writes, is not as it was read."""
-
-
-class StaleChain(Exception):
-    """The chain changed (or vanished) since it was read; ``current`` is the chain as stored now."""
-
-    def __init__(self, current: Chain | None) -> None:
-        super().__init__("chain changed")
-        self.current = current
-
-
-@dataclass(frozen=True)
-class SchedulePage:
-    schedules: list[Scheduled]
-    more: bool
-
-
-class ScheduleRepository(Protocol):
-    """The schedules, as the API and the dispatcher need them."""
-
-    def get(self, name: str) -> Scheduled | None: ...
-    def page(self, after: str | None, limit: int, fits: Callable[[Scheduled], bool] | None = None) -> SchedulePage: ...
-    def apply(self, change: Change) -> None: ...
-    def move(self, chain: Chain, expected_revision: str) -> None: ...
-
-
 class DynamoDBScheduleRepository:
     """The schedules (ScheduleRepository) in the ``schedules`` table; their runs in the tasks table."""
 
-    def __init__(self, tasks: DynamoDBTaskRepository, table: str) -> None:
-        self._tasks = tasks
+    def __init__(self, client: DynamoDBClient, table: str, tasks: DynamoDBTaskRepository) -> None:
+        self._client = client
         self._table = table
+        self._tasks = tasks
 
     def get(self, name: str) -> Scheduled | None:
         """The schedule and its chain, read together and consistently; None if there is none. Two
         items read while a change was being applied may be from either side of it: read again."""
         for _ in range(_TORN_READS):
-            response = self._tasks._call(
-                "query",
-                TableName=self._table,
-                KeyConditionExpression="schedule_name = :name",
-                ExpressionAttributeValues={":name": {"S": name}},
-                ConsistentRead=True,
-            )
+            with _answered():
+                response = self._client.query(
+                    TableName=self._table,
+                    KeyConditionExpression="schedule_name = :name",
+                    ExpressionAttributeValues={":name": {"S": name}},
+                    ConsistentRead=True,
+                )
             parts = {item["part"]["S"]: item for item in response.get("Items", [])}
             if not parts:
                 return None
@@ -636,7 +550,8 @@ class DynamoDBScheduleRepository:
         names: list[str] = []
         while len(names) <= limit:
             request["Limit"] = 2 * (limit + 1 - len(names))  # two items a schedule; the filter keeps one
-            response = self._tasks._call("scan", **request)
+            with _answered():
+                response = self._client.scan(**request)
             names += [item["schedule_name"]["S"] for item in response.get("Items", [])]
             if "LastEvaluatedKey" not in response:
                 break
@@ -687,7 +602,8 @@ class DynamoDBScheduleRepository:
                 items.append({"Put": self._tasks._put_request(task, _REVISION, {":expected": {"S": expected}})})
             writes.append(task.revision)
         try:
-            self._tasks._call("transact_write_items", TransactItems=items)
+            with _answered():
+                self._client.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", items))
         except _TransactionCancelled as cancelled:
             refused = [(w, r) for w, r in zip(writes, cancelled.reasons, strict=False) if r.get("Code") != "None"]
             if not refused or any(
@@ -699,14 +615,14 @@ class DynamoDBScheduleRepository:
         """The dispatcher's step: overwrite the chain as read at ``expected_revision`` (one small
         write); StaleChain holding the chain as stored if it changed or vanished."""
         try:
-            self._tasks._call(
-                "put_item",
-                TableName=self._table,
-                Item=_chain_row(chain),
-                ConditionExpression="revision = :expected",
-                ExpressionAttributeValues={":expected": {"S": expected_revision}},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            with _answered():
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=_chain_row(chain),
+                    ConditionExpression="revision = :expected",
+                    ExpressionAttributeValues={":expected": {"S": expected_revision}},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
         except _ConditionFailed as failed:
             current = _chain(failed.item) if failed.item else None
             if current is None or current.revision != chain.revision:

@@ -1,0 +1,215 @@
+"""The storage ports (callme.ports) in memory: for fast tests of the service and the dispatch engine.
+
+They keep the contract the DynamoDB adapters keep (tests/integration/test_storage_contract.py holds
+both to it): conditional writes that say what they found, all-or-nothing reschedules, listings in
+trigger order that end where ``fits`` says, a ``due`` listing of active entries only, and leases
+taken only when free or run out. One lock makes each call atomic, as DynamoDB applies each request.
+The ``due`` listing here never lags; tests that need a lagging index wrap it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+
+from .ports import (
+    MAX_TRANSACTION_WRITES,
+    EntryExists,
+    Fits,
+    Lease,
+    Page,
+    SchedulePage,
+    StaleChain,
+    StaleEntry,
+    StaleSchedule,
+    TransactionRefused,
+    shard_of,
+)
+from .schedule import Chain, Change, Scheduled
+from .task import Task, TaskKey
+
+
+class InMemoryTaskRepository:
+    """The entries in a dictionary (callme.ports.TaskRepository)."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self._entries: dict[TaskKey, Task] = {}
+        self._lock = threading.Lock()
+
+    def insert(self, task: Task) -> None:
+        with self._lock:
+            current = self._entries.get(task.key)
+            if current is not None:
+                raise EntryExists(current)
+            self._entries[task.key] = task
+
+    def save(self, task: Task, expected_revision: str) -> None:
+        with self._lock:
+            current = self._entries.get(task.key)
+            if current is None or current.revision != expected_revision:
+                raise StaleEntry(current)
+            self._entries[task.key] = task
+
+    def reschedule(self, successor: Task | None, marked: list[tuple[Task, str]]) -> None:
+        if len(marked) + (successor is not None) > MAX_TRANSACTION_WRITES:
+            raise ValueError(f"a reschedule writes at most {MAX_TRANSACTION_WRITES} entries")
+        with self._lock:
+            refused: dict[TaskKey, Task | None] = {}
+            if successor is not None and successor.key in self._entries:
+                refused[successor.key] = self._entries[successor.key]
+            for task, expected in marked:
+                current = self._entries.get(task.key)
+                if current is None or current.revision != expected or current.rescheduled_to is not None:
+                    refused[task.key] = current
+            if refused:
+                raise TransactionRefused(refused)
+            for task in ([successor] if successor else []) + [task for task, _ in marked]:
+                self._entries[task.key] = task
+
+    def get(self, key: TaskKey) -> Task | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def get_many(self, keys: list[TaskKey]) -> list[Task]:
+        with self._lock:
+            return [self._entries[key] for key in dict.fromkeys(keys) if key in self._entries]
+
+    def entries_of(
+        self, name: str, lowest: int | None, now: float, limit: int, fits: Fits | None = None, active_only: bool = False
+    ) -> Page:
+        with self._lock:
+            found = sorted(
+                (
+                    task
+                    for key, task in self._entries.items()
+                    if key.name == name
+                    and (lowest is None or key.trigger_at >= lowest)
+                    and (task.state.active or not active_only)
+                ),
+                key=_by_key,
+            )
+        return _page(_live(found, now), limit, fits)
+
+    def all_entries(
+        self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
+    ) -> Page:
+        with self._lock:
+            found = sorted(
+                (
+                    task
+                    for key, task in self._entries.items()
+                    if (after is None or key > after) and (lowest is None or key.trigger_at >= lowest)
+                ),
+                key=_by_key,
+            )
+        return _page(_live(found, now), limit, fits)
+
+    def has_due(self, shard: int, up_to: int) -> bool:
+        return any(True for _ in self.due(shard, up_to))
+
+    def due(self, shard: int, up_to: int) -> Iterator[Task]:
+        with self._lock:
+            found = [
+                task
+                for key, task in self._entries.items()
+                if task.in_due and key.trigger_at <= up_to and shard_of(key, self.shards) == shard
+            ]
+        return iter(sorted(found, key=lambda task: (task.key.trigger_at, task.key.name)))
+
+
+def _by_key(task: Task) -> TaskKey:
+    return task.key
+
+
+def _live(tasks: Iterable[Task], now: float) -> Iterator[Task]:
+    """The entries not expired at ``now``, in whole seconds as the DynamoDB adapter compares them
+    (DynamoDB's TTL deletes an expired entry some time later; until then it is hidden)."""
+    return (task for task in tasks if task.expires_at is None or task.expires_at > int(now))
+
+
+def _page(tasks: Iterator[Task], limit: int, fits: Fits | None) -> Page:
+    found: list[Task] = []
+    for task in tasks:
+        if len(found) == limit or (fits is not None and not fits(task)):
+            return Page(found, True)
+        found.append(task)
+    return Page(found, False)
+
+
+class InMemoryScheduleRepository:
+    """The schedules in a dictionary (callme.ports.ScheduleRepository); their runs in ``tasks``, whose
+    lock makes a change and the entries it writes one atomic step."""
+
+    def __init__(self, tasks: InMemoryTaskRepository) -> None:
+        self._tasks = tasks
+        self._schedules: dict[str, Scheduled] = {}
+
+    def get(self, name: str) -> Scheduled | None:
+        with self._tasks._lock:
+            return self._schedules.get(name)
+
+    def page(self, after: str | None, limit: int, fits: Callable[[Scheduled], bool] | None = None) -> SchedulePage:
+        with self._tasks._lock:
+            found = [self._schedules[name] for name in sorted(self._schedules) if after is None or name > after]
+        page: list[Scheduled] = []
+        for scheduled in found:
+            if len(page) == limit or (fits is not None and not fits(scheduled)):
+                return SchedulePage(page, True)
+            page.append(scheduled)
+        return SchedulePage(page, False)
+
+    def apply(self, change: Change) -> None:
+        entries = self._tasks._entries
+        with self._tasks._lock:
+            stored = self._schedules.get(change.name)
+            if (stored.chain.revision if stored else None) != change.chain_revision:
+                raise StaleSchedule()
+            for task, expected in change.runs:
+                current = entries.get(task.key)
+                if (current.revision if current else None) != expected:
+                    raise StaleSchedule()
+            if change.schedule is None or change.chain is None:
+                del self._schedules[change.name]
+            else:
+                self._schedules[change.name] = Scheduled(change.schedule, change.chain)
+            for task, _ in change.runs:
+                entries[task.key] = task
+
+    def move(self, chain: Chain, expected_revision: str) -> None:
+        with self._tasks._lock:
+            stored = self._schedules.get(chain.name)
+            if stored is None or stored.chain.revision != expected_revision:
+                raise StaleChain(stored.chain if stored else None)
+            self._schedules[chain.name] = Scheduled(stored.schedule, chain)
+
+
+class InMemoryLeaseStore:
+    """The shards' leases in a dictionary (callme.ports.LeaseStore)."""
+
+    def __init__(self) -> None:
+        self._leases: dict[int, Lease] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
+        with self._lock:
+            held = self._leases.get(shard)
+            if held is None or held.until < now:
+                self._leases[shard] = Lease(shard, owner, until)
+                return self._leases[shard]
+            # Held: by this very owner only when the DynamoDB adapter reads its own write, retried.
+            return Lease(shard, owner, until) if held.owner == owner else None
+
+    def renew(self, shard: int, owner: str, until: float) -> bool:
+        with self._lock:
+            held = self._leases.get(shard)
+            if held is None or held.owner != owner:
+                return False
+            self._leases[shard] = Lease(shard, owner, until)
+            return True
+
+    def release(self, shard: int, owner: str, now: float) -> None:
+        with self._lock:
+            held = self._leases.get(shard)
+            if held is not None and held.owner == owner:
+                del self._leases[shard]

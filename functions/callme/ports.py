@@ -1,0 +1,215 @@
+"""The ports: what the domain needs from outside it, and how each one refuses.
+
+The service and the dispatch engine reach storage, other dispatcher runs and the callbacks only
+through these interfaces. Their adapters: ``callme.dynamodb`` (DynamoDB; the only code in callme that
+imports boto3), ``callme.memory`` (in memory, held to the same contract by tests/contract), the HTTP
+caller in ``callme.callback``, and the Lambda fan-out in ``handlers.fanout``. Nothing here imports an
+AWS library.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from .schedule import Chain, Change, Scheduled
+from .task import Task, TaskKey
+
+MAX_TRANSACTION_WRITES = 100  # writes one ``reschedule`` holds at most (DynamoDB's TransactWriteItems)
+READ_BATCH = 100  # keys ``get_many`` reads in one round trip (DynamoDB's BatchGetItem): batch that many
+
+
+class EntryExists(Exception):
+    """An insert found its key taken; ``current`` is the entry stored there."""
+
+    def __init__(self, current: Task | None) -> None:
+        super().__init__("entry exists")
+        self.current = current
+
+
+class StaleEntry(Exception):
+    """The entry changed (or vanished) since it was read: the conditional write did not apply.
+    ``current`` is the entry as stored now, None if it is gone."""
+
+    def __init__(self, current: Task | None) -> None:
+        super().__init__("entry changed")
+        self.current = current
+
+
+class TransactionRefused(Exception):
+    """A transaction did not apply. ``current`` holds, for each write whose condition failed, the
+    entry as stored (None if there is none); it is empty when the transaction lost to a concurrent one."""
+
+    def __init__(self, current: dict[TaskKey, Task | None]) -> None:
+        super().__init__("transaction refused")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class Page:
+    """Entries of a listing, and whether more remain after them."""
+
+    tasks: list[Task]
+    more: bool
+
+
+# Whether the next entry still fits in the page (an answer's room in bytes); False ends the page there.
+Fits = Callable[[Task], bool]
+
+
+def shard_of(key: TaskKey, shards: int) -> int:
+    """The ``due`` shard an entry is listed in: its key's CRC-32 modulo the shard count, stably."""
+    return zlib.crc32(str(key).encode()) % shards
+
+
+class TaskRepository(Protocol):
+    """The entries, as the service and the dispatch engine need them.
+
+    Every write is conditional and says so when it did not apply; storage that cannot answer raises
+    ServiceUnavailable (callme.errors). An entry whose ``expires_at`` has passed is not listed.
+    """
+
+    shards: int
+
+    def insert(self, task: Task) -> None:
+        """Store a new entry; EntryExists if its key is taken."""
+        ...
+
+    def save(self, task: Task, expected_revision: str) -> None:
+        """Overwrite the entry as read at ``expected_revision``; StaleEntry if it changed or vanished."""
+        ...
+
+    def reschedule(self, successor: Task | None, marked: list[tuple[Task, str]]) -> None:
+        """All or nothing: insert ``successor`` (when given) and overwrite each marked source, given
+        with the revision it was read at, on condition that it is unchanged and has no
+        ``rescheduled_to`` yet. At most MAX_TRANSACTION_WRITES writes; TransactionRefused otherwise."""
+        ...
+
+    def get(self, key: TaskKey) -> Task | None:
+        """The entry as stored (a strongly consistent read), None if there is none."""
+        ...
+
+    def get_many(self, keys: list[TaskKey]) -> list[Task]:
+        """Strongly consistent reads of many entries; missing ones are left out."""
+        ...
+
+    def entries_of(
+        self, name: str, lowest: int | None, now: float, limit: int, fits: Fits | None = None, active_only: bool = False
+    ) -> Page:
+        """One task's entries in trigger order from ``lowest`` on (only active ones with
+        ``active_only``): at most ``limit``, and no more than ``fits`` takes."""
+        ...
+
+    def all_entries(
+        self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
+    ) -> Page:
+        """Every entry of every task, in a stable order, resuming after ``after``; only those from
+        trigger minute ``lowest`` on when given."""
+        ...
+
+    def has_due(self, shard: int, up_to: int) -> bool:
+        """Whether ``shard`` lists an active entry due by minute ``up_to`` (may lag behind writes)."""
+        ...
+
+    def due(self, shard: int, up_to: int) -> Iterator[Task]:
+        """Every active entry of ``shard`` due by minute ``up_to`` (an index that may lag behind
+        writes: read each again before acting on it)."""
+        ...
+
+
+class StaleSchedule(Exception):
+    """A schedule's change did not apply: its chain, or an entry it writes, is not as it was read."""
+
+
+class StaleChain(Exception):
+    """The chain changed (or vanished) since it was read; ``current`` is the chain as stored now."""
+
+    def __init__(self, current: Chain | None) -> None:
+        super().__init__("chain changed")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class SchedulePage:
+    """Schedules of a listing, and whether more remain after them."""
+
+    schedules: list[Scheduled]
+    more: bool
+
+
+class ScheduleRepository(Protocol):
+    """The recurring schedules (callme.schedule), as the API and the dispatcher need them: each a
+    schedule and its chain, read together; their runs are entries of the TaskRepository it writes with."""
+
+    def get(self, name: str) -> Scheduled | None:
+        """The schedule and its chain as stored (strongly consistent, never one without the other
+        nor from two different changes), None if there is none."""
+        ...
+
+    def page(self, after: str | None, limit: int, fits: Callable[[Scheduled], bool] | None = None) -> SchedulePage:
+        """Schedules in a stable order, resuming after the schedule ``after``: at most ``limit``, and
+        no more than ``fits`` takes."""
+        ...
+
+    def apply(self, change: Change) -> None:
+        """All or nothing: the schedule and its chain written (or deleted, both None) and each entry
+        of ``change.runs`` written on its condition, provided the stored chain has
+        ``change.chain_revision`` (None: that there is none). StaleSchedule otherwise."""
+        ...
+
+    def move(self, chain: Chain, expected_revision: str) -> None:
+        """Overwrite the chain as read at ``expected_revision`` (one small write); StaleChain holding
+        the chain as stored if it changed or vanished."""
+        ...
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A dispatcher run's hold on a shard, until ``until``."""
+
+    shard: int
+    owner: str
+    until: float
+
+
+class LeaseStore(Protocol):
+    """The shards' leases: one run at a time works on a shard."""
+
+    def acquire(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
+        """Take the shard if it is free or its holder's lease ran out by ``now``; None if held."""
+        ...
+
+    def renew(self, shard: int, owner: str, until: float) -> bool:
+        """Extend ``owner``'s lease to ``until``; False if it is not theirs any more."""
+        ...
+
+    def release(self, shard: int, owner: str, now: float) -> None:
+        """Free the shard, if ``owner`` still holds it."""
+        ...
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What one HTTP call gave: a status (and the start of the body), or an error."""
+
+    started_at: float
+    duration_ms: int
+    status: int | None = None
+    body: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    refused: bool = False  # refused before connecting (address policy): never retried
+
+
+class Caller(Protocol):
+    """Makes an entry's call."""
+
+    def call(self, task: Task) -> CallResult: ...
+
+
+class Fanout(Protocol):
+    """Hands busy shards to dispatcher runs of their own (in AWS: one asynchronous invocation each)."""
+
+    def hand_over(self, shards: list[int]) -> None: ...

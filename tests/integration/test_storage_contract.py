@@ -1,0 +1,245 @@
+"""The storage ports' contract (callme.ports), held by both implementations: DynamoDB (on moto) and
+memory. The unit tier runs the service and the dispatch engine on the memory one, so every rule here
+is what lets those tests speak for DynamoDB too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
+from callme.memory import InMemoryLeaseStore, InMemoryTaskRepository
+from callme.ports import (
+    READ_BATCH,
+    EntryExists,
+    LeaseStore,
+    StaleEntry,
+    TaskRepository,
+    TransactionRefused,
+    shard_of,
+)
+from callme.task import Task, TaskDefinition, TaskKey, TaskState
+
+T0 = 1858809600
+SHARDS = 4
+NOW = T0 - 3600.0
+
+
+@dataclass
+class Storage:
+    tasks: TaskRepository
+    leases: LeaseStore
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def storage(request: pytest.FixtureRequest) -> Iterator[Storage]:
+    if request.param == "memory":
+        yield Storage(InMemoryTaskRepository(SHARDS), InMemoryLeaseStore())
+        return
+    client = request.getfixturevalue("aws")
+    yield Storage(DynamoDBTaskRepository(client, "callme-tasks", SHARDS), DynamoDBLeaseStore(client, "callme-leases"))
+
+
+def entry(name: str = "job", at: int = T0, payload: str = "", **changes: Any) -> Task:
+    task = Task.new(TaskKey(name, at), TaskDefinition(callback="https://example.com/x", payload=payload), NOW)
+    return replace(task, **changes)
+
+
+def stored(storage: Storage, *tasks: Task) -> list[Task]:
+    for task in tasks:
+        storage.tasks.insert(task)
+    return list(tasks)
+
+
+def finished(task: Task, expires_at: int) -> Task:
+    return replace(task.cancelled(NOW, 0), expires_at=expires_at)
+
+
+# -- writes ---------------------------------------------------------------------------------------
+
+
+def test_an_inserted_entry_reads_back_as_written(storage: Storage) -> None:
+    task = entry(payload="körper \x01 ✓", attempts=0)
+    storage.tasks.insert(task)
+    assert storage.tasks.get(task.key) == task
+    assert storage.tasks.get(TaskKey("job", T0 + 60)) is None
+
+
+def test_an_insert_on_a_taken_key_is_refused_with_the_stored_entry(storage: Storage) -> None:
+    [first] = stored(storage, entry())
+    with pytest.raises(EntryExists) as refused:
+        storage.tasks.insert(entry())
+    assert refused.value.current == first
+    assert storage.tasks.get(first.key) == first
+
+
+def test_a_save_applies_only_to_the_revision_it_read(storage: Storage) -> None:
+    [task] = stored(storage, entry())
+    cancelled = task.cancelled(NOW + 1, 3600)
+    storage.tasks.save(cancelled, task.revision)
+    assert storage.tasks.get(task.key) == cancelled
+    with pytest.raises(StaleEntry) as stale:
+        storage.tasks.save(task.cancelled(NOW + 2, 3600), task.revision)
+    assert stale.value.current == cancelled, "it says what is stored now"
+    assert storage.tasks.get(task.key) == cancelled
+
+
+def test_a_save_of_a_missing_entry_is_stale_with_nothing_stored(storage: Storage) -> None:
+    task = entry()
+    with pytest.raises(StaleEntry) as stale:
+        storage.tasks.save(task, task.revision)
+    assert stale.value.current is None
+    assert storage.tasks.get(task.key) is None
+
+
+def test_a_reschedule_writes_the_successor_and_marks_its_sources_together(storage: Storage) -> None:
+    *sources, late = stored(storage, entry(at=T0), entry(at=T0 + 60), entry(at=T0 + 180))
+    successor = entry(at=T0 + 120, rescheduled_from=str(sources[0].key))
+    marked = [(source.rescheduled(successor.key, NOW), source.revision) for source in sources]
+    storage.tasks.reschedule(successor, marked)
+    assert storage.tasks.get(successor.key) == successor
+    assert [storage.tasks.get(s.key) for s in sources] == [m for m, _ in marked]
+    # A source found later is marked on its own, once its successor exists
+    late_marked = late.rescheduled(successor.key, NOW)
+    storage.tasks.reschedule(None, [(late_marked, late.revision)])
+    assert storage.tasks.get(late.key) == late_marked
+
+
+@pytest.mark.parametrize("obstacle", ["source changed", "source marked", "source gone", "successor taken"])
+def test_a_reschedule_whose_condition_fails_writes_nothing_and_says_what_it_found(
+    storage: Storage, obstacle: str
+) -> None:
+    source, other = stored(storage, entry(at=T0), entry(at=T0 + 60))
+    successor = entry(at=T0 + 120)
+    expected = source.revision
+    found: Task | None = None
+    if obstacle == "source changed":
+        found = source.cancelled(NOW, 3600)
+        storage.tasks.save(found, source.revision)
+    elif obstacle == "source marked":
+        found = source.rescheduled(TaskKey("job", T0 + 600), NOW)
+        storage.tasks.save(found, source.revision)
+        expected = found.revision  # unchanged since read, but marked already
+    elif obstacle == "source gone":
+        source = entry(at=T0 + 180)
+    else:
+        [found] = stored(storage, entry(at=T0 + 120, payload="another"))
+    before = {t.key: storage.tasks.get(t.key) for t in (source, other, successor)}
+    marks = [
+        (source.rescheduled(successor.key, NOW), expected),
+        (other.rescheduled(successor.key, NOW), other.revision),
+    ]
+    with pytest.raises(TransactionRefused) as refused:
+        storage.tasks.reschedule(successor, marks)
+    failed = successor.key if obstacle == "successor taken" else source.key
+    assert refused.value.current == {failed: found}
+    assert {t.key: storage.tasks.get(t.key) for t in (source, other, successor)} == before, "all or nothing"
+
+
+# -- reads ----------------------------------------------------------------------------------------
+
+
+def test_many_entries_are_read_at_once_leaving_out_missing_ones(storage: Storage) -> None:
+    tasks = stored(storage, *(entry(f"job{i:03d}") for i in range(READ_BATCH + 5)))
+    keys = [t.key for t in tasks] + [TaskKey("missing", T0)]
+    found = storage.tasks.get_many(keys)
+    assert sorted(found, key=lambda t: t.key) == sorted(tasks, key=lambda t: t.key)
+
+
+def test_a_task_s_entries_come_in_trigger_order_a_page_at_a_time(storage: Storage) -> None:
+    tasks = stored(storage, *(entry(at=T0 + 60 * i) for i in (3, 0, 2, 1, 4)), entry("other"))
+    first = storage.tasks.entries_of("job", None, NOW, 2)
+    assert ([t.key.trigger_at for t in first.tasks], first.more) == ([T0, T0 + 60], True)
+    rest = storage.tasks.entries_of("job", T0 + 120, NOW, 10)
+    assert ([t.key.trigger_at for t in rest.tasks], rest.more) == ([T0 + 120, T0 + 180, T0 + 240], False)
+    exact = storage.tasks.entries_of("job", None, NOW, 5)
+    assert (len(exact.tasks), exact.more) == (5, False), "more only when another entry remains"
+    assert {t.key for t in exact.tasks} == {t.key for t in tasks if t.key.name == "job"}
+
+
+def test_a_page_ends_at_the_first_entry_that_does_not_fit(storage: Storage) -> None:
+    stored(storage, *(entry(at=T0 + 60 * i) for i in range(5)))
+    offered: list[int] = []
+
+    def fits(task: Task) -> bool:
+        offered.append(task.key.trigger_at)
+        return len(offered) <= 2
+
+    page = storage.tasks.entries_of("job", None, NOW, 10, fits)
+    assert ([t.key.trigger_at for t in page.tasks], page.more) == ([T0, T0 + 60], True)
+    assert offered == [T0, T0 + 60, T0 + 120]
+    everything = storage.tasks.all_entries(None, None, NOW, 10, lambda task: task.key.trigger_at < T0 + 60)
+    assert ([t.key.trigger_at for t in everything.tasks], everything.more) == ([T0], True)
+
+
+def test_expired_entries_are_not_listed_and_active_only_leaves_finished_ones_out(storage: Storage) -> None:
+    pending, cancelled, expired = stored(storage, entry(at=T0), entry(at=T0 + 60), entry(at=T0 + 120))
+    storage.tasks.save(finished(cancelled, int(NOW) + 10), cancelled.revision)
+    storage.tasks.save(finished(expired, int(NOW)), expired.revision)
+    listed = storage.tasks.entries_of("job", None, NOW, 10)
+    assert [t.key for t in listed.tasks] == [pending.key, cancelled.key]
+    active = storage.tasks.entries_of("job", None, NOW, 10, active_only=True)
+    assert [t.key for t in active.tasks] == [pending.key]
+    assert [t.key for t in storage.tasks.all_entries(None, None, NOW, 10).tasks] == [pending.key, cancelled.key]
+    assert storage.tasks.entries_of("job", None, NOW + 10, 10).tasks == [storage.tasks.get(pending.key)]
+
+
+def test_every_entry_is_listed_once_across_pages_of_all_entries(storage: Storage) -> None:
+    tasks = stored(storage, *(entry(f"job{i % 7}", T0 + 60 * i) for i in range(23)))
+    seen: list[TaskKey] = []
+    after = None
+    while True:
+        page = storage.tasks.all_entries(after, None, NOW, 4)
+        seen.extend(t.key for t in page.tasks)
+        if not page.more:
+            break
+        after = page.tasks[-1].key
+    assert sorted(seen) == sorted(t.key for t in tasks) and len(seen) == len(tasks)
+    later = storage.tasks.all_entries(None, T0 + 60 * 20, NOW, 100)
+    assert sorted(t.key.trigger_at for t in later.tasks) == [T0 + 60 * i for i in (20, 21, 22)]
+
+
+def test_due_lists_the_active_entries_of_a_shard_due_by_a_minute(storage: Storage) -> None:
+    tasks = stored(storage, *(entry(f"job{i}", T0 + 60 * (i % 3)) for i in range(40)))
+    done = tasks[0]
+    storage.tasks.save(done.cancelled(NOW, 3600), done.revision)
+    for shard in range(SHARDS):
+        due = list(storage.tasks.due(shard, T0 + 60))
+        expected = {t.key for t in tasks[1:] if shard_of(t.key, SHARDS) == shard and t.key.trigger_at <= T0 + 60}
+        assert {t.key for t in due} == expected and len(due) == len(expected)
+        assert all(t.state is TaskState.PENDING for t in due)
+        assert storage.tasks.has_due(shard, T0 + 60) == bool(expected)
+    assert not any(storage.tasks.has_due(shard, T0 - 60) for shard in range(SHARDS))
+
+
+def test_due_lists_more_than_a_megabyte_of_entries(storage: Storage) -> None:
+    names = [f"big{i:02d}" for i in range(200) if shard_of(TaskKey(f"big{i:02d}", T0), SHARDS) == 0][:24]
+    stored(storage, *(entry(name, payload="x" * 60_000) for name in names))
+    assert sorted(t.key.name for t in storage.tasks.due(0, T0)) == sorted(names) and len(names) == 24
+
+
+# -- leases ---------------------------------------------------------------------------------------
+
+
+def test_a_lease_is_held_until_it_runs_out_and_then_taken_over(storage: Storage) -> None:
+    leases = storage.leases
+    assert leases.acquire(0, "old-run", T0, T0 + 25) is not None
+    assert leases.acquire(1, "new-run", T0, T0 + 25) is not None, "each shard has its own"
+    assert leases.renew(0, "old-run", T0 + 30), "its holder renews it"
+    assert leases.acquire(0, "new-run", T0 + 20, T0 + 45) is None, "nobody else takes it meanwhile"
+    assert leases.acquire(0, "new-run", T0 + 31, T0 + 56) is not None, "once it ran out, another run may"
+    assert not leases.renew(0, "old-run", T0 + 60), "and then the old holder cannot renew it"
+
+
+def test_a_released_lease_is_free_and_only_its_holder_releases_it(storage: Storage) -> None:
+    leases = storage.leases
+    assert leases.acquire(0, "run-a", T0, T0 + 25) is not None
+    leases.release(0, "run-b", T0 + 1)
+    assert leases.acquire(0, "run-b", T0 + 2, T0 + 27) is None, "another run's release changes nothing"
+    leases.release(0, "run-a", T0 + 3)
+    lease = leases.acquire(0, "run-b", T0 + 4, T0 + 29)
+    assert lease is not None and (lease.shard, lease.owner, lease.until) == (0, "run-b", T0 + 29)
+    assert not leases.renew(0, "run-a", T0 + 40)
