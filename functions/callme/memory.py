@@ -163,12 +163,16 @@ class InMemoryScheduleRepository:
         entries = self._tasks._entries
         with self._tasks._lock:
             stored = self._schedules.get(change.name)
-            if (stored.chain.revision if stored else None) != change.chain_revision:
+            # (revision found, revision expected, revision this change writes) of each conditional write
+            checks = [
+                (stored.chain.revision if stored else None, change.chain_revision, _revision(change.chain)),
+                *((_revision(entries.get(task.key)), expected, task.revision) for task, expected in change.runs),
+            ]
+            refused = [(found, written) for found, expected, written in checks if found != expected]
+            if refused:
+                if all(found == written for found, written in refused):
+                    return  # this very change, stored already: as the DynamoDB adapter reads its own retry
                 raise StaleSchedule()
-            for task, expected in change.runs:
-                current = entries.get(task.key)
-                if (current.revision if current else None) != expected:
-                    raise StaleSchedule()
             if change.schedule is None or change.chain is None:
                 del self._schedules[change.name]
             else:
@@ -179,9 +183,15 @@ class InMemoryScheduleRepository:
     def move(self, chain: Chain, expected_revision: str) -> None:
         with self._tasks._lock:
             stored = self._schedules.get(chain.name)
+            if stored is not None and stored.chain.revision == chain.revision:
+                return  # this very move, stored already: as the DynamoDB adapter reads its own retried write
             if stored is None or stored.chain.revision != expected_revision:
                 raise StaleChain(stored.chain if stored else None)
             self._schedules[chain.name] = Scheduled(stored.schedule, chain)
+
+
+def _revision(item: Task | Chain | None) -> str | None:
+    return None if item is None else item.revision
 
 
 class InMemoryLeaseStore:
