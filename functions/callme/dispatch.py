@@ -96,11 +96,12 @@ class OutcomeRecorder:
                 self.sleep(0.2 * 2**attempt)
                 continue
             if not updated.state.active:
-                self._finished(updated)
+                self.finished(updated)
             return None
         return "outcome not recorded"
 
-    def _finished(self, task: Task) -> None:
+    def finished(self, task: Task) -> None:
+        """Tell the listeners of an entry finished and stored (here, or by the schedules' step)."""
         for listener in self.listeners:
             try:
                 listener.entry_finished(task)
@@ -386,6 +387,7 @@ class _Outcome:
     unrecorded: str | None = None  # why the write did not apply
     left: str | None = None  # why the entry was left, untouched, for a later run
     aside: tuple[Task, Task] | None = None  # a run not called in favour of ``task``: as to be written, as read
+    missed: tuple[Task, ...] = ()  # runs an outage missed, recorded skipped when the schedule moved on
 
 
 class _Run:
@@ -538,7 +540,13 @@ class _Run:
 
     def _attempt(self, listed: Task) -> _Outcome:
         """One entry's turn: read it, then call it as read, if it is still to be called now. A run
-        of a schedule first moves its schedule on (``first_take``), which may call another run."""
+        of a schedule first moves its schedule on (``first_take``), which may call another run and
+        record the runs an outage missed ``skipped``."""
+        missed: list[Task] = []
+        outcome = self._read_and_call(listed, missed)
+        return replace(outcome, missed=tuple(missed)) if missed else outcome
+
+    def _read_and_call(self, listed: Task, missed: list[Task]) -> _Outcome:
         engine = self.engine
         aside: tuple[Task, Task] | None = None
         for _ in range(READ_TRIES):
@@ -551,6 +559,9 @@ class _Run:
                     taken = engine.schedules.take(task, engine.clock.now())
                 except ServiceUnavailable as exc:
                     return _Outcome(task, None, left=f"its schedule could not be moved on: {exc.message}")
+                missed += taken.skipped
+                for skipped in taken.skipped:
+                    engine.recorder.finished(skipped)
                 if taken.call is not task:
                     if taken.call is None or taken.aside is None:
                         return _Outcome(task, taken.aside)
@@ -614,6 +625,8 @@ class _Run:
         task = outcome.task
         if outcome.aside is not None and outcome.left is None:
             self._count_final(outcome.aside[0])
+        for skipped in outcome.missed:
+            self._count_final(skipped)
         if outcome.left is not None:
             log.info("%s left for a later run: %s", task.key, outcome.left)
             self.report.deferred += 1

@@ -317,10 +317,12 @@ def plan_turn(current: Scheduled | None, run: int, now: float) -> Turn:
 class Taken:
     """The dispatcher's step on a run, done: ``call`` is the entry to call now (the run taken, or a
     later missed run just made; None: nothing), and ``aside`` the run taken, as it is to be written
-    (over the run as read) when it is not the one called: skipped if pending, settled if cancelled."""
+    (over the run as read) when it is not the one called: skipped if pending, settled if cancelled.
+    ``skipped``: the other runs an outage missed, recorded skipped by the step."""
 
     call: Task | None
     aside: Task | None = None
+    skipped: tuple[Task, ...] = ()  # the runs an outage missed, recorded skipped
 
 
 def _runs(*minutes: int | None) -> tuple[int, ...]:

@@ -134,16 +134,17 @@ class ScheduleService:
                     continue
                 current = Scheduled(current.schedule, turn.chain)
             called = None
+            recorded: list[Task | None] = []
             if current is not None:
                 for made in turn.make:
                     task = self._make(current, made, now)
                     if made == turn.call and made != minute:
                         called = task
-                for skipped in turn.skip:
-                    self._record_skipped(current, skipped, now)
+                recorded = [self._record_skipped(current, skipped, now) for skipped in turn.skip]
+            missed = tuple(task for task in recorded if task is not None)
             if turn.call == minute and run.state is TaskState.PENDING:
-                return Taken(run)
-            return Taken(called, self._aside(run, now))
+                return Taken(run, skipped=missed)
+            return Taken(called, self._aside(run, now), missed)
         raise ServiceUnavailable(f"schedule {name!r} kept changing while its run {run.key} was taken")
 
     def _make(self, current: Scheduled, minute: int, now: float) -> Task | None:
@@ -187,14 +188,17 @@ class ScheduleService:
                 continue
         return None
 
-    def _record_skipped(self, current: Scheduled, minute: int, now: float) -> None:
+    def _record_skipped(self, current: Scheduled, minute: int, now: float) -> Task | None:
+        """Record the missed run at ``minute`` skipped; None if it was already (or the minute is
+        another entry's)."""
         skipped = new_run(current.name, minute, current.schedule.definition, now).missed(
             now, self.limits.retention_seconds
         )
         try:
             self.tasks.insert(skipped)
         except EntryExists:
-            pass  # recorded already, or another entry's minute
+            return None  # recorded already, or another entry's minute
+        return skipped
 
     def _aside(self, run: Task, now: float) -> Task | None:
         """A run that is not called, as it is to be recorded: skipped if pending, settled if cancelled."""
