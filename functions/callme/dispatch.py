@@ -554,19 +554,11 @@ class _Run:
                 task, sent_at = self.fresh.read(listed.key)
             except ServiceUnavailable as exc:
                 return _Outcome(listed, None, left=f"not read before its call: {exc.message}")
-            if task is not None and engine.schedules is not None and aside is None and first_take(task):
-                try:
-                    taken = engine.schedules.take(task, engine.clock.now())
-                except ServiceUnavailable as exc:
-                    return _Outcome(task, None, left=f"its schedule could not be moved on: {exc.message}")
-                missed += taken.skipped
-                for skipped in taken.skipped:
-                    engine.recorder.finished(skipped)
-                if taken.call is not task:
-                    if taken.call is None or taken.aside is None:
-                        return _Outcome(task, taken.aside)
-                    aside = (taken.aside, task)
-                    task, sent_at = taken.call, engine.clock.now()  # a later missed run, just made
+            if task is not None and aside is None and first_take(task):
+                stopped, aside, task = self._turn(task, missed)
+                if stopped is not None:
+                    return stopped
+                sent_at = engine.clock.now() if aside is not None else sent_at  # a later run, just made
             if task is None or not task.state.active:
                 return _Outcome(task or listed, None)  # cancelled, finished or deleted meanwhile
             now = engine.clock.now()
@@ -579,6 +571,25 @@ class _Run:
             if now - sent_at <= engine.config.read_window:
                 return replace(self._call(task), aside=aside)
         return _Outcome(listed, None, left=f"not read within {engine.config.read_window:g} s of its call", aside=aside)
+
+    def _turn(self, run: Task, missed: list[Task]) -> tuple[_Outcome | None, tuple[Task, Task] | None, Task]:
+        """The schedules' step before a run's first call (callme.schedule_service): (an outcome when
+        nothing is to be called, the run set aside as to be written and as read, the entry to call)."""
+        engine = self.engine
+        if engine.schedules is None:
+            return None, None, run
+        try:
+            taken = engine.schedules.take(run, engine.clock.now())
+        except ServiceUnavailable as exc:
+            return _Outcome(run, None, left=f"its schedule could not be moved on: {exc.message}"), None, run
+        missed += taken.skipped
+        for skipped in taken.skipped:
+            engine.recorder.finished(skipped)
+        if taken.call is run:
+            return None, None, run
+        if taken.call is None or taken.aside is None:
+            return _Outcome(run, taken.aside), None, run
+        return None, (taken.aside, run), taken.call  # a later missed run, just made, called instead
 
     def _call(self, task: Task) -> _Outcome:
         """One call, timed on the engine's clock (the caller's own clock only stamps signatures),

@@ -227,7 +227,7 @@ def test_concurrent_puts_leave_one_pending_run_of_the_definition_that_won(world:
         barrier.wait()
         try:
             world.put(definition=replace(DEFINITION, payload=f"v{k}"), every=f"{k + 1}m")
-        except Exception as exc:  # noqa: BLE001 (collected, asserted below)
+        except Exception as exc:  # collected, asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=put, args=(k,)) for k in range(6)]
