@@ -31,6 +31,7 @@ import pytest
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from moto import mock_aws
 
+from callme.clock import FixedClock
 from handlers import api, dispatcher, fanout, wiring
 from local.lambda_context import LocalContext
 from local.template import table_definitions
@@ -337,6 +338,13 @@ def walk_every_route(context: LocalContext) -> list[tuple[str, str]]:
         ("POST", "/reschedule/proof?all=true", None, 201),
         ("GET", f"/status/proof@{second}", None, 200),
         ("GET", "/openapi.json", None, 200),
+        ("PUT", "/schedule/proof-schedule", {"every": "1h", "callback": callback}, 201),
+        ("PUT", "/schedule/proof-schedule", {"every": "2h", "callback": callback}, 200),
+        ("PUT", "/schedule/proof-schedule", {"every": "2h", "callback": callback, "paused": True}, 200),
+        ("GET", "/schedule/proof-schedule", None, 200),
+        ("GET", "/schedule/?limit=1", None, 200),
+        ("DELETE", "/schedule/proof-schedule", None, 200),
+        ("GET", "/schedule/proof-schedule", None, 404),
     ]
     for method, target, body, expected in follow_ups:
         status, answer = call_api(context, method, target, body)
@@ -404,6 +412,36 @@ def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deploymen
         (call.service, call.operation) for call in deployment.recorder.calls if call.function != "ApiFunction"
     }
     assert {("lambda", "Invoke"), ("secretsmanager", "GetSecretValue"), ("dynamodb", "BatchGetItem")} <= operations
+    assert not deployment.refused(), "\n".join(deployment.refused())
+
+
+def test_the_dispatcher_may_make_every_call_a_schedule_s_runs_make(deployment: Deployment, sink: Sink) -> None:
+    """A schedule's runs at their minute (the chain moved on, the next run made, the call) and after an
+    outage (missed runs recorded skipped, the latest called), through the fan-out, on a chosen clock."""
+    with deployment.running("ApiFunction") as context:
+        status, schedule = call_api(context, "PUT", "/schedule/proof", {"every": "1m", "callback": sink.on("/proof")})
+    assert status == 201, schedule
+    first = schedule["next_runs"][0]
+    for at in (first + 2, first + 6 * 60 + 2):  # its first minute, then after five missed minutes
+        with deployment.running("DispatcherFunction") as context:
+            clock = FixedClock(at)
+            before = len(deployment.recorder.calls)
+            answer = dispatcher.dispatch(load_event("dispatcher-scheduled"), context, clock)
+            invocations = [
+                json.loads(call.params["Payload"])
+                for call in deployment.recorder.calls[before:]
+                if (call.service, call.operation) == ("lambda", "Invoke")
+            ]
+            assert answer["fanned_out"] == [invocation["shard"] for invocation in invocations]
+            for invocation in invocations:
+                dispatcher.dispatch(invocation, context, clock)
+    assert [call.headers["callme-entry"] for call in sink.calls("/proof")] == [f"proof@{first}", f"proof@{first + 360}"]
+    with deployment.running("ApiFunction") as context:
+        _, runs = call_api(context, "GET", "/status/proof")
+    states = [run["task_state"] for run in runs["tasks"]]
+    assert states == ["successful", *["skipped"] * 5, "successful", "pending"], states
+    operations = {(c.service, c.operation) for c in deployment.recorder.calls if c.function == "DispatcherFunction"}
+    assert {("dynamodb", "Query"), ("dynamodb", "PutItem"), ("dynamodb", "BatchGetItem")} <= operations
     assert not deployment.refused(), "\n".join(deployment.refused())
 
 
