@@ -28,6 +28,8 @@ from .task import Task, TaskKey, TaskName, TaskState
 from .validation import ScheduleListing
 from .views import AnswerFormat, AnswerRoom, schedule_view
 
+# Schedules the sweep reads at a time.
+SWEEP_PAGE = 100
 # How often the dispatcher reads a schedule again when its chain changed under it (a change through
 # the API, or another dispatcher run taking a run of the same schedule at the same moment).
 TURN_ROUNDS = 5
@@ -146,6 +148,24 @@ class ScheduleService:
                 return Taken(run, skipped=missed)
             return Taken(called, self._aside(run, now), missed)
         raise ServiceUnavailable(f"schedule {name!r} kept changing while its run {run.key} was taken")
+
+    def sweep(self, now: float) -> list[TaskKey]:
+        """Make every schedule's next run that is missing; returns the runs made. The runs' own step
+        keeps one pending next run (a crash between moving a chain and making its run leaves the taken
+        run in ``due``, found again): this is the net under it, for a run lost any other way. Reads:
+        each schedule, and its next runs in batches; a write only for a run that was missing."""
+        made: list[TaskKey] = []
+        after: str | None = None
+        while True:
+            page = self.schedules.page(after, SWEEP_PAGE)
+            named = {TaskKey(s.name, s.chain.next_run): s for s in page.schedules if s.chain.next_run is not None}
+            present = {task.key for task in self.tasks.get_many(list(named))}
+            for key, scheduled in named.items():
+                if key not in present and self._make(scheduled, key.trigger_at, now) is not None:
+                    made.append(key)
+            if not page.more:
+                return made
+            after = page.schedules[-1].name
 
     def _make(self, current: Scheduled, minute: int, now: float) -> Task | None:
         """Make sure the run at ``minute`` exists, pending; returns it (None if another entry of the

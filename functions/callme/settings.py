@@ -142,6 +142,8 @@ class Settings:
     record_attempts: int = 4
     fanout: str = "inline"
     dispatcher_function: str | None = None
+    # Every this many minutes the scheduled invocation checks that each schedule's next run exists.
+    schedule_sweep_minutes: int = 15
 
     # -- signing
     signing_secret: str | None = None
@@ -239,6 +241,7 @@ class Settings:
             call_budget=read.seconds("call_budget", "CALLME_CALL_BUDGET"),
             fanout=read.choice("CALLME_FANOUT", read.default("fanout"), FANOUTS, "inline or lambda"),
             dispatcher_function=env.get("CALLME_DISPATCHER_FUNCTION") or None,
+            schedule_sweep_minutes=read.integer("schedule_sweep_minutes", "CALLME_SCHEDULE_SWEEP_MINUTES", 1, 1440),
             signing_secret=env.get("CALLME_SIGNING_SECRET") or None,
             signing_secret_id=env.get("CALLME_SIGNING_SECRET_ID") or None,
         )

@@ -150,8 +150,12 @@ def dispatch_engine(
 
     config = settings().dispatch
     clock = clock or SystemClock()
-    schedules = DynamoDBScheduleRepository(_dispatcher_client(), settings().schedule_table_name, repository())
-    runs = ScheduleService(schedules, repository(), clock, settings().limits)
     return DispatchEngine(
-        repository(), leases(), caller(), clock, config, observer, on_leased=on_leased, schedules=runs
+        repository(), leases(), caller(), clock, config, observer, on_leased=on_leased, schedules=schedule_runs(clock)
     )
+
+
+def schedule_runs(clock: Clock) -> ScheduleService:
+    """The schedules as the dispatcher moves them on, on its storage client."""
+    schedules = DynamoDBScheduleRepository(_dispatcher_client(), settings().schedule_table_name, repository())
+    return ScheduleService(schedules, repository(), clock, settings().limits)

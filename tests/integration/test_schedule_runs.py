@@ -328,3 +328,19 @@ def test_a_run_a_client_skipped_is_not_called_and_the_schedule_goes_on(world: Wo
     world.dispatch(T0 + MINUTE + 2)
     assert world.caller.minutes() == Counter({T0 + MINUTE: 1})
     assert world.states()[T0] == "cancelled"
+
+
+def test_the_sweep_makes_a_lost_next_run_and_nothing_else(world: World) -> None:
+    world.put()
+    world.put("hourly", every="1h")
+    world.put("paused", every="1h", paused=True)
+    before = world.client.scan(TableName="callme-tasks")["Items"]
+    assert world.service.sweep(world.clock.now()) == []
+    assert world.client.scan(TableName="callme-tasks")["Items"] == before  # nothing written when all is well
+    lost = {"task_name": {"S": "digest"}, "trigger_at": {"N": str(T0)}}
+    world.client.delete_item(TableName="callme-tasks", Key=lost)  # a run lost behind the code's back
+    assert world.service.sweep(world.clock.now()) == [TaskKey("digest", T0)]
+    assert world.pending() == [T0] and world.pending("paused") == []
+    world.dispatch(T0 + 2)
+    assert world.caller.minutes() == Counter({T0: 1})
+    assert world.pending() == [T0 + MINUTE]

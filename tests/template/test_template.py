@@ -434,6 +434,7 @@ def test_dispatcher_grants(resources: dict[str, Any]) -> None:
         ("dynamodb:PutItem", "${LeasesTable.Arn}"),
         ("dynamodb:Query", "${SchedulesTable.Arn}"),
         ("dynamodb:PutItem", "${SchedulesTable.Arn}"),
+        ("dynamodb:Scan", "${SchedulesTable.Arn}"),
         ("secretsmanager:GetSecretValue", "${SigningSecret}"),
     }
 
