@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import apicall, capacity, coldstart, cost, simulate, throughput  # noqa: E402
+from bench import apicall, capacity, coldstart, cost, schedules, simulate, throughput  # noqa: E402
 from bench.report import REQUIRED_FIGURES, Figure, figure, load_now, machine, median, table  # noqa: E402
 from bench.services import DynamoDBService, use_local_credentials  # noqa: E402
 
@@ -37,10 +37,11 @@ class Sizes:
     capacity_entries: int
     api_calls: int
     coldstart_repetitions: int
+    schedule_runs: int = 30
 
 
 FULL = Sizes(3, throughput.Scenario(), 2000, 200, 9)
-SMOKE = Sizes(1, throughput.Scenario(entries=40, slow_entries=20, slow_delay=0.5), 16, 10, 1)
+SMOKE = Sizes(1, throughput.Scenario(entries=40, slow_entries=20, slow_delay=0.5), 16, 10, 1, 3)
 
 
 def log(message: str) -> None:
@@ -55,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
     if args.repetitions:
-        sizes = Sizes(
-            args.repetitions, sizes.scenario, sizes.capacity_entries, sizes.api_calls, sizes.coldstart_repetitions
-        )
+        sizes = replace(sizes, repetitions=args.repetitions)
     output = args.output or ROOT / "bench" / ("results-smoke.json" if args.smoke else "results.json")
     use_local_credentials()
 
@@ -81,12 +80,15 @@ def main(argv: list[str] | None = None) -> int:
                     database.url, sizes.capacity_entries, scenario.shards, scenario.payload_bytes, scenario.concurrency
                 )
             )
+        log("schedules: dispatching a schedule's runs through the metered client")
+        schedule_runs = schedules.repeated(database, sizes.repetitions, sizes.schedule_runs, scenario)
         database.reset()
         log("api: timing PUT /task through the api handler")
         api_runs = [
             apicall.measure(database.url, sizes.api_calls, scenario.payload_bytes) for _ in range(sizes.repetitions)
         ]
     results["capacity"] = {"runs": capacity_runs}
+    results["schedules"] = {"runs": schedule_runs}
     results["api"] = {"runs": api_runs}
 
     log(f"throughput: {scenario.entries} fast and {scenario.slow_entries} slow entries per repetition")
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     results["simulation"] = simulate.simulate(results, with_sweep=not args.smoke)
 
     figures = build_figures(capacity_runs, api_runs, throughput_runs, coldstart_result, estimate, scenario)
+    figures += schedules.figures(schedule_runs, capacity_runs)
     figures += simulate.figures(results["simulation"])
     missing = (set(REQUIRED_FIGURES) | set(simulate.FIGURES)) - {f.key for f in figures}
     if missing:
