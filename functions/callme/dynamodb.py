@@ -456,14 +456,7 @@ def to_task(item: Mapping[str, Any]) -> Task:
     row = {k: _deserializer.deserialize(v) for k, v in item.items()}
     return Task(
         key=TaskKey(row["task_name"], int(row["trigger_at"])),
-        definition=TaskDefinition(
-            callback=row["callback"],
-            callback_method=row["callback_method"],
-            payload=row.get("payload", ""),
-            expected_http_status=int(row["expected_http_status"]),
-            retry=int(row["retry"]),
-            max_delay=int(row["max_delay"]),
-        ),
+        definition=_definition(row),
         state=TaskState(row["task_state"]),
         created_at=float(row["created_at"]),
         updated_at=float(row["updated_at"]),
@@ -488,6 +481,18 @@ def to_task(item: Mapping[str, Any]) -> Task:
         expires_at=_int(row.get("expires_at")),
         schedule=row.get("schedule"),
         settled=bool(row.get("settled", False)),
+    )
+
+
+def _definition(row: Mapping[str, Any]) -> TaskDefinition:
+    """How to call, as stored in an entry's or a schedule's item."""
+    return TaskDefinition(
+        callback=row["callback"],
+        callback_method=row["callback_method"],
+        payload=row.get("payload", ""),
+        expected_http_status=int(row["expected_http_status"]),
+        retry=int(row["retry"]),
+        max_delay=int(row["max_delay"]),
     )
 
 
@@ -680,14 +685,7 @@ def _scheduled(schedule_item: Mapping[str, Any] | None, chain_item: Mapping[str,
     timing = {k: int(v) if isinstance(v, Decimal) else v for k, v in row.items() if k in _TIMING}
     schedule = Schedule(
         name=row["schedule_name"],
-        definition=TaskDefinition(
-            callback=row["callback"],
-            callback_method=row["callback_method"],
-            payload=row.get("payload", ""),
-            expected_http_status=int(row["expected_http_status"]),
-            retry=int(row["retry"]),
-            max_delay=int(row["max_delay"]),
-        ),
+        definition=_definition(row),
         recurrence=Recurrence.from_dict(timing),
         paused=bool(row["paused"]),
         created_at=float(row["created_at"]),

@@ -16,7 +16,7 @@ from typing import Any
 from callme.settings import DAY, Limits
 from callme.task import METHODS, NAME_PATTERN, TaskState
 from callme.trigger import ABSOLUTE_PATTERN, DURATION, RELATIVE_PATTERN
-from callme.validation import TASK_FIELDS, default_of, integer_pattern, integer_ranges
+from callme.validation import SCHEDULE_FIELDS, TASK_FIELDS, default_of, integer_pattern, integer_ranges
 
 # What a body may hold that the schema cannot say: every document-valid body the API refuses breaks
 # one of these (tests/integration/test_openapi_document.py checks it against the API's answers).
@@ -156,16 +156,7 @@ def _schedule() -> dict[str, Any]:
     nullable_string = {"type": "string", "nullable": True}
     return {
         "type": "object",
-        "required": [
-            *(field for field in TASK_FIELDS if field != "trigger_at"),
-            "cron",
-            "every",
-            "timezone",
-            "start_at",
-            "end_at",
-            "paused",
-            "next_runs",
-        ],
+        "required": [*SCHEDULE_FIELDS, "next_runs"],
         "properties": {
             **{field: task[field] for field in TASK_FIELDS if field != "trigger_at"},
             "cron": nullable_string,
