@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import apicall, capacity, coldstart, cost, schedules, simulate, throughput  # noqa: E402
+from bench import apicall, capacity, coldstart, cost, events, schedules, simulate, throughput  # noqa: E402
 from bench.report import REQUIRED_FIGURES, Figure, figure, load_now, machine, median, table  # noqa: E402
 from bench.services import DynamoDBService, use_local_credentials  # noqa: E402
 
@@ -37,11 +37,13 @@ class Sizes:
     capacity_entries: int
     api_calls: int
     coldstart_repetitions: int
-    schedule_runs: int = 30
+    batch_calls: int  # POST /tasks of apicall.BATCH_SIZE, timed
+    outcome_events: int  # published to the local EventBridge, timed
+    schedule_runs: int  # a schedule's runs dispatched through the metered client
 
 
-FULL = Sizes(3, throughput.Scenario(), 2000, 200, 9)
-SMOKE = Sizes(1, throughput.Scenario(entries=40, slow_entries=20, slow_delay=0.5), 16, 10, 1, 3)
+FULL = Sizes(3, throughput.Scenario(), 2000, 200, 9, 10, 1000, 30)
+SMOKE = Sizes(1, throughput.Scenario(entries=40, slow_entries=20, slow_delay=0.5), 16, 10, 1, 2, 50, 3)
 
 
 def log(message: str) -> None:
@@ -80,16 +82,16 @@ def main(argv: list[str] | None = None) -> int:
                     database.url, sizes.capacity_entries, scenario.shards, scenario.payload_bytes, scenario.concurrency
                 )
             )
-        log("schedules: dispatching a schedule's runs through the metered client")
-        schedule_runs = schedules.repeated(database, sizes.repetitions, sizes.schedule_runs, scenario)
+        schedule_runs = schedules.repeated(database, sizes.repetitions, sizes.schedule_runs, scenario, log)
         database.reset()
         log("api: timing PUT /task through the api handler")
         api_runs = [
             apicall.measure(database.url, sizes.api_calls, scenario.payload_bytes) for _ in range(sizes.repetitions)
         ]
-    results["capacity"] = {"runs": capacity_runs}
-    results["schedules"] = {"runs": schedule_runs}
-    results["api"] = {"runs": api_runs}
+        batch_runs, event_runs = _feature_runs(database.url, sizes)
+    results.update(capacity={"runs": capacity_runs}, schedules={"runs": schedule_runs})
+    results["api"] = {"runs": api_runs, "batch_runs": batch_runs}
+    results["outcome_events"] = {"runs": event_runs}
 
     log(f"throughput: {scenario.entries} fast and {scenario.slow_entries} slow entries per repetition")
     throughput_runs = throughput.run(scenario, sizes.repetitions, log)
@@ -99,15 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     coldstart_result = coldstart.measure(sizes.coldstart_repetitions)
     results["coldstart"] = coldstart_result
 
-    estimate = _cost(capacity_runs, api_runs, throughput_runs, scenario)
+    estimate = _cost(capacity_runs, api_runs, throughput_runs, scenario, batch_runs, event_runs)
     results["cost"] = estimate
 
     log("simulation: the dispatch model, checked against these runs, then at scale")
     results["simulation"] = simulate.simulate(results, with_sweep=not args.smoke)
 
-    figures = build_figures(capacity_runs, api_runs, throughput_runs, coldstart_result, estimate, scenario)
-    figures += schedules.figures(schedule_runs, capacity_runs)
+    figures = [
+        *build_figures(capacity_runs, api_runs, throughput_runs, coldstart_result, estimate, scenario),
+        *schedules.figures(schedule_runs, capacity_runs),
+    ]
     figures += simulate.figures(results["simulation"])
+    figures += _feature_figures(batch_runs, estimate)
     missing = (set(REQUIRED_FIGURES) | set(simulate.FIGURES)) - {f.key for f in figures}
     if missing:
         raise RuntimeError(f"figures missing: {sorted(missing)}")
@@ -142,6 +147,8 @@ def _cost(
     api_runs: list[dict[str, Any]],
     throughput_runs: list[dict[str, Any]],
     scenario: throughput.Scenario,
+    batch_runs: list[dict[str, Any]],
+    event_runs: list[dict[str, Any]],
 ) -> dict[str, Any]:
     def m(runs: list[dict[str, Any]], *path: str) -> float:
         return throughput.median_of(runs, *path)
@@ -169,8 +176,51 @@ def _cost(
         coordinator_seconds_per_minute=m(throughput_runs, "dispatch", "peek_seconds"),
         callbacks_per_minute=scenario.entries,
         shards=scenario.shards,
+        api_seconds_per_batch=cost.lambda_seconds(
+            m(batch_runs, "median_ms") / 1000, m(batch_runs, "median_cpu_ms") / 1000, cost.API_MEMORY_MB
+        ),
+        batch_size=apicall.BATCH_SIZE,
+        outcome_event_bytes=int(m(event_runs, "event_bytes")),
+        # The publisher's thread runs beside the calls: what it adds to a run is its CPU time.
+        publisher_seconds_per_event=cost.lambda_seconds(
+            0.0, m(event_runs, "cpu_ms_per_event") / 1000, cost.DISPATCHER_MEMORY_MB
+        ),
     )
     return cost.estimate(inputs, m(capacity_runs, "original_design", "write_units"))
+
+
+def _feature_runs(endpoint: str, sizes: Sizes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """POST /tasks timed through the api handler, and outcome events published to the local EventBridge."""
+    payload_bytes = sizes.scenario.payload_bytes
+    log(f"api: timing POST /tasks of {apicall.BATCH_SIZE} through the api handler")
+    batch_runs = [apicall.measure_batch(endpoint, sizes.batch_calls, payload_bytes) for _ in range(sizes.repetitions)]
+    log("outcome events: publishing finished entries to the local EventBridge")
+    event_runs = [events.measure(endpoint, sizes.outcome_events, payload_bytes) for _ in range(sizes.repetitions)]
+    return batch_runs, event_runs
+
+
+def _feature_figures(batch_runs: list[dict[str, Any]], estimate: dict[str, Any]) -> list[Figure]:
+    """POST /tasks and outcome events: a batch's time, and the cost per million with each."""
+    return [
+        figure(
+            "api.post_tasks_ms",
+            f"api handler, one POST /tasks of {apicall.BATCH_SIZE} (warm, wall)",
+            throughput.values_at(batch_runs, "median_ms"),
+            "ms",
+        ),
+        figure(
+            "cost.batched_per_million_usd",
+            f"cost per million callbacks created in batches of {apicall.BATCH_SIZE}",
+            [estimate["batched_per_million_usd"]],
+            "USD",
+        ),
+        figure(
+            "cost.outcome_events_per_million_usd",
+            "  added by outcome events (OutcomeEvents=Enabled)",
+            [estimate["outcome_events_per_million_usd"]],
+            "USD",
+        ),
+    ]
 
 
 def build_figures(

@@ -23,7 +23,8 @@ DYNAMODB_READ_PER_MILLION = 0.125
 DYNAMODB_STORAGE_GB_MONTH = 0.25
 # https://aws.amazon.com/eventbridge/pricing/ : Scheduler invocations after 14 million free a month.
 SCHEDULER_PER_MILLION = 1.00
-EVENTBRIDGE_EVENTS_PER_MILLION = 1.00  # custom events put on a bus
+EVENTBRIDGE_EVENTS_PER_MILLION = 1.00  # custom events put on a bus, each started 64 KB of an entry one event
+EVENTBRIDGE_EVENT_CHUNK_BYTES = 64 * 1024
 API_DESTINATION_PER_MILLION = 0.20
 # https://cloud.google.com/tasks/pricing : $0.40 per million billable operations after the first
 # million a month; creating a task is one operation and each push delivery attempt another.
@@ -71,6 +72,13 @@ class Inputs:
     # Of read_units_per_task, the consistent read of each entry before its call (absent from results
     # measured before there was one).
     read_units_before_call_per_task: float = 0.0
+    # POST /tasks: the api handler's estimated Lambda duration for one batch of ``batch_size`` tasks.
+    api_seconds_per_batch: float = 0.0
+    batch_size: int = 100
+    # Outcome events (OutcomeEvents=Enabled): an event's size as EventBridge counts it, and the
+    # dispatcher's estimated Lambda duration to publish one (its CPU, in the publisher's thread).
+    outcome_event_bytes: int = 0
+    publisher_seconds_per_event: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,23 +88,70 @@ class Line:
     usd: float
 
 
-def callme_lines(i: Inputs) -> list[Line]:
-    """Cost per million callbacks, one line per priced thing."""
+def creation_lines(i: Inputs, batched: bool = False) -> list[Line]:
+    """What creating a task costs per million: one PUT /task each, or POST /tasks of ``batch_size``."""
+    m = 1_000_000
+    if not batched:
+        return [
+            Line(
+                "API Gateway REST, PUT /task",
+                f"1 request x ${API_GATEWAY_REST_PER_MILLION}/M",
+                API_GATEWAY_REST_PER_MILLION,
+            ),
+            Line("api Lambda requests", f"1 invocation x ${LAMBDA_REQUEST_PER_MILLION}/M", LAMBDA_REQUEST_PER_MILLION),
+            Line(
+                "api Lambda duration",
+                f"{i.api_seconds_per_create * 1000:.1f} ms x {API_MEMORY_GB:g} GB x ${LAMBDA_ARM_GB_SECOND}/GB-s x 1M",
+                m * i.api_seconds_per_create * API_MEMORY_GB * LAMBDA_ARM_GB_SECOND,
+            ),
+        ]
+    n = i.batch_size
+    return [
+        Line(
+            f"API Gateway REST, POST /tasks of {n}",
+            f"1/{n} request x ${API_GATEWAY_REST_PER_MILLION}/M",
+            API_GATEWAY_REST_PER_MILLION / n,
+        ),
+        Line(
+            "api Lambda requests",
+            f"1/{n} invocation x ${LAMBDA_REQUEST_PER_MILLION}/M",
+            LAMBDA_REQUEST_PER_MILLION / n,
+        ),
+        Line(
+            "api Lambda duration",
+            f"{i.api_seconds_per_batch * 1000:.1f} ms per batch / {n} x {API_MEMORY_GB:g} GB"
+            f" x ${LAMBDA_ARM_GB_SECOND}/GB-s x 1M",
+            m * i.api_seconds_per_batch / n * API_MEMORY_GB * LAMBDA_ARM_GB_SECOND,
+        ),
+    ]
+
+
+def outcome_event_lines(i: Inputs) -> list[Line]:
+    """What OutcomeEvents=Enabled adds per million callbacks: one event each, and publishing it."""
+    m = 1_000_000
+    chunks = max(1, -(-i.outcome_event_bytes // EVENTBRIDGE_EVENT_CHUNK_BYTES))
+    return [
+        Line(
+            "EventBridge PutEvents, outcome events",
+            f"{chunks} x 64 KB chunk ({i.outcome_event_bytes} B event) x ${EVENTBRIDGE_EVENTS_PER_MILLION}/M",
+            chunks * EVENTBRIDGE_EVENTS_PER_MILLION,
+        ),
+        Line(
+            "dispatcher Lambda duration, publishing",
+            f"{i.publisher_seconds_per_event * 1000:.3f} ms per event x {DISPATCHER_MEMORY_GB:g} GB"
+            f" x ${LAMBDA_ARM_GB_SECOND}/GB-s x 1M",
+            m * i.publisher_seconds_per_event * DISPATCHER_MEMORY_GB * LAMBDA_ARM_GB_SECOND,
+        ),
+    ]
+
+
+def callme_lines(i: Inputs, batched: bool = False) -> list[Line]:
+    """Cost per million callbacks, one line per priced thing (tasks created one PUT each, or in batches)."""
     m = 1_000_000
     runs_per_million = m / i.callbacks_per_minute  # dispatcher minutes needed for a million callbacks
     stored_gb = m * (i.item_bytes + 100) / 1e9  # DynamoDB counts 100 bytes of overhead per item
     return [
-        Line(
-            "API Gateway REST, PUT /task",
-            f"1 request x ${API_GATEWAY_REST_PER_MILLION}/M",
-            API_GATEWAY_REST_PER_MILLION,
-        ),
-        Line("api Lambda requests", f"1 invocation x ${LAMBDA_REQUEST_PER_MILLION}/M", LAMBDA_REQUEST_PER_MILLION),
-        Line(
-            "api Lambda duration",
-            f"{i.api_seconds_per_create * 1000:.1f} ms x {API_MEMORY_GB:g} GB x ${LAMBDA_ARM_GB_SECOND}/GB-s x 1M",
-            m * i.api_seconds_per_create * API_MEMORY_GB * LAMBDA_ARM_GB_SECOND,
-        ),
+        *creation_lines(i, batched),
         Line(
             "DynamoDB writes, per task",
             f"{i.write_units_per_task:g} WRU x ${DYNAMODB_WRITE_PER_MILLION}/M",
@@ -192,11 +247,18 @@ def estimate(i: Inputs, original_write_units: float) -> dict[str, Any]:
     lines = callme_lines(i)
     total = sum(line.usd for line in lines)
     read_before_call = i.read_units_before_call_per_task * DYNAMODB_READ_PER_MILLION
+    batched = creation_lines(i, batched=True)
+    batched_total = sum(line.usd for line in callme_lines(i, batched=True))
+    events = outcome_event_lines(i)
     return {
         "prices": PRICES_AS_OF,
         "inputs": i.__dict__,
         "callme_lines": [line.__dict__ for line in lines],
         "callme_per_million_usd": round(total, 4),
+        "batched_lines": [line.__dict__ for line in batched],
+        "batched_per_million_usd": round(batched_total, 4),
+        "outcome_event_lines": [line.__dict__ for line in events],
+        "outcome_events_per_million_usd": round(sum(line.usd for line in events), 4),
         "read_before_call_per_million_usd": round(read_before_call, 4),
         "without_read_before_call_per_million_usd": round(total - read_before_call, 4),
         "original_design_per_million_usd": round(original_design_usd(i, original_write_units), 4),
@@ -229,6 +291,14 @@ def render(estimate_: dict[str, Any]) -> str:
     without = estimate_["without_read_before_call_per_million_usd"]
     out.append(f"  {'(without the read before each call)':<38} {'':<78} ${without:.4f}")
     out.append(f"  fixed cost with nothing due: ${estimate_['fixed_per_month_usd']:.2f} a month")
+    out.append("  Tasks created in batches (POST /tasks) instead of one PUT /task each:")
+    for line in estimate_["batched_lines"]:
+        out.append(f"    {line['item']:<36} {line['arithmetic']:<78} ${line['usd']:.4f}")
+    out.append(f"  {'callme, total, created in batches':<38} {'':<78} ${estimate_['batched_per_million_usd']:.4f}")
+    out.append("  With outcome events (OutcomeEvents=Enabled), on top of either:")
+    for line in estimate_["outcome_event_lines"]:
+        out.append(f"    {line['item']:<36} {line['arithmetic']:<78} ${line['usd']:.4f}")
+    out.append(f"  {'outcome events, added':<38} {'':<78} ${estimate_['outcome_events_per_million_usd']:.4f}")
     out.extend(f"  note: {note}" for note in estimate_["notes"])
     out.append("Alternatives, list prices per million callbacks:")
     for line in estimate_["alternatives"]:

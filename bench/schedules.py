@@ -12,6 +12,7 @@ here include each minute's look at every shard, which a real minute shares among
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench.capacity import CALLBACK, CALLME, LEASE_TABLE, TASK_TABLE, CapacityMeter, client_for, payload_of
@@ -86,8 +87,11 @@ def measure(endpoint: str, runs: int, shards: int, payload_bytes: int, now: floa
     }
 
 
-def repeated(database: Any, repetitions: int, runs: int, scenario: Any) -> list[dict[str, Any]]:
+def repeated(
+    database: Any, repetitions: int, runs: int, scenario: Any, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     """``measure`` ``repetitions`` times, each on emptied tables of ``database`` (a DynamoDBService)."""
+    log("schedules: dispatching a schedule's runs through the metered client")
     measured = []
     for _ in range(repetitions):
         database.reset()

@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from callme.egress import EgressPolicy
 from callme.service import TaskService
-from callme.settings import CallerConfig, DispatchConfig, Limits, Settings
+from callme.settings import CallerConfig, DispatchConfig, Limits, PublishConfig, Settings
 from callme.task import Task, check_name
 from callme.validation import parse_task_request
 from local.dynamodb import TABLE_NAMES, EmbeddedDynamoDB, ensure_tables, linearize_moto
@@ -62,6 +62,10 @@ def default_limits(**changes: Any) -> Limits:
 
 def dispatch_config(**changes: Any) -> DispatchConfig:
     return replace(settings().dispatch, **changes)
+
+
+def publish_config(**changes: Any) -> PublishConfig:
+    return replace(settings().publish, **changes)
 
 
 def caller_config(**changes: Any) -> CallerConfig:

@@ -1,10 +1,11 @@
-"""The storage ports (callme.ports) in memory: for fast tests of the service and the dispatch engine.
+"""The ports (callme.ports) in memory: for fast tests of the service and the dispatch engine.
 
 They keep the contract the DynamoDB adapters keep (tests/integration/test_storage_contract.py holds
 both to it): conditional writes that say what they found, all-or-nothing reschedules, listings in
 trigger order that end where ``fits`` says, a ``due`` listing of active entries only, and leases
 taken only when free or run out. One lock makes each call atomic, as DynamoDB applies each request.
-The ``due`` listing here never lags; tests that need a lagging index wrap it.
+The ``due`` listing here never lags; tests that need a lagging index wrap it. The event bus keeps
+what it takes and refuses as told.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from .ports import (
+    EVENTS_PER_PUT,
     MAX_TRANSACTION_WRITES,
+    PUT_BYTES,
+    BusEvent,
     EntryExists,
     Fits,
     Lease,
@@ -223,3 +227,29 @@ class InMemoryLeaseStore:
             held = self._leases.get(shard)
             if held is not None and held.owner == owner:
                 del self._leases[shard]
+
+
+class InMemoryEventBus:
+    """An event bus that keeps what it takes (callme.ports.EventBus). It refuses batches PutEvents
+    would refuse, and refuses events as told: ``refusals`` holds, per call, the error of each event
+    to refuse by its place in the batch. ``before_put`` runs before each call (to hold it up)."""
+
+    def __init__(
+        self, refusals: list[dict[int, str]] | None = None, before_put: Callable[[], object] | None = None
+    ) -> None:
+        self.refusals = list(refusals or [])
+        self.before_put = before_put
+        self.puts: list[list[BusEvent]] = []
+        self.events: list[BusEvent] = []
+        self._lock = threading.Lock()
+
+    def put(self, events: list[BusEvent]) -> list[str | None]:
+        if not 1 <= len(events) <= EVENTS_PER_PUT or sum(e.size for e in events) >= PUT_BYTES:
+            raise ValueError(f"PutEvents refuses {len(events)} events of {sum(e.size for e in events)} bytes")
+        if self.before_put is not None:
+            self.before_put()
+        with self._lock:
+            refused = self.refusals.pop(0) if self.refusals else {}
+            self.puts.append(list(events))
+            self.events.extend(e for i, e in enumerate(events) if i not in refused)
+        return [refused.get(i) for i in range(len(events))]

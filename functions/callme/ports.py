@@ -3,8 +3,8 @@
 The service and the dispatch engine reach storage, other dispatcher runs and the callbacks only
 through these interfaces. Their adapters: ``callme.dynamodb`` (DynamoDB; the only code in callme that
 imports boto3), ``callme.memory`` (in memory, held to the same contract by tests/contract), the HTTP
-caller in ``callme.callback``, and the Lambda fan-out in ``handlers.fanout``. Nothing here imports an
-AWS library.
+caller in ``callme.callback``, the Lambda fan-out in ``handlers.fanout``, and the event bus in
+``handlers.eventbridge``. Nothing here imports an AWS library.
 """
 
 from __future__ import annotations
@@ -213,3 +213,37 @@ class Fanout(Protocol):
     """Hands busy shards to dispatcher runs of their own (in AWS: one asynchronous invocation each)."""
 
     def hand_over(self, shards: list[int]) -> None: ...
+
+
+# What one PutEvents takes (EventBridge): at most 10 entries, whose sizes add up to less than 256 KB.
+EVENTS_PER_PUT = 10
+PUT_BYTES = 256 * 1024
+_TIME_BYTES = 14  # an entry's Time, as EventBridge counts it
+
+
+@dataclass(frozen=True)
+class BusEvent:
+    """One event for the event bus: its source, detail-type and detail (JSON text), and when it
+    happened (Unix seconds); ``entry`` names the entry it tells of, for logs."""
+
+    entry: str
+    source: str
+    detail_type: str
+    detail: str
+    time: float
+
+    @property
+    def size(self) -> int:
+        """Bytes the entry counts for in PutEvents' limits: its Time, and its Source, DetailType and
+        Detail in UTF-8 (EventBridge, "Calculating PutEvents event entry size")."""
+        return _TIME_BYTES + sum(len(text.encode("utf-8")) for text in (self.source, self.detail_type, self.detail))
+
+
+class EventBus(Protocol):
+    """Where outcome events go: EventBridge's default bus in AWS, the log otherwise."""
+
+    def put(self, events: list[BusEvent]) -> list[str | None]:
+        """Publish one batch (at most EVENTS_PER_PUT events, less than PUT_BYTES in all). For each
+        event, in order: None when the bus took it, else why not (it may be sent again). Never
+        raises for the bus's own failures: they are each event's error."""
+        ...

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
 from . import deadline
 from .clock import MINUTE, Clock, minute_of
-from .errors import Conflict, InvalidRequest, ServiceUnavailable, TaskNotFound
+from .errors import CallmeError, Conflict, InvalidRequest, ServiceUnavailable, TaskNotFound
 from .ports import (
     MAX_TRANSACTION_WRITES,
     EntryExists,
@@ -39,6 +39,7 @@ _JITTER_SECONDS = (0.005, 0.1)  # the first wait's bound, and the cap as it doub
 # Cancelling a whole task: entries read per page, and conditional writes in flight at once.
 _CANCEL_PAGE = 250
 _CANCEL_WRITERS = 8
+_BATCH_WRITERS = 8  # a batch's writes in flight at once, within the api client's 10 connections
 RESCHEDULABLE = (TaskState.FAILED, TaskState.SKIPPED)
 FINISHED = tuple(state for state in TaskState if not state.active)
 
@@ -101,6 +102,22 @@ class TaskService:
             return replacement, False
 
         return settle(request.key, write)
+
+    def put_tasks(self, requests: Sequence[TaskRequest | CallmeError]) -> list[tuple[Task, bool] | CallmeError]:
+        """Register a batch: each request as ``put_task`` would, concurrently, each on its own (a
+        request refused at parsing stays refused, and one write's failure is only its own). In
+        order: the stored entry and whether it was created, or why not."""
+        put = deadline.carried(self._put_or_refusal)
+        with ThreadPoolExecutor(_BATCH_WRITERS, thread_name_prefix="batch") as writers:
+            return [future.result() for future in [writers.submit(put, request) for request in requests]]
+
+    def _put_or_refusal(self, request: TaskRequest | CallmeError) -> tuple[Task, bool] | CallmeError:
+        if isinstance(request, CallmeError):
+            return request
+        try:
+            return self.put_task(request)
+        except CallmeError as refusal:
+            return refusal
 
     def get_entry(self, key: TaskKey) -> Task:
         task = self.repository.get(key)

@@ -20,6 +20,7 @@ DAY = 86400
 LAMBDA_LONGEST_TIMEOUT = 900  # seconds: no Lambda function runs longer, the dispatcher's included
 AUTH_MODES = {"": "none", "API_KEY": "api_key", "IAM": "iam"}  # CALLME_AUTH_MODE: how the console names it
 FANOUTS = {"inline": "inline", "lambda": "lambda"}  # CALLME_FANOUT: busy shards run in-process, or one invocation each
+OUTCOME_BUSES = {"log": "log", "eventbridge": "eventbridge"}  # CALLME_OUTCOME_EVENTS: where outcome events go
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Limits:
     default_page_size: int
     max_page_size: int
     retention_seconds: int  # finished entries are kept this long
+    max_batch_tasks: int  # tasks one POST /tasks may hold
+    max_batch_body_bytes: int  # POST /tasks's body
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,14 @@ class DispatchConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    """Outcome events' publisher (callme.outcomes)."""
+
+    tries: int  # sends of an event the bus refuses, the first included
+    backoff: float  # seconds before the first resend, doubling, with jitter
+
+
+@dataclass(frozen=True)
 class Settings:
     """callme's settings, each with its default. ``from_environ`` names the variable of each."""
 
@@ -122,6 +133,10 @@ class Settings:
     default_page_size: int = 100
     max_page_size: int = 1000
     retention_days: int = 30  # finished entries are kept this long
+    max_batch_tasks: int = 100
+    # A body reaches the function inside its event, as a JSON string in which a quote or a backslash
+    # doubles: 3,000,000 bytes are 6,000,000 at worst, under Lambda's 6,291,456 with the headers.
+    max_batch_body_bytes: int = 3_000_000
     egress: EgressPolicy = field(default_factory=EgressPolicy)
 
     # -- the api function
@@ -144,6 +159,11 @@ class Settings:
     dispatcher_function: str | None = None
     # Every this many minutes the scheduled invocation checks that each schedule's next run exists.
     schedule_sweep_minutes: int = 15
+
+    # -- outcome events (PublishConfig)
+    outcome_events: str = "log"  # where they go: the dispatcher's log, or EventBridge's default bus
+    publish_tries: int = 4
+    publish_backoff: float = 0.2
 
     # -- signing
     signing_secret: str | None = None
@@ -181,6 +201,8 @@ class Settings:
             default_page_size=self.default_page_size,
             max_page_size=self.max_page_size,
             retention_seconds=self.retention_days * DAY,
+            max_batch_tasks=self.max_batch_tasks,
+            max_batch_body_bytes=self.max_batch_body_bytes,
         )
 
     @cached_property
@@ -201,6 +223,10 @@ class Settings:
     @cached_property
     def caller(self) -> CallerConfig:
         return CallerConfig(self.connect_timeout, self.read_timeout, self.call_budget)
+
+    @cached_property
+    def publish(self) -> PublishConfig:
+        return PublishConfig(self.publish_tries, self.publish_backoff)
 
     @property
     def dispatcher_run_seconds(self) -> float:
@@ -242,6 +268,9 @@ class Settings:
             fanout=read.choice("CALLME_FANOUT", read.default("fanout"), FANOUTS, "inline or lambda"),
             dispatcher_function=env.get("CALLME_DISPATCHER_FUNCTION") or None,
             schedule_sweep_minutes=read.integer("schedule_sweep_minutes", "CALLME_SCHEDULE_SWEEP_MINUTES", 1, 1440),
+            outcome_events=read.choice(
+                "CALLME_OUTCOME_EVENTS", read.default("outcome_events"), OUTCOME_BUSES, "log or eventbridge"
+            ),
             signing_secret=env.get("CALLME_SIGNING_SECRET") or None,
             signing_secret_id=env.get("CALLME_SIGNING_SECRET_ID") or None,
         )

@@ -38,20 +38,25 @@ SCHEDULE_FIELDS = (
     "end_at",
     "paused",
 )
+BATCH_FIELDS = ("tasks",)
 _MAX_DIGITS = 18  # of an integer sent as a string
 _TRUE = ("", "true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
 
-def parse_json_object(body: str | None, limits: Limits, required: bool = True) -> dict[str, Any]:
-    """Parse a request body that must be a JSON object (an empty optional body is ``{}``)."""
+def parse_json_object(
+    body: str | None, limits: Limits, required: bool = True, max_bytes: int | None = None
+) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object (an empty optional body is ``{}``) of at most
+    ``max_bytes`` (by default the limit on a body, ``max_body_bytes``)."""
     if body is None or not body.strip():
         if required:
             raise InvalidRequest("request body is missing: send a JSON object")
         return {}
     size = len(body.encode("utf-8"))
-    if size > limits.max_body_bytes:
-        raise PayloadTooLarge(f"request body is {size} bytes; the limit is {limits.max_body_bytes}")
+    most = limits.max_body_bytes if max_bytes is None else max_bytes
+    if size > most:
+        raise PayloadTooLarge(f"request body is {size} bytes; the limit is {most}")
     try:
         value = json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
@@ -260,6 +265,35 @@ def parse_schedule_request(
     )
     request.recurrence(minute_of(now))  # checks the timing (InvalidRequest naming the field)
     return request
+
+
+def parse_batch(body: str | None, limits: Limits) -> list[Any]:
+    """``POST /tasks``: the items of ``{"tasks": [...]}``, each to be parsed on its own
+    (``parse_batch_item``), so that a bad one refuses only itself. InvalidRequest or PayloadTooLarge
+    for a batch that is not one: too large, not a list, empty or over ``max_batch_tasks``."""
+    document = parse_json_object(body, limits, max_bytes=limits.max_batch_body_bytes)
+    _reject_unknown(document, BATCH_FIELDS)
+    if "tasks" not in document:
+        raise InvalidRequest('tasks is required: send {"tasks": [{"task_name": ..., ...}, ...]}')
+    items = document["tasks"]
+    if not isinstance(items, list):
+        raise InvalidRequest(f"tasks must be an array of tasks, not {_json_type(items)}")
+    if not 1 <= len(items) <= limits.max_batch_tasks:
+        raise InvalidRequest(f"tasks holds {len(items)} tasks; send 1 to {limits.max_batch_tasks} in one request")
+    return items
+
+
+def parse_batch_item(item: Any, now: float, limits: Limits, policy: EgressPolicy) -> TaskRequest:
+    """One item of ``POST /tasks``, received at ``now``: a task as ``PUT /task/<name>`` takes it, with
+    its ``task_name`` in it; InvalidRequest or PayloadTooLarge naming the field at fault."""
+    if not isinstance(item, dict):
+        raise InvalidRequest(f"a task must be a JSON object, not {_json_type(item)}")
+    name = item.get("task_name")
+    if name is None:
+        raise InvalidRequest("task_name is required")
+    if not isinstance(name, str):
+        raise InvalidRequest(f"task_name must be a string, not {_json_type(name)}")
+    return parse_task_request(check_name(name), item, now, limits, policy)
 
 
 def integer_ranges(limits: Limits) -> dict[str, tuple[int, int]]:

@@ -12,7 +12,7 @@ the answer past ``ANSWER_BUDGET``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -90,6 +90,54 @@ def schedules_view(schedules: list[Scheduled], next_name: str | None = None) -> 
     return body
 
 
+@dataclass(frozen=True)
+class ItemResult:
+    """One item of ``POST /tasks`` as answered: its status, and the entry written or why not."""
+
+    status: int
+    task: Task | None = None
+    error: str | None = None
+
+
+def results_view(
+    items: Sequence[ItemResult], answer_format: AnswerFormat, budget: int = ANSWER_BUDGET
+) -> dict[str, Any]:
+    """``{"results": [...]}``: each item in order, ``{"status", "task"}`` or ``{"status", "error"}``.
+
+    Entries are shown whole, from the first item on, while the answer stays within ``budget`` (its
+    size carried, as for lists); past it, an entry is shown without its payload and its result says
+    so (``trimmed``). An entry without payload and an error are small (errors are cut), so an answer
+    of 100 of them fits in any case.
+    """
+    whole = [_result(item, whole=True) for item in items]
+    short = [_result(item, whole=False) for item in items]
+    used = sum(answer_format.element_size(result) for result in short)
+    chosen = []
+    for full, trimmed in zip(whole, short, strict=True):
+        extra = answer_format.element_size(full) - answer_format.element_size(trimmed)
+        if used + extra <= budget:
+            used += extra
+            chosen.append(full)
+        else:
+            chosen.append(trimmed)
+    return {"results": chosen}
+
+
+def _result(item: ItemResult, whole: bool) -> dict[str, Any]:
+    if item.task is None:
+        return {"status": item.status, "error": item.error}
+    view = task_view(item.task)
+    if whole or not view["payload"]:
+        return {"status": item.status, "task": view}
+    del view["payload"]
+    size = len(item.task.definition.payload.encode("utf-8"))
+    trimmed = (
+        f"payload ({size} bytes) left out to keep this answer under Lambda's response limit; "
+        f"GET /task/{item.task.key} shows it"
+    )
+    return {"status": item.status, "task": view, "trimmed": trimmed}
+
+
 def _ms(instant: float | None) -> float | None:
     """Unix seconds to the millisecond, as stored."""
     return None if instant is None else round(instant, 3)
@@ -113,19 +161,20 @@ class AnswerFormat:
         return json.dumps(body, ensure_ascii=False)
 
     def listed_size(self, task: Task) -> int:
-        """What ``task`` adds to a list answer, carried, its separator included.
+        """What ``task`` adds to a list answer, carried, its separator included (``element_size``)."""
+        return self.element_size(task_view(task))
+
+    def element_size(self, element: Any) -> int:
+        """What ``element`` adds to the list of an answer such as ``{"tasks": [...]}``, carried, its
+        separator included.
 
         JSON escapes each character on its own, so the carried size of a text is the sum of its
-        parts'. An entry listed at depth 2 is its own text with every line indented 4 more spaces,
+        parts'. An element listed at depth 2 is its own text with every line indented 4 more spaces,
         after a separator: ``", "`` compact, ``",\\n    "`` indented (7 bytes carried, the newline
-        escaped). The first entry's is shorter (by 2 or 1 bytes); an indented list that is not empty
+        escaped). The first element's is shorter (by 2 or 1 bytes); an indented list that is not empty
         closes on a line of its own (4 bytes), which the room left beside ANSWER_BUDGET holds.
         """
-        return self.view_size(task_view(task))
-
-    def view_size(self, view: Mapping[str, Any]) -> int:
-        """What ``view`` adds to a list answer (``listed_size``), for any listed item."""
-        text = self.text(view).rstrip("\n")
+        text = self.text(element).rstrip("\n")
         if self.pretty:
             return carried_size(text) + _LIST_DEPTH_INDENT * text.count("\n") + 7
         return carried_size(text) + 2
@@ -147,7 +196,7 @@ class AnswerRoom:
         return self.take_view(task_view(task))
 
     def take_view(self, view: Mapping[str, Any]) -> bool:
-        size = self.answer_format.view_size(view)
+        size = self.answer_format.element_size(view)
         if self.used and self.used + size > self.budget:
             return False
         self.used += size

@@ -26,11 +26,14 @@ from callme.errors import (
     ServiceUnavailable,
     TaskNotFound,
 )
-from callme.task import NAME_RULE, TaskKey, check_name
+from callme.task import NAME_RULE, Task, TaskKey, check_name
 from callme.validation import (
     RescheduleRequest,
+    TaskRequest,
     check_query,
     flag,
+    parse_batch,
+    parse_batch_item,
     parse_json_object,
     parse_listing,
     parse_reschedule_request,
@@ -39,7 +42,7 @@ from callme.validation import (
     parse_task_request,
     single_values,
 )
-from callme.views import AnswerFormat, schedule_view, schedules_view, task_view, tasks_view
+from callme.views import AnswerFormat, ItemResult, results_view, schedule_view, schedules_view, task_view, tasks_view
 
 from . import console, wiring
 from . import openapi as openapi_document
@@ -97,6 +100,37 @@ def put_task(ident: str) -> Response[str]:
     request = parse_task_request(name, body, wiring.clock().now(), settings.limits, settings.egress)
     task, created = wiring.task_service().put_task(request)
     return _json(201 if created else 200, task_view(task))
+
+
+@route("/tasks", "POST")
+def put_tasks() -> Response[str]:
+    check_query(_query(), ())
+    settings = wiring.settings()
+    items = parse_batch(_body(), settings.limits)
+    now = wiring.clock().now()
+    requests = [_batch_item(item, now) for item in items]
+    results = [_item_result(outcome) for outcome in wiring.task_service().put_tasks(requests)]
+    # Items storage could not take are each a 503: say when to send them again, as for one PUT.
+    again = {"Retry-After": "1"} if any(result.status == 503 for result in results) else None
+    return _json(200, results_view(results, _format()), again)
+
+
+def _batch_item(item: Any, now: float) -> TaskRequest | CallmeError:
+    settings = wiring.settings()
+    try:
+        return parse_batch_item(item, now, settings.limits, settings.egress)
+    except CallmeError as refusal:
+        return refusal
+
+
+def _item_result(outcome: tuple[Task, bool] | CallmeError) -> ItemResult:
+    """One item's result, its status as PUT /task would answer it."""
+    if isinstance(outcome, CallmeError):
+        if isinstance(outcome, ServiceUnavailable):
+            logger.warning("storage unavailable", extra={"error": outcome.message})
+        return ItemResult(status_of(outcome), error=_cut(outcome.message))
+    task, created = outcome
+    return ItemResult(201 if created else 200, task)
 
 
 @route("/task/<ident>", "DELETE")
@@ -226,17 +260,26 @@ def error_response(error: CallmeError, details: dict[str, Any] | None = None) ->
     if isinstance(error, ServiceUnavailable):
         headers["Retry-After"] = "1"
         logger.warning("storage unavailable", extra={"error": error.message})
-    status = next(STATUSES[kind] for kind in type(error).__mro__ if kind in STATUSES)
-    return _error(status, error.message, headers, details)
+    return _error(status_of(error), error.message, headers, details)
+
+
+def status_of(error: CallmeError) -> int:
+    """The HTTP status of a domain error: its own in STATUSES, else its nearest ancestor's."""
+    return next(STATUSES[kind] for kind in type(error).__mro__ if kind in STATUSES)
 
 
 def _error(
     status: int, message: str, headers: dict[str, str] | None = None, details: dict[str, Any] | None = None
 ) -> Response[str]:
-    """``{"error": message}`` (plus ``details``); a message quoting what the client sent is cut."""
+    """``{"error": message}`` (plus ``details``)."""
+    return _json(status, {"error": _cut(message), **(details or {})}, headers)
+
+
+def _cut(message: str) -> str:
+    """A message quoting what the client sent, cut after _ERROR_CHARACTERS."""
     if len(message) > _ERROR_CHARACTERS:
-        message = f"{message[:_ERROR_CHARACTERS]}... ({len(message) - _ERROR_CHARACTERS} more characters)"
-    return _json(status, {"error": message, **(details or {})}, headers)
+        return f"{message[:_ERROR_CHARACTERS]}... ({len(message) - _ERROR_CHARACTERS} more characters)"
+    return message
 
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]

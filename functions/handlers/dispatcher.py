@@ -8,6 +8,7 @@ invocations; locally (inline) it dispatches the busy shards itself. An invocatio
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -21,11 +22,14 @@ import callme.callback
 import callme.signing  # noqa: F401
 from callme.clock import Clock, SystemClock, minute_of
 from callme.errors import ServiceUnavailable
+from callme.outcomes import PublishReport
 from callme.ports import CallResult
 from callme.task import Task, TaskState, Verdict
 
 from . import wiring
 from .observability import logger, metrics
+
+_PUBLISH_MARGIN = 2.0  # seconds left, after the last send of outcome events, for the run's report
 
 _FINAL_METRICS = {
     TaskState.SUCCESSFUL: "succeeded",
@@ -79,8 +83,12 @@ def dispatch(
 ) -> dict[str, Any]:
     """One dispatcher invocation; ``clock`` and ``on_leased`` let the local stack's tests steer it."""
     clock = clock or SystemClock()
-    engine = wiring.dispatch_engine(clock, MetricsObserver(), on_leased)
-    deadline = clock.now() + context.get_remaining_time_in_millis() / 1000
+    publisher = wiring.outcome_publisher()
+    engine = wiring.dispatch_engine(clock, MetricsObserver(), on_leased, [publisher])
+    remaining = context.get_remaining_time_in_millis() / 1000
+    deadline = clock.now() + remaining
+    # The publisher keeps time on its own clock: it stops sending a little before the function must end.
+    publish_until = time.monotonic() + remaining - _PUBLISH_MARGIN
     if "shard" in event:
         shards = [int(event["shard"])]
     else:
@@ -93,9 +101,23 @@ def dispatch(
             return {"fanned_out": shards}
     if not shards:
         return {"due": 0}
-    report = engine.run(shards, deadline)
-    logger.info("dispatch run", extra=asdict(report))
-    return asdict(report)
+    try:
+        report = engine.run(shards, deadline)
+    finally:
+        events = _published(publisher.close(publish_until))
+    logger.info("dispatch run", extra={**asdict(report), "outcome_events": events})
+    return {**asdict(report), "outcome_events": events}
+
+
+def _published(report: PublishReport) -> dict[str, int]:
+    """Count what the run's publisher did; name each event it gave up on (the outcome itself is stored)."""
+    if report.published:
+        _metric("events_published", report.published, MetricUnit.Count)
+    if report.failed:
+        _metric("events_failed", len(report.failed), MetricUnit.Count)
+        for entry, why in report.failed:
+            logger.warning("outcome event not published", extra={"entry": entry, "reason": why})
+    return {"published": report.published, "failed": len(report.failed), "puts": report.puts}
 
 
 def _sweep_schedules(clock: Clock) -> None:

@@ -263,6 +263,61 @@ ERROR = {
 }
 
 
+def _batch(limits: Limits) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["tasks"],
+        "description": f"At most {limits.max_batch_body_bytes} bytes in all (a PUT body's limit does not apply)",
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": limits.max_batch_tasks,
+                "description": "Each task as PUT /task/{ident} takes it, its task_name in it; each is judged alone",
+                "items": {"allOf": [{"$ref": "#/components/schemas/TaskInput"}, {"required": ["task_name"]}]},
+            }
+        },
+    }
+
+
+BATCH_RESULTS = {
+    "type": "object",
+    "required": ["results"],
+    "properties": {
+        "results": {
+            "type": "array",
+            "description": "One result per task sent, in the same order",
+            "items": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["status", "task"],
+                        "properties": {
+                            "status": {"type": "integer", "enum": [200, 201], "description": "As PUT answers it"},
+                            "task": {"$ref": "#/components/schemas/Task"},
+                            "trimmed": {
+                                "type": "string",
+                                "description": "Present when the task is shown without its payload, to keep "
+                                "the answer within Lambda's limit",
+                            },
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["status", "error"],
+                        "properties": {
+                            "status": {"type": "integer", "enum": [400, 409, 413, 503]},
+                            "error": {"type": "string", "description": "Why this task was not registered"},
+                        },
+                    },
+                ]
+            },
+        }
+    },
+}
+
+
 def _json(schema: str, description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -469,6 +524,20 @@ def document(limits: Limits) -> dict[str, Any]:
                 }
             },
             **_schedule_paths(limits, name),
+            "/tasks": {
+                "post": {
+                    "summary": f"Register up to {limits.max_batch_tasks} entries, each as PUT would, each on its own",
+                    "parameters": [_PRETTY],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskBatch"}}},
+                    },
+                    "responses": {
+                        "200": _json("BatchResults", "Each task's result, in order (some may be refused)"),
+                        **_errors(400, 413),
+                    },
+                }
+            },
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
         },
         "components": {
@@ -477,6 +546,8 @@ def document(limits: Limits) -> dict[str, Any]:
                 "ScheduleInput": _schedule_input(limits),
                 "Schedule": _schedule(),
                 "ScheduleList": SCHEDULE_LIST,
+                "TaskBatch": _batch(limits),
+                "BatchResults": BATCH_RESULTS,
                 "Task": _task(),
                 "TaskList": TASK_LIST,
                 "Cancelled": CANCELLED,

@@ -7,7 +7,7 @@ first built, so that the api function's cold start does not pay for it (``make b
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
     from callme.callback import HttpCaller
-    from callme.dispatch import DispatchEngine, DispatchObserver
+    from callme.dispatch import DispatchEngine, DispatchObserver, FinishedListener
+    from callme.outcomes import OutcomePublisher
     from callme.ports import Fanout
     from callme.signing import Signer
 
@@ -145,13 +146,22 @@ def dispatch_engine(
     clock: Clock | None = None,
     observer: DispatchObserver | None = None,
     on_leased: Callable[[list[int]], None] | None = None,
+    listeners: Sequence[FinishedListener] = (),
 ) -> DispatchEngine:
     from callme.dispatch import DispatchEngine  # noqa: PLC0415 (the dispatcher's own)
 
     config = settings().dispatch
     clock = clock or SystemClock()
     return DispatchEngine(
-        repository(), leases(), caller(), clock, config, observer, on_leased=on_leased, schedules=schedule_runs(clock)
+        repository(),
+        leases(),
+        caller(),
+        clock,
+        config,
+        observer,
+        on_leased=on_leased,
+        listeners=listeners,
+        schedules=schedule_runs(clock),
     )
 
 
@@ -159,3 +169,15 @@ def schedule_runs(clock: Clock) -> ScheduleService:
     """The schedules as the dispatcher moves them on, on its storage client."""
     schedules = DynamoDBScheduleRepository(_dispatcher_client(), settings().schedule_table_name, repository())
     return ScheduleService(schedules, repository(), clock, settings().limits)
+
+
+def outcome_publisher() -> OutcomePublisher:
+    """A publisher of outcome events for one run: to EventBridge's default bus
+    (CALLME_OUTCOME_EVENTS=eventbridge) or to the log."""
+    from callme.outcomes import OutcomePublisher  # noqa: PLC0415 (the dispatcher's own)
+
+    from .eventbridge import EventBridgeBus, LogBus, events_client  # noqa: PLC0415 (the dispatcher's own)
+
+    s = settings()
+    bus = EventBridgeBus(events_client(s.region)) if s.outcome_events == "eventbridge" else LogBus()
+    return OutcomePublisher(bus, s.publish)

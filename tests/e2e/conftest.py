@@ -65,7 +65,7 @@ class LocalStack:
             lines.put(line)
 
     def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
-        data = body if body is None or isinstance(body, str) else json.dumps(body)
+        data = body if body is None or isinstance(body, str | bytes) else json.dumps(body)
         return requests.request(method, self.url + path, data=data, timeout=kwargs.pop("timeout", 30), **kwargs)
 
     def put(self, name: str, **fields: Any) -> dict[str, Any]:

@@ -51,6 +51,7 @@ def client(aws: Any, lambda_context: Any) -> Client:
     ("event", "expected"),
     [
         ("api-put-task", 201),
+        ("api-post-tasks", 200),
         ("api-get-task", 404),
         ("api-get-all-tasks", 200),
         ("api-get-status-entry", 404),

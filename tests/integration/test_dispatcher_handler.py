@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
 
 from callme.clock import minute_of
-from handlers import api, dispatcher, fanout, wiring
+from handlers import api, dispatcher, eventbridge, fanout, wiring
 from tests.conftest import Sink, api_event, load_event
 
 
@@ -23,6 +24,27 @@ def dispatch_env(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     wiring.reset()
 
 
+LogLines = Callable[[], list[dict[str, Any]]]
+
+
+class _CurrentStdout:
+    """sys.stdout as it is when written to (capsys replaces it only while the test runs)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture
+def log_lines(dispatch_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> LogLines:
+    """The JSON lines the handlers log, as a reader of what was logged so far."""
+    for handler in dispatcher.logger.handlers:  # the logger keeps the stdout it was created with
+        monkeypatch.setattr(handler, "stream", _CurrentStdout())
+    return lambda: [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
 def register(context: Any, name: str, callback: str, **fields: Any) -> dict[str, Any]:
     body = json.dumps({"trigger_at": "+0m", "callback": callback, **fields})
     response = api.lambda_handler(api_event("PUT", f"/task/{name}", body), context)
@@ -32,21 +54,15 @@ def register(context: Any, name: str, callback: str, **fields: Any) -> dict[str,
 
 
 def test_a_scheduled_invocation_calls_what_is_due_and_reports_it(
-    dispatch_env: None,
-    lambda_context: Any,
-    sink: Sink,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    dispatch_env: None, lambda_context: Any, sink: Sink, log_lines: LogLines
 ) -> None:
-    for handler in dispatcher.logger.handlers:  # the logger keeps the stdout it was created with
-        monkeypatch.setattr(handler, "stream", sys.stdout)
     task = register(lambda_context, "now", sink.on("/now", 204), expected_http_status=204)
     report = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
     assert (report["calls"], report["succeeded"]) == (1, 1)
     [call] = sink.calls("/now")
     assert call.headers["webhook-id"] == task["webhook_id"]
 
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = log_lines()
     called = [line for line in lines if line.get("message") == "callback called"]
     assert called and called[0]["entry"] == f"now@{task['trigger_at']}"
     assert called[0]["status"] == 204
@@ -129,3 +145,49 @@ def test_a_busy_minute_s_metrics_go_out_in_documents_of_at_most_100_values(
     lateness = [doc["lateness"] if isinstance(doc["lateness"], list) else [doc["lateness"]] for doc in documents]
     assert all(len(values) <= 100 for values in lateness)
     assert sorted(v for values in lateness for v in values) == [i / 100 for i in range(250)], "every value, once"
+
+
+def test_with_outcome_events_enabled_a_run_publishes_each_finished_entry_to_the_default_bus(
+    dispatch_env: None, lambda_context: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLME_OUTCOME_EVENTS", "eventbridge")
+    wiring.reset()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="outcomes")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = boto3.client("events", region_name="us-east-1")
+    events.put_rule(Name="callme-outcomes", EventPattern=json.dumps({"source": ["callme"]}))
+    events.put_targets(Rule="callme-outcomes", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    ok = register(lambda_context, "ok", sink.on("/ok", 200), payload="secret-1")
+    register(lambda_context, "gone", sink.on("/gone", 404), payload="secret-2", retry=0)
+
+    report = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
+
+    assert (report["succeeded"], report["failed"]) == (1, 1)
+    assert report["outcome_events"] == {"published": 2, "failed": 0, "puts": 1}
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    delivered = {event["detail"]["task_name"]: event for event in (json.loads(m["Body"]) for m in messages)}
+    assert {name: event["detail-type"] for name, event in delivered.items()} == {
+        "ok": "Task Succeeded",
+        "gone": "Task Failed",
+    }
+    assert delivered["ok"]["source"] == "callme"
+    assert delivered["ok"]["detail"]["webhook_id"] == ok["webhook_id"]
+    assert delivered["gone"]["detail"]["response_status"] == 404
+    assert not any("secret-" in m["Body"] for m in messages), "events never carry the payload"
+
+
+def test_without_outcome_events_a_run_logs_them_and_calls_no_aws_bus(
+    dispatch_env: None,
+    lambda_context: Any,
+    sink: Sink,
+    log_lines: LogLines,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    register(lambda_context, "ok", sink.on("/ok", 200))
+    monkeypatch.setattr(eventbridge, "events_client", None)  # an EventBridge client made now fails the run
+    report = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
+    assert report["outcome_events"]["published"] == 1
+    [logged] = [line["event"] for line in log_lines() if line.get("message") == "outcome event"]
+    assert (logged["source"], logged["detail-type"]) == ("callme", "Task Succeeded")
+    assert logged["detail"]["task_name"] == "ok"

@@ -166,3 +166,40 @@ def test_every_body_the_document_allows_is_accepted_or_refused_for_a_listed_rule
     assert status in (400, 413), answer
     broken = [rule for rule, refusal in REFUSALS.items() if re.match(refusal, answer["error"], re.DOTALL)]
     assert broken, f"refused for a rule the document does not list: {answer['error']!r}"
+
+
+# -- POST /tasks ------------------------------------------------------------------------------------
+
+
+def test_the_document_describes_post_tasks_with_the_limits_in_force(limits_in_force: None, lambda_context: Any) -> None:
+    document = served_document(lambda_context)
+    limits = wiring.settings().limits
+    batch = document["components"]["schemas"]["TaskBatch"]
+    assert batch["properties"]["tasks"]["maxItems"] == limits.max_batch_tasks
+    assert f"At most {limits.max_batch_body_bytes} bytes" in batch["description"]
+    assert set(document["paths"]["/tasks"]["post"]["responses"]) == {"200", "400", "413"}
+
+
+@functools.cache
+def batch_cases(document: str) -> st.SearchStrategy[Any]:
+    """schemathesis' requests for POST /tasks drawn from ``document`` (its JSON text)."""
+    return schemathesis.openapi.from_dict(json.loads(document))["/tasks"]["POST"].as_strategy()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_every_batch_the_document_allows_is_answered_item_by_item_for_listed_rules(
+    limits_in_force: None, lambda_context: Any, data: st.DataObject
+) -> None:
+    case = data.draw(batch_cases(json.dumps(served_document(lambda_context))))
+    response = api.lambda_handler(api_event("POST", "/tasks", json.dumps(case.body)), lambda_context)
+    assert response["statusCode"] == 200, response["body"]
+    results = json.loads(response["body"])["results"]
+    assert len(results) == len(case.body["tasks"])
+    for sent, result in zip(case.body["tasks"], results, strict=True):
+        if result["status"] in (200, 201):
+            assert result["task"]["task_name"] == sent["task_name"]
+        elif not due_already(result["status"], result):
+            assert result["status"] in (400, 413), result
+            broken = [rule for rule, refusal in REFUSALS.items() if re.match(refusal, result["error"], re.DOTALL)]
+            assert broken, f"refused for a rule the document does not list: {result['error']!r}"

@@ -242,7 +242,7 @@ def test_the_dynamodb_errors_alarm_adds_up_every_operation_callme_makes(
     granted = set()
     tables = {name: stack.ref(name) for name in ("TasksTable", "LeasesTable", "SchedulesTable")}
     for function in ("ApiFunction", "DispatcherFunction"):
-        for policy in template["Resources"][function]["Properties"]["Policies"]:
+        for policy in stack.resolve(template["Resources"][function]["Properties"]["Policies"]):
             for statement in policy["Statement"]:
                 resource = json.dumps(statement["Resource"])
                 for action in statement["Action"]:

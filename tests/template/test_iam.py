@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDE
 from moto import mock_aws
 
 from callme.clock import FixedClock
-from handlers import api, dispatcher, fanout, wiring
+from handlers import api, dispatcher, eventbridge, fanout, wiring
 from local.lambda_context import LocalContext
 from local.template import table_definitions
 from tests.conftest import Sink, api_event, load_event
@@ -124,6 +124,10 @@ def _dynamodb(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
     raise AssertionError(f"dynamodb.{operation}: teach test_iam.py what IAM checks for it")
 
 
+def _bus_arn(name: str) -> str:
+    return f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"
+
+
 def _function_arn(name: str, qualifier: str | None) -> str:
     if not name.startswith("arn:"):
         assert ":" not in name, f"teach test_iam.py the function name form {name!r}"
@@ -137,6 +141,9 @@ def authorizations(call: Call) -> list[tuple[str, str]]:
         return _dynamodb(call.operation, call.params)
     if call.service == "lambda" and call.operation == "Invoke":
         return [("lambda:InvokeFunction", _function_arn(call.params["FunctionName"], call.params.get("Qualifier")))]
+    if call.service == "events" and call.operation == "PutEvents":  # each entry's bus, the default if none
+        buses = {entry.get("EventBusName", "default") for entry in call.params["Entries"]}
+        return [("events:PutEvents", bus if bus.startswith("arn:") else _bus_arn(bus)) for bus in sorted(buses)]
     if call.service == "secretsmanager" and call.operation == "GetSecretValue":
         secret = call.params["SecretId"]
         assert secret.startswith("arn:"), f"a secret named {secret!r}: IAM would judge its full ARN"
@@ -182,7 +189,7 @@ class Deployment:
         and the managed policies SAM adds."""
         role_id = self.resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
         role = self.resources[role_id]["Properties"]
-        documents = [policy["PolicyDocument"] for policy in role.get("Policies", [])]
+        documents = [policy["PolicyDocument"] for policy in self.stack.resolve(role.get("Policies", []))]
         documents += [
             resource["Properties"]["PolicyDocument"]
             for logical_id, resource in self.resources.items()
@@ -214,6 +221,7 @@ def forget_clients() -> None:
     by sessions that carry the recorder."""
     wiring.reset()
     fanout.lambda_client.cache_clear()
+    eventbridge.events_client.cache_clear()
     DEFAULT_PROVIDERS.clear()
 
 
@@ -242,6 +250,8 @@ def deployment(
     with mock_aws(config={"lambda": {"use_docker": False}}):
         stack = Stack(translated, name="callme-iam")
         _create_resources(translated, stack, kept_secret=request.param == "kept secret")
+        if request.param == "outcome events":
+            stack.parameters["OutcomeEvents"] = "Enabled"
         # From here on every new botocore session records its calls; the clients made above are not reused.
         recorder = Recorder()
         handlers = [*botocore.handlers.BUILTIN_HANDLERS, ("before-parameter-build", recorder.record)]
@@ -338,6 +348,7 @@ def walk_every_route(context: LocalContext) -> list[tuple[str, str]]:
         ("POST", "/reschedule/proof?all=true", None, 201),
         ("GET", f"/status/proof@{second}", None, 200),
         ("GET", "/openapi.json", None, 200),
+        ("POST", "/tasks", {"tasks": [{"task_name": "batch", "trigger_at": "+1h", "callback": callback}] * 2}, 200),
         ("PUT", "/schedule/proof-schedule", {"every": "1h", "callback": callback}, 201),
         ("PUT", "/schedule/proof-schedule", {"every": "2h", "callback": callback}, 200),
         ("PUT", "/schedule/proof-schedule", {"every": "2h", "callback": callback, "paused": True}, 200),
@@ -349,6 +360,8 @@ def walk_every_route(context: LocalContext) -> list[tuple[str, str]]:
     for method, target, body, expected in follow_ups:
         status, answer = call_api(context, method, target, body)
         assert status == expected, (method, target, status, answer)
+        if target == "/tasks":  # each task written as a PUT would write it: created, then replaced
+            assert sorted(result["status"] for result in answer["results"]) == [200, 201], answer
         seen.append((method, target))
     return seen
 
@@ -382,11 +395,12 @@ def test_the_api_function_may_make_every_call_its_routes_make(deployment: Deploy
     assert not deployment.refused(), "\n".join(deployment.refused())
 
 
-@pytest.mark.parametrize("deployment", ["created secret", "kept secret"], indirect=True)
+@pytest.mark.parametrize("deployment", ["created secret", "kept secret", "outcome events"], indirect=True)
 def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deployment, sink: Sink) -> None:
     """The scheduled run fans out one invocation per busy shard; each shard run leases its shard,
     reads what is due, calls it (signed with the key from Secrets Manager), retries, records every
-    outcome; a second round right after reads entries again from the table."""
+    outcome (and, with OutcomeEvents=Enabled, publishes it); a second round right after reads
+    entries again from the table."""
     for round_ in range(2):
         for i in range(12):
             register(deployment, f"job{round_}-{i}", "+0m", sink.on(f"/job{round_}-{i}"))
@@ -412,6 +426,8 @@ def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deploymen
         (call.service, call.operation) for call in deployment.recorder.calls if call.function != "ApiFunction"
     }
     assert {("lambda", "Invoke"), ("secretsmanager", "GetSecretValue"), ("dynamodb", "BatchGetItem")} <= operations
+    publishes = deployment.stack.parameters.get("OutcomeEvents") == "Enabled"
+    assert (("events", "PutEvents") in operations) == publishes
     assert not deployment.refused(), "\n".join(deployment.refused())
 
 

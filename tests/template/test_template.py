@@ -67,11 +67,14 @@ def grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return pairs
 
 
-def inline_statements(function: dict[str, Any]) -> list[dict[str, Any]]:
-    """The function's Policies, which must all be inline statements: a SAM policy template or a
-    managed policy would grant more than the code uses."""
+def inline_statements(function: dict[str, Any], parameters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The function's Policies with ``parameters`` (else the defaults), which must all be inline
+    statements: a SAM policy template or a managed policy would grant more than the code uses."""
     statements: list[dict[str, Any]] = []
-    for policy in function["Properties"].get("Policies", []):
+    policies = Stack(load_template(), parameters or {}, symbolic=True).resolve(
+        function["Properties"].get("Policies", [])
+    )
+    for policy in policies:
         assert isinstance(policy, dict), f"only inline policies, not {policy!r}"
         assert set(policy) == {"Statement"}, f"only inline policies, not {policy!r}"
         statements.extend(policy["Statement"])
@@ -236,8 +239,8 @@ def only(resources: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def role_grants(role: dict[str, Any]) -> set[tuple[str, str]]:
-    statements = [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
-    return grants(statements)
+    policies = Stack(load_template(), symbolic=True).resolve(role["Properties"].get("Policies", []))
+    return grants([s for policy in policies for s in policy["PolicyDocument"]["Statement"]])
 
 
 def test_scheduler_may_invoke_the_dispatcher_and_send_to_the_failure_queue(generated: dict[str, Any]) -> None:
@@ -426,8 +429,14 @@ def test_api_function_grants(resources: dict[str, Any]) -> None:
     } | {(f"dynamodb:{operation}", "${SchedulesTable.Arn}") for operation in ("PutItem", "DeleteItem", "Query", "Scan")}
 
 
-def test_dispatcher_grants(resources: dict[str, Any]) -> None:
-    assert grants(inline_statements(resources["DispatcherFunction"])) == {
+DEFAULT_BUS = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"
+
+
+@pytest.mark.parametrize("outcome_events", ["Disabled", "Enabled"])
+def test_dispatcher_grants(resources: dict[str, Any], outcome_events: str) -> None:
+    """Storage, its leases and the signing key; PutEvents on the default bus only with OutcomeEvents."""
+    statements = inline_statements(resources["DispatcherFunction"], {"OutcomeEvents": outcome_events})
+    assert grants(statements) == {
         ("dynamodb:Query", "${TasksTable.Arn}/index/due"),
         ("dynamodb:BatchGetItem", "${TasksTable.Arn}"),
         ("dynamodb:PutItem", "${TasksTable.Arn}"),
@@ -436,7 +445,23 @@ def test_dispatcher_grants(resources: dict[str, Any]) -> None:
         ("dynamodb:PutItem", "${SchedulesTable.Arn}"),
         ("dynamodb:Scan", "${SchedulesTable.Arn}"),
         ("secretsmanager:GetSecretValue", "${SigningSecret}"),
-    }
+    } | ({("events:PutEvents", DEFAULT_BUS)} if outcome_events == "Enabled" else set())
+
+
+def test_outcome_events_are_off_unless_asked_for(template: dict[str, Any], translated: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["OutcomeEvents"]
+    assert (parameter["Default"], sorted(parameter["AllowedValues"])) == ("Disabled", ["Disabled", "Enabled"])
+    for value, bus in (("Disabled", "log"), ("Enabled", "eventbridge")):
+        stack = Stack(translated, parameters={"OutcomeEvents": value})
+        dispatcher = stack.resolve(translated["Resources"]["DispatcherFunction"]["Properties"])
+        assert dispatcher["Environment"]["Variables"]["CALLME_OUTCOME_EVENTS"] == bus
+        role = stack.resolve(translated["Resources"]["DispatcherFunctionRole"]["Properties"])
+        actions = {
+            a for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"] for a in listed(s["Action"])
+        }
+        assert ("events:PutEvents" in actions) is (value == "Enabled")
+    api = Stack(translated, parameters={"OutcomeEvents": "Enabled"}).resolve(translated["Resources"]["ApiFunction"])
+    assert "CALLME_OUTCOME_EVENTS" not in api["Properties"]["Environment"]["Variables"]
 
 
 def test_the_dispatcher_may_invoke_itself_and_no_other_function(generated: dict[str, Any]) -> None:

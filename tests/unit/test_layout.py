@@ -11,8 +11,8 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 AWS_LIBRARIES = ("boto3", "botocore", "mypy_boto3_dynamodb", "aws_lambda_powertools")
 # The adapters allowed to import each AWS library (everything else in callme reaches AWS through the ports).
 ALLOWED = {
-    "boto3": {"callme/dynamodb.py", "handlers/fanout.py"},
-    "botocore": {"callme/dynamodb.py"},
+    "boto3": {"callme/dynamodb.py", "handlers/fanout.py", "handlers/eventbridge.py"},
+    "botocore": {"callme/dynamodb.py", "handlers/eventbridge.py"},
     "mypy_boto3_dynamodb": {"callme/dynamodb.py", "handlers/wiring.py"},
 }
 

@@ -4,6 +4,7 @@ runs the same rules through the handler and DynamoDB."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -11,12 +12,13 @@ import pytest
 
 from callme import service as service_module
 from callme.clock import FixedClock
+from callme.egress import EgressPolicy
 from callme.errors import Conflict, InvalidRequest, ServiceUnavailable, TaskNotFound
 from callme.memory import InMemoryTaskRepository
 from callme.ports import StaleEntry
 from callme.service import TaskService, settle
 from callme.task import Task, TaskDefinition, TaskKey, TaskState, check_name
-from callme.validation import Listing, RescheduleRequest
+from callme.validation import Listing, RescheduleRequest, TaskRequest, parse_task_request
 from tests.conftest import default_limits, put
 
 T0 = 1858809600
@@ -229,3 +231,48 @@ def test_a_cancel_racing_another_write_cancels_the_entry_as_the_winner_left_it(
     assert cancelled.state is TaskState.CANCELLED
     stored = repo.get(task.key)
     assert stored == cancelled and stored is not None and stored.revision != "theirs"
+
+
+# -- register a batch -------------------------------------------------------------------------------
+
+
+def task_request(name: str, **fields: Any) -> TaskRequest:
+    return parse_task_request(check_name(name), {**BODY, **fields}, NOW, default_limits(), EgressPolicy())
+
+
+def test_a_batch_is_written_concurrently_and_answered_in_order(
+    repo: InMemoryTaskRepository, service: TaskService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    together = threading.Barrier(3, timeout=5)  # three inserts in flight at once, or this breaks
+    insert = repo.insert
+
+    def insert_together(task: Task) -> None:
+        together.wait()
+        insert(task)
+
+    monkeypatch.setattr(repo, "insert", insert_together)
+    refused = InvalidRequest("task_name is required")
+    results = service.put_tasks([task_request("a"), refused, task_request("b"), task_request("c")])
+    assert [r if isinstance(r, InvalidRequest) else (r[0].key.name, r[1]) for r in results] == [
+        ("a", True),
+        refused,
+        ("b", True),
+        ("c", True),
+    ]
+
+
+def test_one_write_that_fails_fails_only_its_own_item(
+    repo: InMemoryTaskRepository, service: TaskService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert = repo.insert
+
+    def insert_but_b(task: Task) -> None:
+        if task.key.name == "b":
+            raise ServiceUnavailable("storage is unavailable (test); retry the request")
+        insert(task)
+
+    monkeypatch.setattr(repo, "insert", insert_but_b)
+    first, second, third = service.put_tasks([task_request("a"), task_request("b"), task_request("c")])
+    assert isinstance(second, ServiceUnavailable)
+    assert not isinstance(first, Exception) and not isinstance(third, Exception)
+    assert sorted(t.key.name for t in repo.all_entries(None, None, NOW, 10).tasks) == ["a", "c"]

@@ -27,6 +27,8 @@ def test_only_the_table_names_are_required_and_the_rest_has_defaults() -> None:
         default_page_size=100,
         max_page_size=1000,
         retention_seconds=30 * DAY,
+        max_batch_tasks=100,
+        max_batch_body_bytes=3_000_000,
     )
     assert settings.egress.allowed == ()
     assert settings.dispatch_concurrency == 64

@@ -20,6 +20,8 @@ from callme.validation import (
     flag,
     integer,
     integer_pattern,
+    parse_batch,
+    parse_batch_item,
     parse_json_object,
     parse_listing,
     parse_reschedule_request,
@@ -490,3 +492,58 @@ def test_the_integer_pattern_of_a_small_range_is_exact_for_every_number() -> Non
     for n in range(0, 2000):
         assert (pattern.fullmatch(str(n)) is not None) == (100 <= n <= 599)
         assert (pattern.fullmatch(f"000{n}") is not None) == (100 <= n <= 599)
+
+
+# -- POST /tasks ------------------------------------------------------------------------------------
+
+
+class TestBatch:
+    def test_the_items_are_returned_unjudged_in_order(self, limits: Limits) -> None:
+        assert parse_batch('{"tasks": [{"task_name": "a"}, 7]}', limits) == [{"task_name": "a"}, 7]
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            ('{"tasks": "a"}', "tasks must be an array of tasks, not a string"),
+            ('{"tasks": null}', "tasks must be an array of tasks, not null"),
+            ('{"task": []}', "unknown field 'task'; allowed: tasks"),
+            ("{}", "tasks is required"),
+            ('{"tasks": []}', "tasks holds 0 tasks; send 1 to 100 in one request"),
+        ],
+    )
+    def test_a_batch_that_is_not_one_names_its_fault(self, limits: Limits, body: str, message: str) -> None:
+        error = rejected(lambda: parse_batch(body, limits))
+        assert isinstance(error, InvalidRequest) and error.message.startswith(message), error.message
+
+    def test_at_most_max_batch_tasks(self) -> None:
+        limits = default_limits(max_batch_tasks=3)
+        assert len(parse_batch(json.dumps({"tasks": [{}] * 3}), limits)) == 3
+        error = rejected(lambda: parse_batch(json.dumps({"tasks": [{}] * 4}), limits))
+        assert error.message == "tasks holds 4 tasks; send 1 to 3 in one request"
+
+    def test_the_batch_body_has_its_own_limit_above_a_put_s(self) -> None:
+        limits = default_limits(max_body_bytes=1000, max_payload_bytes=500, max_batch_body_bytes=5000)
+        body = json.dumps({"tasks": [{"payload": "x" * 400}] * 10})
+        assert len(parse_batch(body, limits)) == 10
+        error = rejected(lambda: parse_batch(json.dumps({"tasks": [{"payload": "x" * 400}] * 13}), limits))
+        assert isinstance(error, PayloadTooLarge)
+        assert re.fullmatch(r"request body is \d+ bytes; the limit is 5000", error.message)
+
+    def test_an_item_is_a_put_body_with_its_task_name(self, limits: Limits, policy: EgressPolicy) -> None:
+        request = parse_batch_item({**task_body(), "task_name": "job"}, NOW, limits, policy)
+        assert request.key.name == "job" and request.received_at == NOW
+        assert request == parse_task_request(check_name("job"), task_body(), NOW, limits, policy)
+
+    @pytest.mark.parametrize(
+        ("item", "message"),
+        [
+            ([], "a task must be a JSON object, not an array"),
+            ({"trigger_at": "+1h"}, "task_name is required"),
+            ({"task_name": 5}, "task_name must be a string, not a number"),
+            ({"task_name": "a b"}, "task name 'a b' is invalid"),
+            ({"task_name": "job", "trigger_at": "+1h"}, "callback is required"),
+        ],
+    )
+    def test_a_bad_item_names_its_fault(self, limits: Limits, policy: EgressPolicy, item: Any, message: str) -> None:
+        error = rejected(lambda: parse_batch_item(item, NOW, limits, policy))
+        assert error.message.startswith(message), error.message

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callme.task import Attempt, Task, TaskKey
-from callme.views import AnswerFormat, AnswerRoom, carried_size, tasks_view
+from callme.views import AnswerFormat, AnswerRoom, ItemResult, carried_size, results_view, task_view, tasks_view
 from tests.unit.conftest import CURRENT_MINUTE, make_task
 
 # Any text a stored entry can hold: valid Unicode (an unpaired surrogate is refused at PUT).
@@ -61,3 +61,51 @@ def test_a_room_takes_entries_while_they_fit_and_always_the_first(tasks: list[Ta
     assert sum(sizes[: len(taken)]) <= budget or len(taken) == 1
     if len(taken) < len(tasks):
         assert sum(sizes[: len(taken) + 1]) > budget
+
+
+# -- the answer of POST /tasks ------------------------------------------------------------------------
+
+
+@st.composite
+def item_results(draw: st.DrawFn) -> list[ItemResult]:
+    results = []
+    for i, task in enumerate(draw(entries())):
+        if draw(st.booleans()):
+            results.append(ItemResult(draw(st.sampled_from([200, 201])), replace(task, key=TaskKey(f"t{i}", 60))))
+        else:
+            results.append(ItemResult(draw(st.sampled_from([400, 409, 413, 503])), error=draw(TEXT)))
+    return results
+
+
+@given(items=item_results(), pretty=st.booleans())
+def test_results_are_whole_when_they_fit(items: list[ItemResult], pretty: bool) -> None:
+    answer = results_view(items, AnswerFormat(pretty))
+    assert len(answer["results"]) == len(items)
+    for item, result in zip(items, answer["results"], strict=True):
+        assert result["status"] == item.status
+        if item.task is None:
+            assert result == {"status": item.status, "error": item.error}
+        else:
+            assert result == {"status": item.status, "task": task_view(item.task)}
+
+
+@settings(max_examples=200)
+@given(items=item_results(), pretty=st.booleans(), budget=st.integers(0, 20_000))
+def test_results_past_the_budget_leave_out_payloads_and_say_so(
+    items: list[ItemResult], pretty: bool, budget: int
+) -> None:
+    answer_format = AnswerFormat(pretty)
+    answer = results_view(items, answer_format, budget)
+    trimmed = [result for result in answer["results"] if "trimmed" in result]
+    smallest = sum(answer_format.element_size(r) for r in results_view(items, answer_format, 0)["results"])
+    used = sum(answer_format.element_size(result) for result in answer["results"])
+    assert used <= max(budget, smallest)  # within the budget, unless even the smallest answer is not
+    for item, result in zip(items, answer["results"], strict=True):
+        if "trimmed" in result:
+            assert item.task is not None and item.task.definition.payload
+            assert result["task"] == {k: v for k, v in task_view(item.task).items() if k != "payload"}
+            assert f"GET /task/{item.task.key}" in result["trimmed"]
+    if trimmed:  # a whole view was left out only because it did not fit
+        first = answer["results"].index(trimmed[0])
+        whole = {"status": items[first].status, "task": task_view(items[first].task)}
+        assert used - answer_format.element_size(trimmed[0]) + answer_format.element_size(whole) > budget
