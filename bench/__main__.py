@@ -1,7 +1,8 @@
 """``python -m bench``: callme's benchmark (``make bench``); ``--smoke`` is the tiny run CI makes.
 
 It measures, side by side in one run: DynamoDB request units per task lifecycle, dispatch
-throughput against its two ceilings, slow endpoints, lateness, cold start, and derives the cost
+throughput against its two ceilings, slow endpoints, lateness, cold start, what a ``GET /status/``
+page costs against a table of finished entries, and derives the cost
 per million callbacks. It prints a table and writes the figures, targets, every run's raw values
 and the machine's details to bench/results.json (bench/results-smoke.json for ``--smoke``).
 The README's Performance section says what each figure means and what limits it.
@@ -23,7 +24,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import apicall, capacity, coldstart, cost, events, schedules, simulate, throughput  # noqa: E402
+from bench import apicall, capacity, coldstart, cost, events, listing, schedules, simulate, throughput  # noqa: E402
 from bench.report import REQUIRED_FIGURES, Figure, figure, load_now, machine, median, table  # noqa: E402
 from bench.services import DynamoDBService, use_local_credentials  # noqa: E402
 
@@ -39,11 +40,12 @@ class Sizes:
     coldstart_repetitions: int
     batch_calls: int  # POST /tasks of apicall.BATCH_SIZE, timed
     outcome_events: int  # published to the local EventBridge, timed
+    listing_finished: int  # finished entries a GET /status/ page is listed against (bench.listing)
     schedule_runs: int  # a schedule's runs dispatched through the metered client
 
 
-FULL = Sizes(3, throughput.Scenario(), 2000, 200, 9, 10, 1000, 30)
-SMOKE = Sizes(1, throughput.Scenario(entries=40, slow_entries=20, slow_delay=0.5), 16, 10, 1, 2, 50, 3)
+FULL = Sizes(3, throughput.Scenario(), 2000, 200, 9, 10, 1000, 10_000, 30)
+SMOKE = Sizes(1, throughput.Scenario(entries=40, slow_entries=20, slow_delay=0.5), 16, 10, 1, 2, 50, 300, 3)
 
 
 def log(message: str) -> None:
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             apicall.measure(database.url, sizes.api_calls, scenario.payload_bytes) for _ in range(sizes.repetitions)
         ]
         batch_runs, event_runs = _feature_runs(database.url, sizes)
+        results["listing"] = _listing(database, sizes)
     results.update(capacity={"runs": capacity_runs}, schedules={"runs": schedule_runs})
     results["api"] = {"runs": api_runs, "batch_runs": batch_runs}
     results["outcome_events"] = {"runs": event_runs}
@@ -110,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     figures = [
         *build_figures(capacity_runs, api_runs, throughput_runs, coldstart_result, estimate, scenario),
         *schedules.figures(schedule_runs, capacity_runs),
+        *listing.figures(results["listing"]),
+        *simulate.figures(results["simulation"]),
     ]
-    figures += simulate.figures(results["simulation"])
     figures += _feature_figures(batch_runs, estimate)
     missing = (set(REQUIRED_FIGURES) | set(simulate.FIGURES)) - {f.key for f in figures}
     if missing:
@@ -125,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     _print(figures, results)
     print(f"written to {output}")
     return 0
+
+
+def _listing(database: DynamoDBService, sizes: Sizes) -> dict[str, Any]:
+    database.reset()
+    log(f"listing: GET /status/ pages against {sizes.listing_finished} finished entries")
+    return listing.measure(database.url, sizes.listing_finished, sizes.repetitions, sizes.scenario.payload_bytes)
 
 
 def _print(figures: list[Figure], results: dict[str, Any]) -> None:
@@ -316,6 +326,25 @@ def build_figures(
             "  dispatcher CPU per callback",
             [r["dispatch"]["cpu_seconds"]["dispatcher"] * 1000 / scenario.entries for r in t],
             "ms",
+        ),
+        figure(
+            "floor.put_item_cpu_ms",
+            "    floor: a bare botocore PutItem",
+            runs(t, "floor", "put_item_cpu_ms"),
+            "ms",
+        ),
+        figure("floor.get_cpu_ms", "    floor: a bare requests GET", runs(t, "floor", "get_cpu_ms"), "ms"),
+        figure(
+            "floor.dispatcher_over_floor",
+            "    dispatcher CPU per callback / the floor's sum",
+            [
+                r["dispatch"]["cpu_seconds"]["dispatcher"]
+                * 1000
+                / scenario.entries
+                / (r["floor"]["put_item_cpu_ms"] + r["floor"]["get_cpu_ms"])
+                for r in t
+            ],
+            "x",
         ),
         figure(
             "throughput.storage_cpu_ms_per_callback",

@@ -11,7 +11,8 @@ prices the request by DynamoDB's documented capacity rules:
 - Writes: one write unit per started KB of the larger of the old and the new item image; a
   conditional write whose condition fails still consumes the size of the existing item (at least 1).
 - Reads: one read unit per started 4 KB, half for an eventually consistent read; a Query or Scan
-  adds up the sizes of the items it evaluated before rounding; BatchGetItem rounds each item.
+  adds up the sizes of the items it evaluated (before its filter) before rounding; BatchGetItem
+  rounds each item.
 - Global secondary indexes (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html,
   "Provisioned throughput considerations"): putting an item into the index costs the index entry's
   size in KB; changing projected non-key attributes costs one write per KB; changing an index key
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -225,9 +227,9 @@ class CapacityMeter:
                 charge.items += len(found)
         elif operation in ("Query", "Scan"):
             items = answer.get("Items")
-            if items is None:  # Select=COUNT: price the items it evaluated, read again unhooked
-                again = {k: v for k, v in request.items() if k != "Select"}
-                items = getattr(self.plain, operation.lower())(**again)["Items"]
+            if items is None or request.get("FilterExpression"):
+                # Select=COUNT, or a filter: price the items it evaluated, read again unhooked
+                items = getattr(self.plain, operation.lower())(**_evaluated(request))["Items"]
             units = read_units(sum(item_size(i) for i in items), bool(request.get("ConsistentRead")))
             charge.items = len(items)
             if request.get("IndexName"):
@@ -270,6 +272,20 @@ class CapacityMeter:
             keys = tuple(k["AttributeName"] for k in described["KeySchema"])
             self.tables[name] = Table(name, keys, indexes)
         return self.tables[name]
+
+
+def _evaluated(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A Query or Scan reading what ``request`` evaluates: every item within its Limit, before its
+    filter and its Select (which DynamoDB charges all the same)."""
+    again = {k: v for k, v in request.items() if k not in ("Select", "FilterExpression")}
+    condition = request.get("KeyConditionExpression", "")
+    for part in ("ExpressionAttributeValues", "ExpressionAttributeNames"):
+        kept = {k: v for k, v in request.get(part, {}).items() if re.search(re.escape(k) + r"\b", condition)}
+        if kept:
+            again[part] = kept
+        else:
+            again.pop(part, None)
+    return again
 
 
 def _projected(table: Table, index: Index, item: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -1,7 +1,9 @@
 """A discrete-event model of callme's dispatch: one run in detail, and a burst of runs over minutes.
 
 ``simulate_run`` follows one dispatcher run as ``callme.dispatch`` makes it, event by event: the
-shard leases, the shards read page by page (4 readers), a pool of callers (``concurrency``) and a
+shard leases, the shards read page by page (4 readers), each page's entries called as it comes, the
+readers waiting while ``read_ahead`` entries are read and not yet started (so the next page is
+fetched while the last one is called), and stopping at the window; a pool of callers (``concurrency``) and a
 pool of writers (16), calls started only while fewer than ``concurrency`` calls and fewer than
 ``concurrency`` outcome writes are pending, no call started after the run's window (40 s), an entry
 past its ``max_delay`` written as skipped without a call. Every step's CPU runs on one core, first
@@ -172,6 +174,7 @@ class RunSpec:
     deadline: float | None = None  # Lambda's timeout: the run is cut there, its lease left to expire
     consistent: bool = False  # read the entries again, strongly consistent, before calling them
     read_before_call: bool = False  # read each entry again (batched, strongly consistent) just before its call
+    read_ahead: int = 2000  # entries read ahead of the calls at most; 0: a shard read whole first
     record_attempts: int = 4
     seed: int = 0
 
@@ -197,7 +200,10 @@ class RunResult:
     consistent_read_units: float = 0.0
 
 
-_READ_REQUEST, _READ_ANSWER, _CALL_END, _WRITE_TRY, _WRITE_END, _WRITE_LOST = range(6)
+_READ_REQUEST, _READ_ANSWER, _CALL_END, _WRITE_TRY, _WRITE_END, _WRITE_LOST, _READ_PARSE = range(7)
+# A page is parsed in steps of this much CPU: the interpreter switches threads every 5 ms, so the
+# calls go on while a reader parses a large page.
+SWITCH_INTERVAL = 0.005
 
 
 class _Bucket:
@@ -231,6 +237,7 @@ class _Run:
         self.cpu_write = spec.cpu.write * scale
         self.cpu_item = spec.cpu.read_item * scale
         self.cpu_page = spec.cpu.read_page * scale
+        self.parse_step = max(1, int(SWITCH_INTERVAL / self.cpu_item)) if self.cpu_item > 0 else 1 << 30
         self.heap: list[tuple[float, int, int, Any]] = []
         self.order = 0
         self.cpu_free = 0.0
@@ -255,6 +262,10 @@ class _Run:
         self.limited = self.index_write is not None or self.table_write is not None
         self.result = RunResult([], [], tuple(0 for _ in spec.endpoints))
         self.recorded = [0] * len(spec.endpoints)
+        self.streaming = spec.read_ahead > 0 and not spec.consistent
+        self.ahead = spec.read_ahead + spec.concurrency  # the engine's backlog and the loop's own queue
+        self.unread: dict[int, deque[int]] = {}  # a shard's entries not read yet, when streaming
+        self.blocked: list[tuple[int, int]] = []  # readers waiting for room: (shard, entries left)
 
     def push(self, at: float, kind: int, payload: Any) -> None:
         self.order += 1
@@ -325,6 +336,8 @@ class _Run:
                 self.write_ended(now, payload, recorded=False)
             elif kind == _READ_REQUEST:
                 self.read_request(now, *payload)
+            elif kind == _READ_PARSE:
+                self.parse(now, *payload)
             else:
                 self.read_answer(now, *payload)
 
@@ -338,6 +351,8 @@ class _Run:
 
     def read_request(self, now: float, shard: int, left: int, consistent: bool) -> None:
         """Ask for the next page (or batch of 100 consistent reads) of a shard's entries."""
+        if self.streaming and now >= self.stop:
+            return  # the run stopped: the rest stays pending, unread
         storage = self.spec.storage
         items = min(left, 100 if consistent else storage.page_items)
         if consistent:
@@ -367,6 +382,9 @@ class _Run:
         self.push(answered, _READ_ANSWER, (shard, left, consistent, items))
 
     def read_answer(self, now: float, shard: int, left: int, consistent: bool, items: int) -> None:
+        if self.streaming:
+            self.parse(now, shard, left, items, items)
+            return
         parsed = self.burst(now, self.cpu_page + items * self.cpu_item)
         left -= items
         if left > 0:
@@ -376,8 +394,8 @@ class _Run:
         else:
             self.take(parsed, shard)
 
-    def take(self, now: float, shard: int) -> None:
-        """A shard's entries are read: they are ready to be called, in the index's order."""
+    def codes_of(self, shard: int) -> list[int]:
+        """A shard's entries in the index's order, each as its host's code."""
         counts = self.spec.shards[shard]
         codes: list[int] = []
         for group, count in enumerate(counts):
@@ -385,10 +403,48 @@ class _Run:
             codes.extend((hosts * (count // len(hosts) + 1))[:count])  # hosts in turn
         if len([c for c in counts if c]) > 1:
             self.rng.shuffle(codes)
+        return codes
+
+    def take(self, now: float, shard: int) -> None:
+        """A shard's entries are read: they are ready to be called, in the index's order."""
+        codes = self.codes_of(shard)
         self.result.due += len(codes)
         self.ready.extend(codes)
         self.next_shard(now)  # the reader thread goes on with the next shard
         self.start_ready(now)
+
+    def parse(self, now: float, shard: int, left: int, items: int, unparsed: int) -> None:
+        """Parse a page a switch interval at a time, the calls' CPU in between; its entries are
+        ready once the whole page is parsed (botocore answers a page at once)."""
+        step = min(unparsed, self.parse_step)
+        parsed = self.burst(now, step * self.cpu_item + (self.cpu_page if unparsed == items else 0.0))
+        if unparsed > step:
+            self.push(parsed, _READ_PARSE, (shard, left, items, unparsed - step))
+        else:
+            self.stream(parsed, shard, items, left - items)
+
+    def stream(self, now: float, shard: int, items: int, left: int) -> None:
+        """A page is read: its entries are ready to be called at once; the reader goes on with the
+        next page, or waits while the entries read ahead of the calls fill the backlog."""
+        unread = self.unread.get(shard)
+        if unread is None:
+            unread = self.unread[shard] = deque(self.codes_of(shard))
+        self.ready.extend(unread.popleft() for _ in range(items))
+        self.result.due += items
+        if left <= 0:
+            self.next_shard(now)
+        elif len(self.ready) >= self.ahead:
+            self.blocked.append((shard, left))
+        else:
+            self.push(now, _READ_REQUEST, (shard, left, False))
+        self.start_ready(now)
+
+    def unblock(self, now: float) -> None:
+        """Readers waiting for room go on, once the calls have taken entries off the backlog."""
+        if self.blocked and len(self.ready) < self.ahead:
+            for shard, left in self.blocked:
+                self.push(now, _READ_REQUEST, (shard, left, False))
+            self.blocked.clear()
 
     # -- calling and recording -------------------------------------------------------------
 
@@ -397,6 +453,7 @@ class _Run:
         CPU queue and the event heap are used inline."""
         ready = self.ready
         if now >= self.stop or not ready:
+            self.unblock(now)
             return
         spec = self.spec
         limit, budget, skip_after, host_cap = spec.concurrency, spec.call_budget, spec.skip_after, self.host_cap
@@ -433,6 +490,8 @@ class _Run:
         self.calls, self.cpu_free = calls, cpu_free
         if self.write_queue:
             self.start_writes(now)
+        if self.blocked:
+            self.unblock(now)
 
     def call_ended(self, now: float, code: int) -> None:
         self.calls -= 1
@@ -522,6 +581,7 @@ class Design:
     concurrency: int = 64  # calls in flight per run (DispatchConcurrency)
     writers: int = 16
     readers: int = 4
+    read_ahead: int = 2000  # entries read ahead of the calls at most (READ_AHEAD); 0: all first
     per_host_share: float = 1.0  # of a run's concurrency one callback host may take; 1: no limit
     # re-read entries consistently: "before_call" (each, just before its call, as callme does), or all
     # of a shard's before any call: "always", after a "recent" release, or "never"
@@ -661,6 +721,7 @@ class _Burst:
             concurrency=design.concurrency,
             writers=min(design.writers, design.concurrency),
             readers=design.readers,
+            read_ahead=design.read_ahead,
             per_host_share=design.per_host_share,
             call_budget=design.call_budget,
             record_attempts=design.record_attempts,

@@ -38,6 +38,7 @@ from callme.ports import Caller, CallResult, Fits, Lease, LeaseStore, Page
 from callme.signing import Signer, new_secret
 from callme.task import Task, TaskDefinition, TaskKey, Verdict
 
+from . import floor
 from .capacity import CALLME, LEASE_TABLE, TASK_TABLE, InstantCaller, payload_of
 from .services import DynamoDBService, Service, SinkService, use_local_credentials
 
@@ -167,6 +168,9 @@ class TimedLeases:
 
     def release(self, shard: int, owner: str, now: float) -> None:
         self.inner.release(shard, owner, now)
+
+    def widest(self, shards: int) -> int:
+        return self.inner.widest(shards)
 
 
 class LatenessObserver:
@@ -385,6 +389,9 @@ def queue_excess(calls: list[float], concurrency: int, delay: float) -> float:
 # -- one repetition ------------------------------------------------------------------------------
 
 
+FLOOR_CALLS = 500  # of each bare request, per repetition (bench.floor)
+
+
 def repetition(number: int, scenario: Scenario, database: DynamoDBService, sink: SinkService) -> dict[str, Any]:
     signer = Signer.from_secret_document(new_secret())
     payload = payload_of(scenario.payload_bytes)
@@ -395,6 +402,8 @@ def repetition(number: int, scenario: Scenario, database: DynamoDBService, sink:
     services: dict[str, Service] = {"dynamodb": database, "sink": sink}
 
     result["sink_alone"] = sink_alone(sink.url, scenario.entries)
+    sink.receipts()
+    result["floor"] = floor.measure(database.url, sink.url, min(FLOOR_CALLS, scenario.entries))
     sink.receipts()
 
     memory_tasks = make_tasks(f"h{number}", scenario.entries, f"{sink.url}/fast", minute_of(time.time()), payload)

@@ -10,8 +10,11 @@ The index is eventually consistent, so it only says which entries to look at: ea
 again, strongly consistently, just before its call (the reads of entries starting together are
 batched), and the call is made from what that read returns, within ``read_window`` of it. Calls run
 on a bounded pool and their outcomes are written by another; retries wait in a timer heap, never in
-a worker, so one slow or failing endpoint does not hold up the others. The run stops starting calls
-at ``stop_at`` (before its Lambda deadline); what is left waits, still pending, for the next run.
+a worker, so one slow or failing endpoint does not hold up the others. The index is read while the
+calls are made, a bounded number of entries ahead of them, so a shard too large (or an index too
+slow) to read within the run's window is still called from its first page on. The run stops
+starting calls, and reading, at ``stop_at`` (before its Lambda deadline); what is left waits, still
+pending, for the next run.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
@@ -39,6 +44,9 @@ log = logging.getLogger("callme.dispatch")
 READERS = 4  # shards read at once by one run (in AWS a run has one shard; locally, all of them)
 WRITERS = 16  # outcome writes at once: a write takes a few ms, a call up to its whole budget
 READ_TRIES = 3  # consistent reads of an entry before its call, when one comes back too late
+# Entries read from the index ahead of the calls at most: a 1 MB page of the index holds up to about
+# 2,000 entries, so the reader fetches the next page while the last one is being called.
+READ_AHEAD = 2000
 
 
 def writers_for(concurrency: int) -> int:
@@ -192,8 +200,10 @@ class DispatchEngine:
         self._random = random.Random()
 
     def busy_shards(self, minute: int) -> list[int]:
-        """Shards with at least one entry due by ``minute`` (a cheap, eventually consistent peek)."""
-        return [s for s in range(self.repository.shards) if self.repository.has_due(s, minute)]
+        """Shards with at least one entry due by ``minute`` (a cheap, eventually consistent peek):
+        every shard that can hold entries, those of a larger shard count used before included."""
+        shards = self.leases.widest(self.repository.shards)
+        return [s for s in range(shards) if self.repository.has_due(s, minute)]
 
     def run(self, shards: Iterable[int], deadline: float | None = None) -> RunReport:
         """Dispatch everything due in ``shards``; stop starting calls before ``deadline``.
@@ -374,6 +384,100 @@ class _Ask:
     error: ServiceUnavailable | None = None
 
 
+class _Backlog:
+    """Entries read from the index and not yet taken by the run's loop: at most ``bound`` of them.
+
+    The shards' readers put entries in as they read them and wait while it is full, so the calls
+    start with the first page read and the read keeps only a bounded distance ahead of them. The
+    loop is woken (``wake``) when the backlog stops being empty. Once closed (the run stops), the
+    readers stop reading: what they did not read stays pending in the index.
+    """
+
+    def __init__(self, bound: int, wake: Callable[[], None]) -> None:
+        self._bound = bound
+        self._wake = wake
+        self._entries: deque[Task] = deque()
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def put(self, task: Task) -> bool:
+        """In a reader: add ``task``, waiting for room; False once the run stopped (read no more)."""
+        with self._changed:
+            while len(self._entries) >= self._bound and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                return False
+            self._entries.append(task)
+            woken = len(self._entries) == 1
+        if woken:
+            self._wake()
+        return True
+
+    def take(self, most: int) -> list[Task]:
+        """In the loop: up to ``most`` entries, oldest first, making room for the readers."""
+        with self._changed:
+            taken = [self._entries.popleft() for _ in range(min(most, len(self._entries)))]
+            if taken:
+                self._changed.notify_all()
+        return taken
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def close(self) -> int:
+        """Stop the readers; returns how many entries read were left untaken."""
+        with self._changed:
+            self._closed = True
+            left = len(self._entries)
+            self._entries.clear()
+            self._changed.notify_all()
+        return left
+
+
+def host_of(task: Task) -> str:
+    """The callback's host, as fairness between receivers counts it."""
+    return (urlsplit(task.definition.callback).hostname or "").lower()
+
+
+class _HostShares:
+    """Calls in flight per callback host in one run, and the entries waiting because their host has
+    its share (``most`` calls; 0: no limit), so that one slow receiver cannot take every caller."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.calls: Counter[str] = Counter()
+        self.parked: dict[str, deque[Task]] = {}
+        self.waiting = 0
+
+    def admit(self, task: Task) -> str | None:
+        """The host of ``task``, counted, if its call may start now; else None: it waits its turn."""
+        host = host_of(task)
+        if self.most and self.calls[host] >= self.most:
+            self.parked.setdefault(host, deque()).append(task)
+            self.waiting += 1
+            return None
+        self.calls[host] += 1
+        return host
+
+    def ended(self, host: str) -> Task | None:
+        """A call to ``host`` ended: the entry that has waited longest for its host, if any."""
+        self.calls[host] -= 1
+        parked = self.parked.get(host)
+        if not parked:
+            return None
+        self.waiting -= 1
+        task = parked.popleft()
+        if not parked:
+            del self.parked[host]
+        return task
+
+    def clear(self) -> int:
+        """Forget the waiting entries (the run stops); how many there were."""
+        waiting, self.waiting = self.waiting, 0
+        self.parked.clear()
+        return waiting
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """One entry's turn: the entry as read just before it, what to write (if anything), the call
@@ -391,13 +495,13 @@ class _Outcome:
 
 
 class _Run:
-    """One run's scheduling loop: shards read in parallel, a pool of callers, a pool of writers for
-    the outcomes, a timer heap for retries, and the leases' heartbeat.
+    """One run's scheduling loop: shards read in parallel into a bounded backlog, a pool of callers,
+    a pool of writers for the outcomes, a timer heap for retries, and the leases' heartbeat.
 
     Only this loop's thread touches the timer heap, the report, the observer and the leases. A
     caller reads its entry, calls it and hands the outcome to a writer as soon as the call ends, so
-    a slow write never keeps a call from starting, and the calls of the first shard read start
-    while the others are still being read.
+    a slow write never keeps a call from starting, and the calls of the first page read start
+    while the rest of the shards is still being read.
     """
 
     def __init__(self, engine: DispatchEngine, report: RunReport, stop_at: float, leases: _Leases) -> None:
@@ -408,10 +512,14 @@ class _Run:
         self.timers: list[_Timer] = []
         self.order = 0
         self.failure: Exception | None = None
-        self.calls: set[Future[_Outcome]] = set()
+        self.calls: dict[Future[_Outcome], str] = {}  # each call in flight, and its host
+        self.hosts = _HostShares(engine.config.host_calls)
         self.writes: set[Future[_Outcome]] = set()
-        self.done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[Future[Any] | None] = queue.SimpleQueue()  # None: the backlog filled
         self.fresh = _FreshReads(engine.repository, engine.clock)
+        self.backlog = _Backlog(READ_AHEAD, lambda: self.done.put(None))
+        self.ready: deque[Task] = deque()  # entries read, to call as soon as there is room, in order
+        self.stopped = False
 
     def go(self, now: float) -> None:
         engine = self.engine
@@ -426,8 +534,11 @@ class _Run:
                 ) as writers,
             ):
                 minute = minute_of(now)
-                reading = {self._submit(readers, self._due, shard, minute) for shard in shards}
-                self._loop(reading, heartbeat, callers, writers)
+                reading = {self._submit(readers, self._read, shard, minute) for shard in shards}
+                try:
+                    self._loop(reading, heartbeat, callers, writers)
+                finally:
+                    self.backlog.close()  # a reader waiting for room must not hold the pools open
         finally:
             self.fresh.close()
         if self.failure is not None:
@@ -435,20 +546,20 @@ class _Run:
 
     def _loop(
         self,
-        reading: set[Future[list[Task]]],
+        reading: set[Future[None]],
         heartbeat: ThreadPoolExecutor,
         callers: ThreadPoolExecutor,
         writers: ThreadPoolExecutor,
     ) -> None:
         engine = self.engine
         leases = self.leases
-        while reading or self.timers or self.calls or self.writes:
+        while reading or self.timers or self.ready or self.backlog or self.calls or self.writes:
             now = engine.clock.now()
             if leases.renewing is None and not leases.lost and now >= leases.renew_at:
                 leases.renewing = self._submit(heartbeat, leases.renew)
             self._start_ready(now, callers)
             busy = bool(reading or self.calls or self.writes or leases.renewing)
-            if not (busy or self.timers):
+            if not (busy or self.timers or self.ready or self.backlog):
                 break
             timeout = self._wait(now)
             if not busy:
@@ -465,11 +576,16 @@ class _Run:
                 except queue.Empty:
                     break
 
-    def _finished(self, future: Future[Any], reading: set[Future[list[Task]]], writers: ThreadPoolExecutor) -> None:
+    def _finished(self, future: Future[Any] | None, reading: set[Future[None]], writers: ThreadPoolExecutor) -> None:
         """Take in one finished job: a call's outcome goes to a writer (if there is anything to
-        write), a write's is settled, a renewal updates the leases, a shard's read is scheduled."""
+        write), a write's is settled, a renewal updates the leases, a shard's read has ended.
+        None: entries were read (the loop takes them when it next looks for calls to start)."""
+        if future is None:
+            return
         if future in self.calls:
-            self.calls.remove(future)
+            waited = self.hosts.ended(self.calls.pop(future))
+            if waited is not None:
+                self.ready.appendleft(waited)
             outcome = future.result()
             if outcome.updated is None:
                 self._settle(outcome)
@@ -482,7 +598,7 @@ class _Run:
             self.leases.renewed(future)
         elif future in reading:
             reading.discard(future)
-            self._take(future)
+            self._read_ended(future)
 
     def _wait(self, now: float) -> float | None:
         """How long the loop may wait before it has something to do without being woken: the next
@@ -490,8 +606,8 @@ class _Run:
         wake = []
         if not self.leases.lost:
             wake.append(self.leases.renew_at)
-        if self.timers and self._room() and self.leases.has_room(now):
-            wake.append(min(self.timers[0].ready_at, self.stop_at))
+        if (self.timers or self.ready or self.backlog) and self._room() and self.leases.has_room(now):
+            wake.append(min(self.timers[0].ready_at if self.timers else now, self.stop_at))
         return max(0.0, min(wake) - now) if wake else None
 
     def _submit(self, pool: ThreadPoolExecutor, job: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -503,13 +619,47 @@ class _Run:
 
     def _start_ready(self, now: float, callers: ThreadPoolExecutor) -> None:
         """Hand every entry whose time has come to a caller, as far as the concurrency and the
-        leases allow. Past ``stop_at``, or once the leases are gone, the rest is left for later."""
-        if self.timers and (now >= self.stop_at or self.leases.gone(now)):
-            self.report.deferred += len(self.timers)
-            self.timers.clear()
-        while self.timers and self.timers[0].ready_at <= now and self._room() and self.leases.has_room(now):
-            task = heapq.heappop(self.timers).task
-            self.calls.add(self._submit(callers, self._attempt, task))
+        leases allow: retries whose time came first, then entries as they were read. Past
+        ``stop_at``, or once the leases are gone, reading stops and the rest is left for later."""
+        if now >= self.stop_at or self.leases.gone(now):
+            self._stop()
+            return
+        while self._room() and self.leases.has_room(now):
+            self._take_read(now)
+            if self.timers and self.timers[0].ready_at <= now:
+                task = heapq.heappop(self.timers).task
+            elif self.ready:
+                task = self.ready.popleft()
+            else:
+                break
+            host = self.hosts.admit(task)  # None: its host has its share of the callers; it waits
+            if host is not None:
+                self.calls[self._submit(callers, self._attempt, task)] = host
+
+    def _take_read(self, now: float) -> None:
+        """Take entries read from the backlog while fewer than the concurrency wait for a caller
+        (and fewer than READ_AHEAD wait for their host's share)."""
+        room = min(self.engine.config.concurrency - len(self.ready), READ_AHEAD - self.hosts.waiting)
+        if room <= 0 or not self.backlog:
+            return
+        found = self.backlog.take(room)
+        self.report.due += len(found)
+        for task in found:
+            ready_at = task.next_attempt_at or 0.0
+            if ready_at <= now:
+                self.ready.append(task)
+            else:
+                self._schedule(task, ready_at)
+
+    def _stop(self) -> None:
+        """No call starts any more: stop reading; what was read and not started stays pending."""
+        if not self.stopped:
+            self.stopped = True
+            self.report.due += len(self.backlog)
+            self.report.deferred += self.backlog.close()
+        self.report.deferred += len(self.timers) + len(self.ready) + self.hosts.clear()
+        self.timers.clear()
+        self.ready.clear()
 
     def _room(self) -> bool:
         """Whether another call may start: fewer calls in flight than the concurrency, and fewer
@@ -519,24 +669,25 @@ class _Run:
         limit = self.engine.config.concurrency
         return len(self.calls) < limit and len(self.writes) < limit
 
-    def _take(self, read: Future[list[Task]]) -> None:
-        """Schedule the entries one shard's read found; after a failed read, start nothing more."""
+    def _read_ended(self, read: Future[None]) -> None:
+        """One shard is read; after a failed read, start nothing more (what was not started stays
+        pending)."""
         try:
-            found = read.result()
-        except Exception as exc:  # storage unavailable: what was not started stays pending
+            read.result()
+        except Exception as exc:
             self.failure = self.failure or exc
+            self.backlog.close()
             self.timers.clear()
-            return
-        if self.failure is None:
-            self.report.due += len(found)
-            for task in found:
-                self._schedule(task, task.next_attempt_at or 0.0)
+            self.ready.clear()
 
     # -- in the pools --------------------------------------------------------------------------
 
-    def _due(self, shard: int, minute: int) -> list[Task]:
-        """The entries the index shows due in one leased shard (possibly not as they are now)."""
-        return list(self.engine.repository.due(shard, minute))
+    def _read(self, shard: int, minute: int) -> None:
+        """Put the entries the index shows due in one leased shard (possibly not as they are now)
+        into the backlog as they come, until they end or the run stops."""
+        for task in self.engine.repository.due(shard, minute):
+            if not self.backlog.put(task):
+                return
 
     def _attempt(self, listed: Task) -> _Outcome:
         """One entry's turn: read it, then call it as read, if it is still to be called now. A run

@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import deadline
 from .errors import ServiceUnavailable
 from .ports import (
+    LIST_SECONDS,
     READ_BATCH,
     EntryExists,
     Fits,
@@ -38,7 +39,8 @@ from .ports import (
     StaleEntry,
     StaleSchedule,
     TransactionRefused,
-    shard_of,
+    list_windows,
+    listed_shard,
 )
 from .recurrence import Recurrence
 from .schedule import Chain, Change, Schedule, Scheduled
@@ -52,9 +54,9 @@ else:
     DynamoDBClient = Any
 
 DUE_INDEX = "due"
+WIDEST = -1  # the leases table's item that keeps the most shards entries were spread over
 _ABSENT = "attribute_not_exists(task_name)"
 _REVISION = "revision = :expected"
-_MOST_EVALUATED = 10_000  # items one Query may evaluate when its filter is sparse (it stops at 1 MB anyway)
 _UNPROCESSED_ROUNDS = 6
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -225,7 +227,7 @@ class DynamoDBTaskRepository:
             extra = f"task_state IN ({', '.join(f':active{i}' for i in range(len(active)))})"
             values.update({f":active{i}": {"S": state.value} for i, state in enumerate(active)})
         request = {"TableName": self._table, "KeyConditionExpression": condition}
-        return self._collect(self._client.query, limit, request, values, now, extra, fits, sparse=active_only)
+        return self._collect(self._client.query, limit, request, values, now, extra, fits)
 
     def all_entries(
         self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
@@ -250,20 +252,22 @@ class DynamoDBTaskRepository:
         now: float,
         extra: str | None,
         fits: Fits | None,
-        sparse: bool = False,
     ) -> Page:
         # The page ends at `limit` entries or at the first entry that does not fit; one item beyond
         # it tells whether more remain, so `next` is only given when true. DynamoDB's Limit counts
-        # the items a call evaluates, before the filter. A `sparse` filter may drop most of them
-        # (finished entries, when cancelling): each further call then evaluates 4 times more, so
-        # that skipping thousands of cancelled entries takes a few calls, not one per page.
+        # the items a call evaluates, before the filter, which may drop most of them (expired or past
+        # entries): the calls evaluate more and more (list_windows), and a page that has made all
+        # of them, or has taken LIST_SECONDS, answers what it found and the last key read, to
+        # resume after.
         live = "(attribute_not_exists(expires_at) OR expires_at > :now)"
         request["FilterExpression"] = f"{live} AND {extra}" if extra else live
         request["ExpressionAttributeValues"] = {**values, ":now": {"N": str(int(now))}}
         found: list[Task] = []
-        window = limit + 1
-        while True:
-            request["Limit"] = window if sparse else limit + 1 - len(found)
+        started = time.monotonic()
+        for made, window in enumerate(list_windows(limit)):
+            if made and time.monotonic() - started > LIST_SECONDS:
+                break
+            request["Limit"] = window
             with _answered():
                 response = read(**request)
             for item in response.get("Items", []):
@@ -274,7 +278,8 @@ class DynamoDBTaskRepository:
             if "LastEvaluatedKey" not in response:
                 return Page(found, False)
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-            window = min(window * 4, _MOST_EVALUATED)
+        last = _deserialized(request["ExclusiveStartKey"])
+        return Page(found, True, after=TaskKey(last["task_name"], int(last["trigger_at"])))
 
     def has_due(self, shard: int, up_to: int) -> bool:
         with _answered():
@@ -361,6 +366,28 @@ class DynamoDBLeaseStore:
         except _ConditionFailed:
             pass  # the lease ran out and another run took the shard: nothing of ours to release
 
+    def widest(self, shards: int) -> int:
+        """Kept in the leases table's item of shard -1: read (half a read unit), and raised (never
+        lowered) by a conditional put only when ``shards`` is more, whose failure returns the count
+        stored meanwhile."""
+        with _answered():
+            item = self._client.get_item(TableName=self._table, Key={"shard": {"N": str(WIDEST)}}).get("Item")
+        stored = int(item["shards"]["N"]) if item and "shards" in item else 0
+        if stored >= shards:
+            return stored
+        try:
+            with _answered():
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={"shard": {"N": str(WIDEST)}, "shards": {"N": str(shards)}},
+                    ConditionExpression="attribute_not_exists(shards) OR shards < :shards",
+                    ExpressionAttributeValues={":shards": {"N": str(shards)}},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except _ConditionFailed as failed:
+            return max(shards, int((failed.item or {}).get("shards", {}).get("N", shards)))
+        return shards
+
 
 @contextmanager
 def _answered() -> Iterator[None]:
@@ -395,6 +422,10 @@ class _TransactionCancelled(Exception):
     def __init__(self, reasons: list[dict[str, Any]]) -> None:
         super().__init__("transaction cancelled")
         self.reasons = reasons
+
+
+def _deserialized(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
 
 
 def _key(key: TaskKey) -> dict[str, Any]:
@@ -433,8 +464,9 @@ def to_row(task: Task, shards: int) -> dict[str, Any]:
         "settled": task.settled or None,
     }
     row.update({k: v for k, v in optional.items() if v is not None})
-    if task.in_due:
-        row["due_shard"] = shard_of(task.key, shards)
+    shard = listed_shard(task, shards)
+    if shard is not None:
+        row["due_shard"] = shard
         row["due_minute"] = task.key.trigger_at
     return {k: _serializer.serialize(v) for k, v in row.items()}
 
@@ -453,7 +485,7 @@ def _decimal(value: float | None) -> Decimal | None:
 
 
 def to_task(item: Mapping[str, Any]) -> Task:
-    row = {k: _deserializer.deserialize(v) for k, v in item.items()}
+    row = _deserialized(item)
     return Task(
         key=TaskKey(row["task_name"], int(row["trigger_at"])),
         definition=_definition(row),
@@ -481,6 +513,7 @@ def to_task(item: Mapping[str, Any]) -> Task:
         expires_at=_int(row.get("expires_at")),
         schedule=row.get("schedule"),
         settled=bool(row.get("settled", False)),
+        due_shard=_int(row.get("due_shard")),
     )
 
 
@@ -664,7 +697,7 @@ def _chain_row(chain: Chain) -> dict[str, Any]:
 
 
 def _chain(item: Mapping[str, Any]) -> Chain:
-    row = {k: _deserializer.deserialize(v) for k, v in item.items()}
+    row = _deserialized(item)
     return Chain(
         name=row["schedule_name"],
         next_run=_int(row.get("next_run")),
@@ -678,7 +711,7 @@ def _scheduled(schedule_item: Mapping[str, Any] | None, chain_item: Mapping[str,
     """The schedule and its chain, or None if the two items are not from the same change."""
     if schedule_item is None or chain_item is None:
         return None
-    row = {k: _deserializer.deserialize(v) for k, v in schedule_item.items()}
+    row = _deserialized(schedule_item)
     chain = _chain(chain_item)
     if chain.schedule_revision != row["revision"]:
         return None

@@ -11,7 +11,8 @@ what it takes and refuses as told.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from .ports import (
     EVENTS_PER_PUT,
@@ -27,14 +28,16 @@ from .ports import (
     StaleEntry,
     StaleSchedule,
     TransactionRefused,
-    shard_of,
+    list_windows,
+    listed_shard,
 )
 from .schedule import Chain, Change, Scheduled
 from .task import Task, TaskKey
 
 
 class InMemoryTaskRepository:
-    """The entries in a dictionary (callme.ports.TaskRepository)."""
+    """The entries in a dictionary (callme.ports.TaskRepository). ``shards`` may be changed between
+    calls, as a redeployed stack changes it."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -46,14 +49,14 @@ class InMemoryTaskRepository:
             current = self._entries.get(task.key)
             if current is not None:
                 raise EntryExists(current)
-            self._entries[task.key] = task
+            self._entries[task.key] = self._listed(task)
 
     def save(self, task: Task, expected_revision: str) -> None:
         with self._lock:
             current = self._entries.get(task.key)
             if current is None or current.revision != expected_revision:
                 raise StaleEntry(current)
-            self._entries[task.key] = task
+            self._entries[task.key] = self._listed(task)
 
     def reschedule(self, successor: Task | None, marked: list[tuple[Task, str]]) -> None:
         if len(marked) + (successor is not None) > MAX_TRANSACTION_WRITES:
@@ -69,7 +72,11 @@ class InMemoryTaskRepository:
             if refused:
                 raise TransactionRefused(refused)
             for task in ([successor] if successor else []) + [task for task, _ in marked]:
-                self._entries[task.key] = task
+                self._entries[task.key] = self._listed(task)
+
+    def _listed(self, task: Task) -> Task:
+        """``task`` as stored: with the shard it is listed under, as the DynamoDB adapter reads it back."""
+        return replace(task, due_shard=listed_shard(task, self.shards))
 
     def get(self, key: TaskKey) -> Task | None:
         with self._lock:
@@ -87,27 +94,20 @@ class InMemoryTaskRepository:
                 (
                     task
                     for key, task in self._entries.items()
-                    if key.name == name
-                    and (lowest is None or key.trigger_at >= lowest)
-                    and (task.state.active or not active_only)
+                    if key.name == name and (lowest is None or key.trigger_at >= lowest)
                 ),
                 key=_by_key,
             )
-        return _page(_live(found, now), limit, fits)
+        return _page(found, lambda task: _live(task, now) and (task.state.active or not active_only), limit, fits)
 
     def all_entries(
         self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
     ) -> Page:
         with self._lock:
-            found = sorted(
-                (
-                    task
-                    for key, task in self._entries.items()
-                    if (after is None or key > after) and (lowest is None or key.trigger_at >= lowest)
-                ),
-                key=_by_key,
-            )
-        return _page(_live(found, now), limit, fits)
+            found = sorted((task for key, task in self._entries.items() if after is None or key > after), key=_by_key)
+        return _page(
+            found, lambda task: _live(task, now) and (lowest is None or task.key.trigger_at >= lowest), limit, fits
+        )
 
     def has_due(self, shard: int, up_to: int) -> bool:
         return any(True for _ in self.due(shard, up_to))
@@ -117,7 +117,7 @@ class InMemoryTaskRepository:
             found = [
                 task
                 for key, task in self._entries.items()
-                if task.in_due and key.trigger_at <= up_to and shard_of(key, self.shards) == shard
+                if task.in_due and key.trigger_at <= up_to and task.due_shard == shard
             ]
         return iter(sorted(found, key=lambda task: (task.key.trigger_at, task.key.name)))
 
@@ -126,19 +126,28 @@ def _by_key(task: Task) -> TaskKey:
     return task.key
 
 
-def _live(tasks: Iterable[Task], now: float) -> Iterator[Task]:
-    """The entries not expired at ``now``, in whole seconds as the DynamoDB adapter compares them
+def _live(task: Task, now: float) -> bool:
+    """Whether the entry is not expired at ``now``, in whole seconds as the DynamoDB adapter compares
     (DynamoDB's TTL deletes an expired entry some time later; until then it is hidden)."""
-    return (task for task in tasks if task.expires_at is None or task.expires_at > int(now))
+    return task.expires_at is None or task.expires_at > int(now)
 
 
-def _page(tasks: Iterator[Task], limit: int, fits: Fits | None) -> Page:
+def _page(candidates: list[Task], shown: Callable[[Task], bool], limit: int, fits: Fits | None) -> Page:
+    """A page read as the DynamoDB adapter reads it: ``list_windows`` entries at a time, hidden
+    ones included, answering where it stopped when the reads run out."""
     found: list[Task] = []
-    for task in tasks:
-        if len(found) == limit or (fits is not None and not fits(task)):
-            return Page(found, True)
-        found.append(task)
-    return Page(found, False)
+    read = 0
+    for window in list_windows(limit):
+        for task in candidates[read : read + window]:
+            if not shown(task):
+                continue
+            if len(found) == limit or (fits is not None and not fits(task)):
+                return Page(found, True)
+            found.append(task)
+        read += window
+        if read >= len(candidates):
+            return Page(found, False)
+    return Page(found, True, after=candidates[read - 1].key)
 
 
 class InMemoryScheduleRepository:
@@ -182,7 +191,7 @@ class InMemoryScheduleRepository:
             else:
                 self._schedules[change.name] = Scheduled(change.schedule, change.chain)
             for task, _ in change.runs:
-                entries[task.key] = task
+                entries[task.key] = self._tasks._listed(task)
 
     def move(self, chain: Chain, expected_revision: str) -> None:
         with self._tasks._lock:
@@ -203,6 +212,7 @@ class InMemoryLeaseStore:
 
     def __init__(self) -> None:
         self._leases: dict[int, Lease] = {}
+        self._widest = 0
         self._lock = threading.Lock()
 
     def acquire(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
@@ -227,6 +237,11 @@ class InMemoryLeaseStore:
             held = self._leases.get(shard)
             if held is not None and held.owner == owner:
                 del self._leases[shard]
+
+    def widest(self, shards: int) -> int:
+        with self._lock:
+            self._widest = max(self._widest, shards)
+            return self._widest
 
 
 class InMemoryEventBus:

@@ -19,6 +19,9 @@ from .task import Task, TaskKey
 
 MAX_TRANSACTION_WRITES = 100  # writes one ``reschedule`` holds at most (DynamoDB's TransactWriteItems)
 READ_BATCH = 100  # keys ``get_many`` reads in one round trip (DynamoDB's BatchGetItem): batch that many
+LIST_REQUESTS = 4  # storage requests one page of a listing makes at most (DynamoDB: 1 MB each at most)
+LIST_WINDOW_MAX = 10_000  # entries one of them evaluates at most
+LIST_SECONDS = 2.0  # no further request once a page has taken this long (a slow store: answer what was found)
 
 
 class EntryExists(Exception):
@@ -49,10 +52,34 @@ class TransactionRefused(Exception):
 
 @dataclass(frozen=True)
 class Page:
-    """Entries of a listing, and whether more remain after them."""
+    """Entries of a listing, and whether more remain after them.
+
+    A page whose reads ran out (``list_windows``) before it was full ends early, possibly empty:
+    ``after`` is then the last entry it read, listed or not, and the listing resumes after it.
+    """
 
     tasks: list[Task]
     more: bool
+    after: TaskKey | None = None
+
+    def resume(self) -> TaskKey | None:
+        """Where the next page starts (after this key), None when nothing remains."""
+        if not self.more:
+            return None
+        return self.after or self.tasks[-1].key
+
+
+def list_windows(limit: int) -> Iterator[int]:
+    """How many entries each storage request of one listing page evaluates at most, hidden ones
+    (expired, or outside the filter) included: the page's size and one more first (one request
+    when nothing is hidden), then four times as many each time, LIST_REQUESTS requests in all. So a
+    page costs a bounded number of requests and read units however many hidden entries the table
+    holds; one that runs out of them (or of LIST_SECONDS) answers what it found and where it stopped
+    (Page.after)."""
+    window = limit + 1
+    for _ in range(LIST_REQUESTS):
+        yield window
+        window = min(window * 4, LIST_WINDOW_MAX)
 
 
 # Whether the next entry still fits in the page (an answer's room in bytes); False ends the page there.
@@ -60,8 +87,17 @@ Fits = Callable[[Task], bool]
 
 
 def shard_of(key: TaskKey, shards: int) -> int:
-    """The ``due`` shard an entry is listed in: its key's CRC-32 modulo the shard count, stably."""
+    """The ``due`` shard a new entry is listed in: its key's CRC-32 modulo the shard count."""
     return zlib.crc32(str(key).encode()) % shards
+
+
+def listed_shard(task: Task, shards: int) -> int | None:
+    """The ``due`` shard ``task`` is to be stored under: None once finished (out of the index; a run of a
+    schedule cancelled by a client stays in it until settled, ``Task.in_due``); the
+    one it was stored under before, whatever the shard count is now; else ``shard_of``."""
+    if not task.in_due:
+        return None
+    return task.due_shard if task.due_shard is not None else shard_of(task.key, shards)
 
 
 class TaskRepository(Protocol):
@@ -71,7 +107,7 @@ class TaskRepository(Protocol):
     ServiceUnavailable (callme.errors). An entry whose ``expires_at`` has passed is not listed.
     """
 
-    shards: int
+    shards: int  # new entries are spread over this many shards; an entry stays in the one it was put in
 
     def insert(self, task: Task) -> None:
         """Store a new entry; EntryExists if its key is taken."""
@@ -99,14 +135,15 @@ class TaskRepository(Protocol):
         self, name: str, lowest: int | None, now: float, limit: int, fits: Fits | None = None, active_only: bool = False
     ) -> Page:
         """One task's entries in trigger order from ``lowest`` on (only active ones with
-        ``active_only``): at most ``limit``, and no more than ``fits`` takes."""
+        ``active_only``): at most ``limit``, no more than ``fits`` takes, and no more than the
+        reads of ``list_windows`` find."""
         ...
 
     def all_entries(
         self, after: TaskKey | None, lowest: int | None, now: float, limit: int, fits: Fits | None = None
     ) -> Page:
         """Every entry of every task, in a stable order, resuming after ``after``; only those from
-        trigger minute ``lowest`` on when given."""
+        trigger minute ``lowest`` on when given. Bounded as ``entries_of``."""
         ...
 
     def has_due(self, shard: int, up_to: int) -> bool:
@@ -187,6 +224,11 @@ class LeaseStore(Protocol):
 
     def release(self, shard: int, owner: str, now: float) -> None:
         """Free the shard, if ``owner`` still holds it."""
+        ...
+
+    def widest(self, shards: int) -> int:
+        """Note that entries are being spread over ``shards`` shards; the most shards they were ever
+        spread over (at least ``shards``): every shard below it may hold entries."""
         ...
 
 

@@ -140,10 +140,9 @@ class TaskService:
                 after = listing.start_from.trigger_at + MINUTE
                 lowest = after if lowest is None else max(lowest, after)
             page = self.repository.entries_of(name, lowest, now, listing.limit, fits)
-            if not page.tasks and listing.start_from is None and not self._name_exists(name, now):
+            if not page.tasks and not page.more and listing.start_from is None and not self._name_exists(name, now):
                 raise TaskNotFound(f"no task named {name!r}")
-        next_key = page.tasks[-1].key if page.more else None
-        return Listed(page.tasks, next_key)
+        return Listed(page.tasks, page.resume())
 
     def cancel_entry(self, key: TaskKey) -> Task:
         def write(current: Task | None) -> Task:
@@ -169,14 +168,15 @@ class TaskService:
             while True:
                 try:
                     page = self.repository.entries_of(name, lowest, now, _CANCEL_PAGE, active_only=True)
-                    if not page.tasks and lowest is None and not self._name_exists(name, now):
+                    if not (page.tasks or page.more) and lowest is None and not self._name_exists(name, now):
                         raise TaskNotFound(f"no task named {name!r}")
                     self._cancel_all(writers, page.tasks, tally)
                 except ServiceUnavailable as stop:
                     return Cancellation(tally.count, tally.first, stop.message)
-                if not page.more:
+                resume = page.resume()
+                if resume is None:
                     return Cancellation(tally.count, tally.first, None)
-                lowest = page.tasks[-1].key.trigger_at + MINUTE
+                lowest = resume.trigger_at + MINUTE
 
     def _cancel_all(self, writers: ThreadPoolExecutor, tasks: list[Task], tally: _Tally) -> None:
         """Cancel ``tasks`` concurrently, counting each in ``tally``. When some could not be, raise
@@ -274,15 +274,17 @@ class TaskService:
         while True:
             page = self.repository.entries_of(name, lowest, now, self.limits.max_page_size)
             entries.extend(page.tasks)
-            if not page.more:
+            resume = page.resume()
+            if resume is None:
                 break
-            lowest = page.tasks[-1].key.trigger_at + MINUTE
+            lowest = resume.trigger_at + MINUTE
         if not entries:
             raise TaskNotFound(f"no task named {name!r}")
         return entries
 
     def _name_exists(self, name: str, now: float) -> bool:
-        return bool(self.repository.entries_of(name, None, now, 1).tasks)
+        page = self.repository.entries_of(name, None, now, 1)
+        return bool(page.tasks or page.more)  # more: its first entries read were hidden, others remain
 
     def _expired(self, task: Task) -> bool:
         return task.expires_at is not None and task.expires_at <= self.clock.now()

@@ -78,6 +78,14 @@ class DispatchConfig:
     backoff_cap: float
     record_attempts: int  # tries of each outcome write on top of botocore's own retries
     lease_wait_seconds: float | None = None  # how long to wait for a shard another run holds (None: a lease)
+    host_share: int = 100  # percent of the concurrency one callback host may take in one run (100: no limit)
+
+    @property
+    def host_calls(self) -> int:
+        """Calls one callback host may have in flight in one run; 0: no limit of its own."""
+        if self.host_share >= 100:
+            return 0
+        return max(1, self.concurrency * self.host_share // 100)
 
     @property
     def call_room(self) -> float:
@@ -145,6 +153,7 @@ class Settings:
 
     # -- the dispatcher (DispatchConfig, CallerConfig)
     dispatch_concurrency: int = 64
+    dispatch_host_share: int = 100  # percent of a run's concurrency one callback host may take
     run_seconds: float = 40.0
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
@@ -218,6 +227,7 @@ class Settings:
             backoff_base=self.backoff_base,
             backoff_cap=self.backoff_cap,
             record_attempts=self.record_attempts,
+            host_share=self.dispatch_host_share,
         )
 
     @cached_property
@@ -262,6 +272,7 @@ class Settings:
             egress=egress,
             auth_mode=read.choice("CALLME_AUTH_MODE", "", AUTH_MODES, "API_KEY or IAM (or unset)"),
             dispatch_concurrency=read.integer("dispatch_concurrency", "CALLME_DISPATCH_CONCURRENCY", 1, 1000),
+            dispatch_host_share=read.integer("dispatch_host_share", "CALLME_DISPATCH_HOST_SHARE", 1, 100),
             connect_timeout=read.seconds("connect_timeout", "CALLME_CONNECT_TIMEOUT"),
             read_timeout=read.seconds("read_timeout", "CALLME_READ_TIMEOUT"),
             call_budget=read.seconds("call_budget", "CALLME_CALL_BUDGET"),

@@ -125,6 +125,10 @@ class Task:
     expires_at: int | None = None
     schedule: str | None = None  # the recurring schedule this entry is a run of
     settled: bool = False  # a cancelled run: its schedule has moved on past it
+    # The ``due`` shard storage listed the entry under (None until stored, and once finished): kept
+    # through every rewrite, so that an entry never moves to another shard, whose run might call it
+    # too, when the number of shards changes. Not part of what the entry is.
+    due_shard: int | None = field(default=None, compare=False)
 
     @classmethod
     def new(

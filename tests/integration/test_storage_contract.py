@@ -13,6 +13,7 @@ import pytest
 from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
 from callme.memory import InMemoryLeaseStore, InMemoryTaskRepository
 from callme.ports import (
+    LIST_REQUESTS,
     READ_BATCH,
     EntryExists,
     LeaseStore,
@@ -202,6 +203,38 @@ def test_every_entry_is_listed_once_across_pages_of_all_entries(storage: Storage
     assert sorted(t.key.trigger_at for t in later.tasks) == [T0 + 60 * i for i in (20, 21, 22)]
 
 
+HIDDEN = 300  # more than a page of 2 reads in its LIST_REQUESTS requests: 3 + 12 + 48 + 192 entries
+
+
+def test_a_page_over_many_hidden_entries_reads_within_its_budget_and_resumes_exactly(storage: Storage) -> None:
+    assert LIST_REQUESTS == 4
+    first, last = stored(storage, entry(at=T0), entry(at=T0 + 60 * (HIDDEN + 1)))
+    for i in range(1, HIDDEN + 1):
+        [task] = stored(storage, entry(at=T0 + 60 * i))
+        storage.tasks.save(finished(task, int(NOW)), task.revision)  # expired: hidden
+    page = storage.tasks.entries_of("job", None, NOW, 2)
+    assert ([t.key for t in page.tasks], page.more) == ([first.key], True)
+    assert page.after == TaskKey("job", T0 + 60 * 254), "the 255th entry, the last it read, hidden or not"
+    rest = storage.tasks.entries_of("job", page.after.trigger_at + 60, NOW, 2)
+    assert ([t.key for t in rest.tasks], rest.more, rest.after) == ([last.key], False, None)
+
+
+def test_all_entries_over_many_hidden_ones_come_once_across_pages_of_bounded_reads(storage: Storage) -> None:
+    shown = stored(storage, *(entry(f"future{i}", T0 + 60 * 1000) for i in range(3)))
+    stored(storage, *(entry(f"past{i:03d}", T0) for i in range(HIDDEN)))
+    seen: list[TaskKey] = []
+    after, pages = None, 0
+    while True:
+        page = storage.tasks.all_entries(after, T0 + 60, NOW, 2)
+        pages += 1
+        seen.extend(t.key for t in page.tasks)
+        after = page.resume()
+        if after is None:
+            break
+    assert sorted(seen) == sorted(t.key for t in shown) and len(seen) == 3
+    assert pages >= 2, "no page reads past its budget"
+
+
 def test_due_lists_the_active_entries_of_a_shard_due_by_a_minute(storage: Storage) -> None:
     tasks = stored(storage, *(entry(f"job{i}", T0 + 60 * (i % 3)) for i in range(40)))
     done = tasks[0]
@@ -221,7 +254,36 @@ def test_due_lists_more_than_a_megabyte_of_entries(storage: Storage) -> None:
     assert sorted(t.key.name for t in storage.tasks.due(0, T0)) == sorted(names) and len(names) == 24
 
 
+def test_an_entry_keeps_its_shard_when_the_shard_count_changes(storage: Storage) -> None:
+    name = next(
+        f"job{i}" for i in range(100) if shard_of(TaskKey(f"job{i}", T0), 4) != shard_of(TaskKey(f"job{i}", T0), 8)
+    )
+    old, new = shard_of(TaskKey(name, T0), 4), shard_of(TaskKey(name, T0), 8)
+    storage.tasks.shards = 4
+    [task] = stored(storage, entry(name))
+    storage.tasks.shards = 8  # redeployed with more shards
+    read = storage.tasks.get(task.key)
+    assert read is not None and read.due_shard == old
+    retried = replace(read, attempts=1, revision="r2", next_attempt_at=float(T0 + 1))
+    storage.tasks.save(retried, read.revision)
+    assert [t.key for t in storage.tasks.due(old, T0)] == [task.key], "still where it was"
+    assert task.key not in {t.key for t in storage.tasks.due(new, T0)}
+    [later] = stored(storage, entry(name, T0 + 60))
+    assert later.key in {t.key for t in storage.tasks.due(shard_of(later.key, 8), T0 + 60)}, "a new one: the new count"
+    storage.tasks.save(read.cancelled(NOW, 3600), "r2")
+    again = storage.tasks.get(task.key)
+    assert again is not None and again.due_shard is None, "a finished entry is in no shard"
+    assert task.key not in {t.key for t in storage.tasks.due(old, T0)}
+
+
 # -- leases ---------------------------------------------------------------------------------------
+
+
+def test_the_widest_shard_count_is_remembered_and_never_lowered(storage: Storage) -> None:
+    assert storage.leases.widest(8) == 8
+    assert storage.leases.widest(4) == 8, "lowered: the shards 4 to 7 may still hold entries"
+    assert storage.leases.widest(16) == 16
+    assert storage.leases.widest(8) == 16
 
 
 def test_a_lease_is_held_until_it_runs_out_and_then_taken_over(storage: Storage) -> None:

@@ -110,6 +110,7 @@ def test_given_values_are_used() -> None:
         "CALLME_FANOUT": "lambda",
         "CALLME_DISPATCHER_FUNCTION": "dispatcher",
         "CALLME_SIGNING_SECRET_ID": "arn:secret",
+        "CALLME_DISPATCH_HOST_SHARE": "25",
     }
     settings = Settings.from_environ(env)
     assert settings.region == "eu-west-1"
@@ -122,6 +123,13 @@ def test_given_values_are_used() -> None:
     assert settings.read_timeout == 2.5
     assert (settings.fanout, settings.dispatcher_function) == ("lambda", "dispatcher")
     assert settings.signing_secret_id == "arn:secret"
+    assert (settings.dispatch.host_share, settings.dispatch.host_calls) == (25, 16), "25 % of 64 callers"
+
+
+def test_a_host_share_is_at_least_one_call_and_100_means_no_limit_of_its_own() -> None:
+    assert Settings.from_environ(REQUIRED).dispatch.host_calls == 0
+    tiny = {**REQUIRED, "CALLME_DISPATCH_HOST_SHARE": "1", "CALLME_DISPATCH_CONCURRENCY": "8"}
+    assert Settings.from_environ(tiny).dispatch.host_calls == 1
 
 
 def test_region_falls_back_to_aws_default_region() -> None:
@@ -154,6 +162,8 @@ def test_missing_table_name_is_named(name: str) -> None:
         ("CALLME_DUE_SHARDS", "0"),
         ("CALLME_DUE_SHARDS", "1001"),
         ("CALLME_DISPATCH_CONCURRENCY", "0"),
+        ("CALLME_DISPATCH_HOST_SHARE", "0"),
+        ("CALLME_DISPATCH_HOST_SHARE", "101"),
         ("CALLME_CONNECT_TIMEOUT", "0"),
         ("CALLME_CONNECT_TIMEOUT", "soon"),
         ("CALLME_READ_TIMEOUT", "-1"),

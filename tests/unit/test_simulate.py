@@ -136,10 +136,22 @@ def test_entries_past_their_max_delay_are_skipped_without_a_call() -> None:
 
 def test_the_lambda_timeout_cuts_a_run_and_keeps_its_entries_pending() -> None:
     cpu = Cpu(call=0.0, write=0.0, read_item=0.001)  # reading 100,000 entries takes 100 s
-    result = simulate_run(run_of(100_000, Latency(0.05), cpu=cpu, deadline=75.0))
+    whole_read_first = run_of(100_000, Latency(0.05), cpu=cpu, deadline=75.0, read_ahead=0)
+    result = simulate_run(whole_read_first)
 
     assert result.timed_out and result.end == 75.0
     assert result.calls == [] and result.leftover == (100_000,)
+
+
+def test_a_shard_too_large_to_read_in_the_window_is_called_while_it_is_read() -> None:
+    cpu = Cpu(call=0.0, write=0.0, read_item=0.001)  # reading 100,000 entries takes 100 s
+    result = simulate_run(run_of(100_000, Latency(0.05), cpu=cpu, deadline=75.0))
+
+    assert not result.timed_out and result.end < 40.0 + 1.8, "reading stops at the window, its last page parsed"
+    assert min(result.calls) < 2.0, "the first page's entries are called at once"
+    assert 36_000 < len(result.calls) < 40_000, "as fast as the reading goes, no faster"
+    assert result.leftover == (100_000 - len(result.calls),)
+    assert result.due - len(result.calls) <= 2000 + 64 + 1721, "read ahead of the calls: a backlog and a page"
 
 
 def test_a_host_share_keeps_one_slow_host_from_taking_every_slot() -> None:
@@ -203,7 +215,7 @@ def test_a_run_waits_for_the_lease_the_previous_minute_still_holds() -> None:
 
 
 def test_today_is_the_template_and_the_engine_as_they_are() -> None:
-    from callme.dispatch import READERS, WRITERS
+    from callme.dispatch import READ_AHEAD, READERS, WRITERS
     from local.template import load_template
     from tests.conftest import settings
 
@@ -215,12 +227,13 @@ def test_today_is_the_template_and_the_engine_as_they_are() -> None:
     assert design.reserved_concurrency == template["Parameters"]["DispatcherReservedConcurrency"]["Default"]
     assert design.memory_mb == template["Resources"]["DispatcherFunction"]["Properties"]["MemorySize"]
     assert design.timeout == template["Resources"]["DispatcherFunction"]["Properties"]["Timeout"]
-    assert (design.writers, design.readers) == (WRITERS, READERS)
+    assert (design.writers, design.readers, design.read_ahead) == (WRITERS, READERS, READ_AHEAD)
     engine = settings().dispatch  # callme's defaults, from their one home
     assert design.run_seconds == engine.run_seconds and design.slices == 1
     assert (design.call_budget, design.lease_renew_seconds) == (engine.call_budget, engine.heartbeat_seconds)
     assert (design.lease_seconds, design.lease_wait) == (engine.lease_seconds, engine.lease_wait)
     assert design.record_attempts == engine.record_attempts
+    assert design.per_host_share == engine.host_share / 100
     assert Design() == design, "the model's defaults are callme as it is"
 
 
