@@ -44,6 +44,7 @@ from callme.dispatch import DispatchEngine
 from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository, to_row
 from callme.egress import EgressPolicy
 from callme.ports import CallResult
+from callme.sealing import HeaderVault
 from callme.service import TaskService
 from callme.settings import Settings
 from callme.task import Attempt, Task, TaskDefinition, TaskKey, TaskState, Verdict, check_name
@@ -321,17 +322,24 @@ TASK_TABLE = "callme-tasks"
 LEASE_TABLE = "callme-leases"
 CALLME = Settings(TASK_TABLE, LEASE_TABLE)  # callme's defaults, as deployed with nothing changed
 CALLBACK = "https://hooks.example.com/callme/invoice-reminder"
+HEADERS_KEY = "bench-headers-key-" + "0" * 32  # seals the header values of the tasks that have some
 
 
 class InstantCaller:
-    """Answers every call with ``200 ok`` at once: the storage side of a dispatch, alone."""
+    """Answers every call with ``status`` (200 by default) at once, and every failure hook with 204:
+    the storage side of a dispatch, alone."""
 
-    def __init__(self, clock: Any = None) -> None:
+    def __init__(self, clock: Any = None, status: int = 200) -> None:
         self.clock = clock
+        self.status = status
 
     def call(self, task: Task) -> CallResult:
         now = self.clock.now() if self.clock else time.time()
-        return CallResult(started_at=now, duration_ms=1, status=200, body="ok")
+        return CallResult(started_at=now, duration_ms=1, status=self.status, body="ok")
+
+    def call_on_failure(self, task: Task) -> CallResult:
+        now = self.clock.now() if self.clock else time.time()
+        return CallResult(started_at=now, duration_ms=1, status=204)
 
 
 def client_for(endpoint: str) -> Any:
@@ -348,8 +356,18 @@ def payload_of(size: int) -> str:
     return head + "x" * max(0, size - len(head) - 2) + '"}'
 
 
-def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concurrency: int) -> dict[str, Any]:
-    """Create ``entries`` tasks through the API's service, dispatch them once, price every request."""
+def measure(
+    endpoint: str,
+    entries: int,
+    shards: int,
+    payload_bytes: int,
+    concurrency: int,
+    fields: Mapping[str, Any] | None = None,
+    status: int = 200,
+) -> dict[str, Any]:
+    """Create ``entries`` tasks through the API's service, dispatch them once, price every request.
+    ``fields`` are added to each task's body; ``status`` is what every callback answers (entries
+    that end failed call their failure hook, if they have one)."""
     plain = client_for(endpoint)
     meter = CapacityMeter(plain)
     hooked = client_for(endpoint)
@@ -360,8 +378,14 @@ def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concur
     payload = payload_of(payload_bytes)
 
     meter.phase = "create"
-    service = TaskService(repository, FixedClock(now), CALLME.limits)
-    body = {"trigger_at": str(trigger), "callback": CALLBACK, "callback_method": "POST", "payload": payload}
+    service = TaskService(repository, FixedClock(now), CALLME.limits, HeaderVault(lambda: HEADERS_KEY))
+    body = {
+        "trigger_at": str(trigger),
+        "callback": CALLBACK,
+        "callback_method": "POST",
+        "payload": payload,
+        **(fields or {}),
+    }
     for i in range(entries):
         name = check_name(f"invoice-reminder-{i:06d}")
         service.put_task(parse_task_request(name, body, now, CALLME.limits, EgressPolicy()))
@@ -370,7 +394,7 @@ def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concur
     engine = DispatchEngine(
         repository,
         DynamoDBLeaseStore(hooked, LEASE_TABLE),
-        InstantCaller(clock),
+        InstantCaller(clock, status),
         clock,
         replace(CALLME.dispatch, concurrency=concurrency),
         sleep=clock.advance,
@@ -379,8 +403,9 @@ def measure(endpoint: str, entries: int, shards: int, payload_bytes: int, concur
     busy = engine.busy_shards(trigger)
     meter.phase = "dispatch"
     report = engine.run(busy)
-    if report.succeeded != entries:
-        raise RuntimeError(f"capacity run: {report.succeeded} of {entries} entries succeeded: {report}")
+    ended = report.succeeded if status == 200 else report.failed
+    if ended != entries:
+        raise RuntimeError(f"capacity run: {ended} of {entries} entries ended as expected: {report}")
 
     sizes = {"created": largest_write(meter, "create"), **_sizes(plain, trigger)}
     original = _original_design(plain, endpoint, shards, payload, trigger + 3600, min(entries, 50))

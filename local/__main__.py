@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
         "--state-dir",
         type=Path,
         default=Path(os.environ.get("CALLME_STATE_DIR", ".callme")),
-        help="where the embedded DynamoDB journal and the signing secret are kept (default .callme)",
+        help="where the embedded DynamoDB journal, the signing secret and the headers key are kept (default .callme)",
     )
     parser.add_argument("--no-ticks", action="store_true", help="do not run the dispatcher every minute")
     parser.add_argument("--test-hooks", action="store_true", help="enable POST /_local/tick (for tests)")

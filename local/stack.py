@@ -64,6 +64,10 @@ def prepare_environment(state: StateFolder) -> str:
         from callme.signing import new_secret
 
         env["CALLME_SIGNING_SECRET"] = state.signing_secret(new_secret())
+    if not env.get("CALLME_HEADERS_KEY"):
+        from callme.sealing import new_key
+
+        env["CALLME_HEADERS_KEY"] = state.headers_key(new_key())
     return env["CALLME_SIGNING_SECRET"]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 LOCK_NAME = "state.lock"
 SECRET_NAME = "signing-secret"  # noqa: S105 (a file name, not a secret)
+HEADERS_KEY_NAME = "headers-key"  # the key sealing tasks' header values (callme.sealing)
 
 
 class StateFolderInUse(Exception):
@@ -59,16 +60,23 @@ class StateFolder:
 
     def signing_secret(self, new_secret: str) -> str:
         """The secret kept in the folder; ``new_secret`` becomes it on first start (mode 0600 from the start)."""
-        path = self.path / SECRET_NAME
+        return self._kept(SECRET_NAME, new_secret)
+
+    def headers_key(self, new_key: str) -> str:
+        """The headers key kept in the folder; ``new_key`` becomes it on first start (mode 0600)."""
+        return self._kept(HEADERS_KEY_NAME, new_key)
+
+    def _kept(self, name: str, new_value: str) -> str:
+        path = self.path / name
         if path.exists():
             return path.read_text().strip()
-        temporary = path.with_name(SECRET_NAME + ".tmp")
+        temporary = path.with_name(name + ".tmp")
         with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-            handle.write(new_secret + "\n")
+            handle.write(new_value + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         replace_durably(temporary, path)
-        return new_secret
+        return new_value
 
 
 def replace_durably(temporary: Path, target: Path) -> None:

@@ -128,6 +128,9 @@ def served_storage(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     database.stop()
 
 
+HEADERS_KEY = "test-headers-key-0123456789-abcdefghijklmnop"  # seals the header values tasks store
+
+
 def handler_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The variables the handlers read, as the tests set them (no endpoint: moto in-process)."""
     for name, value in {
@@ -140,9 +143,15 @@ def handler_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "CALLME_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "CALLME_HEADERS_KEY": HEADERS_KEY,
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("CALLME_DYNAMODB_ENDPOINT", "CALLME_SIGNING_SECRET", "CALLME_SIGNING_SECRET_ID"):
+    for name in (
+        "CALLME_DYNAMODB_ENDPOINT",
+        "CALLME_SIGNING_SECRET",
+        "CALLME_SIGNING_SECRET_ID",
+        "CALLME_HEADERS_KEY_ID",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -8,6 +8,13 @@
   The watchdog is ours because no synchronous HTTP library (requests, urllib3, httpx) enforces one
   deadline on a whole call: their timeouts bound each socket operation, which a drip resets.
 - The signature: Standard Webhooks headers, with the same ``webhook-id`` on every retry.
+- The task's own headers (``headers``), opened from storage just before the call; callme's own
+  headers are set after them, and the HTTP library frames and addresses the request itself, so
+  none of them can change the signature, ``Host`` or the framing.
+
+The same caller makes a failed entry's failure hook call (``call_on_failure``): a signed POST of
+the failure notice, with the hook's own ``webhook-id`` and none of the task's headers (they are
+meant for the callback's receiver, not the hook's).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 
 import requests
 import urllib3.exceptions
+from requests.structures import CaseInsensitiveDict
 from requests_hardened.ip_filter import InvalidIPAddress
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -35,10 +43,13 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from .egress import EgressPolicy
+from .headers import refusal
 from .ports import CallResult
+from .sealing import HeaderVault, SealingError
 from .settings import CallerConfig
 from .signing import Signer
 from .task import RESPONSE_BODY_LIMIT, Task
+from .views import failure_notice
 
 USER_AGENT = "callme/0.1 (+https://github.com/callme-scheduler/callme)"
 READ_CAP = 64 * 1024  # bytes read of a response at most; only the first 256 are kept
@@ -227,11 +238,13 @@ class HttpCaller:
         signer: Callable[[], Signer | None],
         config: CallerConfig,
         clock: Callable[[], float] = time.time,
+        vault: HeaderVault | None = None,
     ) -> None:
         self.policy = policy
         self.signer = signer
         self.config = config
         self.clock = clock
+        self.vault = vault or HeaderVault(lambda: None)
         self._sessions = threading.local()
 
     def _session(self) -> requests.Session:
@@ -240,32 +253,66 @@ class HttpCaller:
             session = self._sessions.session = new_session(self.policy)
         return session
 
-    def headers_for(self, task: Task, now: float) -> dict[str, str]:
+    def headers_for(self, task: Task, now: float) -> CaseInsensitiveDict[str]:
+        """The request headers of a call of ``task`` at ``now``: its own headers (opened from
+        storage), then callme's, set last, so that none of the task's can stand in for them.
+        SealingError if the task's headers cannot be opened."""
         payload = task.definition.payload
-        headers = {
-            "User-Agent": USER_AGENT,
-            "Accept-Encoding": "identity",  # the recorded start of the body stays readable
-            "callme-entry": str(task.key),
-            "callme-attempt": str(task.attempts + 1),
-        }
+        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict({"User-Agent": USER_AGENT})
         if payload:
             headers["Content-Type"] = _content_type(payload)
+        if task.definition.headers is not None:
+            opened = self.vault.reveal(task.key.name, task.definition.headers)
+            # Refused at registration already; checked again in case the stored entry says otherwise.
+            headers.update((name, value) for name, value in opened.pairs if refusal(name) is None)
+        headers.update(self._own_headers(task, task.attempts + 1, task.webhook_id, now, payload))
+        return headers
+
+    def _own_headers(self, task: Task, attempt: int, message_id: str, now: float, body: str) -> dict[str, str]:
+        headers = {
+            "Accept-Encoding": "identity",  # the recorded start of the body stays readable
+            "callme-entry": str(task.key),
+            "callme-attempt": str(attempt),
+        }
         signer = self.signer()
         if signer is not None:
-            headers.update(signer.headers(task.webhook_id, int(now), payload))
+            headers.update(signer.headers(message_id, int(now), body))
         return headers
 
     def call(self, task: Task) -> CallResult:
         started = self.clock()
         clock_start = time.monotonic()
         definition = task.definition
-        headers = self.headers_for(task, started)
+        try:
+            headers = self.headers_for(task, started)
+        except SealingError as exc:  # never retried: another try would not open them either
+            return self._result(started, clock_start, error=f"headers not sent: {exc.message}", refused=True)
+        return self._request(
+            started, clock_start, definition.callback_method, definition.callback, definition.payload, headers
+        )
+
+    def call_on_failure(self, task: Task) -> CallResult:
+        """Call ``task``'s failure hook once: a signed POST of the failure notice."""
+        hook = task.on_failure_call
+        if task.definition.on_failure is None or hook is None:
+            raise ValueError(f"entry {task.key} owes no failure hook call")
+        started = self.clock()
+        clock_start = time.monotonic()
+        body = json.dumps(failure_notice(task))
+        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(
+            {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
+        )
+        headers.update(self._own_headers(task, hook.attempts + 1, hook.webhook_id, started, body))
+        return self._request(started, clock_start, "POST", task.definition.on_failure, body, headers)
+
+    def _request(
+        self, started: float, clock_start: float, method: str, url: str, payload: str, headers: CaseInsensitiveDict[str]
+    ) -> CallResult:
+        """Make one request within the budget, and say what came of it."""
         budget_error = f"no complete answer within the {self.config.call_budget:g} s call budget"
         with _Watchdog(self.config.call_budget) as watchdog:
             try:
-                with self._send(
-                    definition.callback_method, definition.callback, definition.payload, headers
-                ) as response:
+                with self._send(method, url, payload, headers) as response:
                     body = _read_capped(response, READ_CAP, watchdog)
             except (RefusedAddress, InvalidIPAddress) as exc:
                 return self._result(started, clock_start, error=_refusal_text(exc, self.policy), refused=True)
@@ -283,7 +330,9 @@ class HttpCaller:
         )
 
     @contextmanager
-    def _send(self, method: str, url: str, payload: str, headers: dict[str, str]) -> Iterator[requests.Response]:
+    def _send(
+        self, method: str, url: str, payload: str, headers: CaseInsensitiveDict[str]
+    ) -> Iterator[requests.Response]:
         """Send one request through the session's adapter, without ``Session.send``: that one
         reads the whole body of a redirect (unbounded) even when redirects are not followed, and
         keeps cookies from one callback for the next."""

@@ -15,6 +15,13 @@ calls are made, a bounded number of entries ahead of them, so a shard too large 
 slow) to read within the run's window is still called from its first page on. The run stops
 starting calls, and reading, at ``stop_at`` (before its Lambda deadline); what is left waits, still
 pending, for the next run.
+
+An entry that ends ``failed`` or ``skipped`` with an ``on_failure`` URL owes one call of that
+failure hook (callme.hooks). The write of its final outcome records the hook as owed, with its own
+``webhook-id``, and keeps the entry in the ``due`` index; the hook is then called like a callback (a
+turn of its own: read again just before, under the same leases and budget) and its outcome written
+on the entry, conditional on the entry as read. So it is called once per entry: only a call whose
+recording a crash prevented is made again, by a later run, with the same ``webhook-id``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from urllib.parse import urlsplit
 
 from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
+from .hooks import HookCall, HookState
 from .ports import READ_BATCH, Caller, CallResult, Lease, LeaseStore, StaleEntry, TaskRepository
 from .schedule import Taken
 from .settings import DispatchConfig
@@ -91,7 +99,8 @@ class OutcomeRecorder:
         self.listeners = tuple(listeners)
 
     def record(self, updated: Task, previous: Task) -> str | None:
-        """Store ``updated`` over ``previous``; returns why it was not stored, or None."""
+        """Store ``updated`` over ``previous``; returns why it was not stored, or None. The listeners
+        hear of an entry once: when the write that ends it applies."""
         for attempt in range(self.config.record_attempts):
             try:
                 self.repository.save(updated, previous.revision)
@@ -103,10 +112,35 @@ class OutcomeRecorder:
                     return f"outcome not recorded: {exc.message}"
                 self.sleep(0.2 * 2**attempt)
                 continue
-            if not updated.state.active:
+            if previous.state.active and not updated.state.active:
                 self.finished(updated)
             return None
         return "outcome not recorded"
+
+    def record_hook(self, call: HookCall, previous: Task, now: float) -> tuple[Task, str | None]:
+        """Store the failure hook's ``call`` on the entry read as ``previous``: the entry as stored
+        (or as it was to be), and why it was not stored, or None. An entry changed meanwhile by
+        something else (a reschedule marks it) takes the record as long as its hook record is still
+        the one this call was made from; only then would a lost record make the hook be called again."""
+        seen, troubles, races = previous, 0, 0
+        while True:
+            updated = seen.after_hook_call(call, now)
+            try:
+                self.repository.save(updated, seen.revision)
+                return updated, None
+            except StaleEntry as stale:
+                current = stale.current
+                if current is None or current.on_failure_call != previous.on_failure_call:
+                    return updated, "the failure hook's record changed while it was being called; it stands"
+                races += 1
+                if races > _HOOK_RECORD_RACES:
+                    return updated, "failure hook outcome not recorded: the entry kept changing"
+                seen = current
+            except ServiceUnavailable as exc:
+                troubles += 1
+                if troubles == self.config.record_attempts:
+                    return updated, f"failure hook outcome not recorded: {exc.message}"
+                self.sleep(0.2 * 2 ** (troubles - 1))
 
     def finished(self, task: Task) -> None:
         """Tell the listeners of an entry finished and stored (here, or by the schedules' step)."""
@@ -115,6 +149,9 @@ class OutcomeRecorder:
                 listener.entry_finished(task)
             except Exception:
                 log.exception("a listener failed on the finished entry %s; its outcome stands", task.key)
+
+
+_HOOK_RECORD_RACES = 3  # writes of a hook's record lost to other changes of its entry, tried again
 
 
 class ScheduleRuns(Protocol):
@@ -129,7 +166,7 @@ def first_take(task: Task) -> bool:
     cancelled by a client with its schedule still to be moved on past it."""
     if task.schedule is None:
         return False
-    return (task.state is TaskState.PENDING and task.attempts == 0) or (task.in_due and not task.state.active)
+    return (task.state is TaskState.PENDING and task.attempts == 0) or task.unsettled
 
 
 class DispatchObserver(Protocol):
@@ -164,6 +201,9 @@ class RunReport:
     deferred: int = 0
     unrecorded: int = 0
     withdrawn: int = 0  # shown by the index, but cancelled, finished or deleted when read before the call
+    hook_calls: int = 0  # calls of failure hooks (callme.hooks)
+    hooks_delivered: int = 0
+    hooks_failed: int = 0  # given up on (calls used up, an answer not retried, an address refused)
 
 
 @dataclass(order=True)
@@ -488,6 +528,7 @@ class _Outcome:
     result: CallResult | None = None  # None: not called
     verdict: Verdict | None = None
     next_at: float | None = None
+    hook: HookCall | None = None  # the failure hook's record after its call, when this turn made one
     unrecorded: str | None = None  # why the write did not apply
     left: str | None = None  # why the entry was left, untouched, for a later run
     aside: tuple[Task, Task] | None = None  # a run not called in favour of ``task``: as to be written, as read
@@ -645,7 +686,7 @@ class _Run:
         found = self.backlog.take(room)
         self.report.due += len(found)
         for task in found:
-            ready_at = task.next_attempt_at or 0.0
+            ready_at = task.ready_at()
             if ready_at <= now:
                 self.ready.append(task)
             else:
@@ -710,17 +751,17 @@ class _Run:
                 if stopped is not None:
                     return stopped
                 sent_at = engine.clock.now() if aside is not None else sent_at  # a later run, just made
-            if task is None or not task.state.active:
+            if task is None or not task.in_due_index:
                 return _Outcome(task or listed, None)  # cancelled, finished or deleted meanwhile
             now = engine.clock.now()
-            if task.next_attempt_at is not None and task.next_attempt_at > now:
+            if task.ready_at() > now:
                 return _Outcome(task, None)  # another run made an attempt: its retry is not due yet
-            if now >= task.deadline():
+            if task.state.active and now >= task.deadline():
                 return _Outcome(task, task.missed(now, engine.config.retention_seconds), aside=aside)
             if not self.leases.has_room(now):
                 return _Outcome(task, None, left="the run's leases have no room left for the call", aside=aside)
             if now - sent_at <= engine.config.read_window:
-                return replace(self._call(task), aside=aside)
+                return replace(self._call(task) if task.state.active else self._call_hook(task), aside=aside)
         return _Outcome(listed, None, left=f"not read within {engine.config.read_window:g} s of its call", aside=aside)
 
     def _turn(self, run: Task, missed: list[Task]) -> tuple[_Outcome | None, tuple[Task, Task] | None, Task]:
@@ -765,9 +806,35 @@ class _Run:
         updated = task.after_attempt(attempt, result.body, verdict, next_at, engine.config.retention_seconds)
         return _Outcome(task, updated, result, verdict, next_at)
 
+    def _call_hook(self, task: Task) -> _Outcome:
+        """One call of the failure hook ``task`` owes, and the hook's record after it (written by
+        a writer, as a callback's outcome is)."""
+        engine = self.engine
+        started = engine.clock.now()
+        try:
+            result = replace(engine.caller.call_on_failure(task), started_at=started)
+        except Exception as exc:  # a bug in the caller must not leave the hook owed forever
+            log.exception("failure hook of %s raised", task.key)
+            result = CallResult(started_at=started, duration_ms=0, error=f"internal error: {exc}")
+        assert task.on_failure_call is not None
+        call = task.on_failure_call.after_call(
+            result.started_at,
+            result.duration_ms,
+            result.status,
+            result.error,
+            result.refused,
+            result.retry_after,
+            engine.jitter(),
+        )
+        ended = result.started_at + result.duration_ms / 1000
+        return _Outcome(task, task.after_hook_call(call, ended), result, hook=call)
+
     def _write(self, outcome: _Outcome) -> _Outcome:
         assert outcome.updated is not None
         recorder = self.engine.recorder
+        if outcome.hook is not None:
+            updated, unrecorded = recorder.record_hook(outcome.hook, outcome.task, outcome.updated.updated_at)
+            return replace(outcome, updated=updated, unrecorded=unrecorded)
         unrecorded = recorder.record(outcome.updated, outcome.task)
         if outcome.aside is not None and recorder.record(*outcome.aside) is not None:
             outcome = replace(outcome, aside=None)  # not recorded: taken again later, and set aside then
@@ -794,10 +861,13 @@ class _Run:
             self.report.deferred += 1
             return
         if outcome.updated is None:
-            if task.state.active:  # another run's retry, due later
-                self._schedule(task, task.next_attempt_at or 0.0)
+            if task.in_due_index:  # another run's retry, due later
+                self._schedule(task, task.ready_at())
             else:
                 self.report.withdrawn += 1
+            return
+        if outcome.hook is not None:
+            self._settle_hook(outcome, outcome.hook)
             return
         result = outcome.result
         if result is not None and outcome.verdict is not None:
@@ -813,6 +883,26 @@ class _Run:
             self._schedule(updated, outcome.next_at or 0.0)
         else:
             self._count_final(updated)
+            if updated.hook_owed:  # its failure hook: a turn of its own, read again first
+                self._schedule(updated, updated.ready_at())
+
+    def _settle_hook(self, outcome: _Outcome, call: HookCall) -> None:
+        """A failure hook's call: counted and logged (never its body or the task's headers); called
+        again later if it is to be retried."""
+        key = outcome.task.key
+        self.report.hook_calls += 1
+        made = f"status {call.status}" if call.status is not None else call.error
+        if outcome.unrecorded is not None:
+            log.warning("failure hook of %s called (%s), not recorded: %s", key, made, outcome.unrecorded)
+            self.report.unrecorded += 1
+            return
+        log.info("failure hook of %s called (%s): %s after %d call(s)", key, made, call.state, call.attempts)
+        if call.state is HookState.PENDING and outcome.updated is not None:
+            self._schedule(outcome.updated, outcome.updated.ready_at())
+        elif call.state is HookState.DELIVERED:
+            self.report.hooks_delivered += 1
+        else:
+            self.report.hooks_failed += 1
 
     def _count_final(self, task: Task) -> None:
         if task.state is TaskState.CANCELLED:  # a cancelled run, settled: its schedule moved on

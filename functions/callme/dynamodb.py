@@ -3,7 +3,10 @@ boto3 or botocore.
 
 Table ``tasks``: hash key ``task_name`` (S), range key ``trigger_at`` (N). Sparse GSI ``due``:
 hash ``due_shard`` (N), range ``due_minute`` (N), projecting all attributes; only active entries
-(pending, running) carry the two keys, so the index holds exactly the work still to do.
+(pending, running) and finished ones owing a failure hook call carry the two keys, so the index
+holds exactly the work still to do. A task's ``headers`` are stored as their names
+(``header_names``) and their values sealed together (``headers_sealed``, callme.sealing): never in
+clear.
 Table ``leases``: hash key ``shard`` (N); one item per shard names the dispatcher run holding it.
 
 Every write is conditional. A write that timed out but landed, then was retried by botocore and
@@ -27,6 +30,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import deadline
 from .errors import ServiceUnavailable
+from .headers import SealedHeaders
+from .hooks import HookCall, HookState
 from .ports import (
     LIST_SECONDS,
     READ_BATCH,
@@ -39,6 +44,7 @@ from .ports import (
     StaleEntry,
     StaleSchedule,
     TransactionRefused,
+    check_storable,
     list_windows,
     listed_shard,
 )
@@ -287,7 +293,8 @@ class DynamoDBTaskRepository:
         return bool(response.get("Count")) or "LastEvaluatedKey" in response
 
     def due(self, shard: int, up_to: int) -> Iterator[Task]:
-        """Every active entry of ``shard`` whose trigger minute is ``up_to`` or earlier, all pages."""
+        """Every entry of ``shard`` with work left (callme.task.Task.in_due_index) whose trigger
+        minute is ``up_to`` or earlier, all pages."""
         request = self._due_query(shard, up_to)
         while True:
             with _answered():
@@ -437,12 +444,13 @@ def _number(value: float) -> str:
 
 
 def to_row(task: Task, shards: int) -> dict[str, Any]:
-    """The stored form of an entry. Entries still to be dealt with (``Task.in_due``) carry the ``due``
-    index keys."""
+    """The stored form of an entry. Entries with work left (``in_due_index``) carry the ``due``
+    index keys. ValueError for headers in clear: only sealed values are stored."""
+    definition = task.definition
     row: dict[str, Any] = {
         "task_name": task.key.name,
         "trigger_at": task.key.trigger_at,
-        **asdict(task.definition),
+        **{k: v for k, v in asdict(definition).items() if k not in ("headers", "on_failure")},
         "task_state": task.state.value,
         "created_at": _decimal(task.created_at),
         "updated_at": _decimal(task.updated_at),
@@ -464,11 +472,46 @@ def to_row(task: Task, shards: int) -> dict[str, Any]:
         "settled": task.settled or None,
     }
     row.update({k: v for k, v in optional.items() if v is not None})
+    check_storable(task)
+    if isinstance(definition.headers, SealedHeaders):
+        row["header_names"] = list(definition.headers.names)
+        row["headers_sealed"] = definition.headers.sealed
+    if definition.on_failure is not None:
+        row["on_failure"] = definition.on_failure
+    if task.on_failure_call is not None:
+        row["on_failure_call"] = _hook_row(task.on_failure_call)
     shard = listed_shard(task, shards)
     if shard is not None:
         row["due_shard"] = shard
         row["due_minute"] = task.key.trigger_at
     return {k: _serializer.serialize(v) for k, v in row.items()}
+
+
+def _hook_row(call: HookCall) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "webhook_id": call.webhook_id,
+        "state": call.state.value,
+        "since": _decimal(call.since),
+        "attempts": call.attempts,
+    }
+    optional = {"status": call.status, "error": call.error, "at": _decimal(call.at), "next_at": _decimal(call.next_at)}
+    row.update({k: v for k, v in optional.items() if v is not None})
+    return row
+
+
+def _hook_call(row: Mapping[str, Any] | None) -> HookCall | None:
+    if row is None:
+        return None
+    return HookCall(
+        webhook_id=row["webhook_id"],
+        state=HookState(row["state"]),
+        since=float(row["since"]),
+        attempts=int(row["attempts"]),
+        status=_int(row.get("status")),
+        error=row.get("error"),
+        at=_float(row.get("at")),
+        next_at=_float(row.get("next_at")),
+    )
 
 
 def _attempt_row(attempt: Attempt) -> dict[str, Any]:
@@ -513,6 +556,7 @@ def to_task(item: Mapping[str, Any]) -> Task:
         expires_at=_int(row.get("expires_at")),
         schedule=row.get("schedule"),
         settled=bool(row.get("settled", False)),
+        on_failure_call=_hook_call(row.get("on_failure_call")),
         due_shard=_int(row.get("due_shard")),
     )
 
@@ -526,6 +570,8 @@ def _definition(row: Mapping[str, Any]) -> TaskDefinition:
         expected_http_status=int(row["expected_http_status"]),
         retry=int(row["retry"]),
         max_delay=int(row["max_delay"]),
+        headers=SealedHeaders(tuple(row["header_names"]), row["headers_sealed"]) if "header_names" in row else None,
+        on_failure=row.get("on_failure"),
     )
 
 

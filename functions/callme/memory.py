@@ -2,7 +2,7 @@
 
 They keep the contract the DynamoDB adapters keep (tests/integration/test_storage_contract.py holds
 both to it): conditional writes that say what they found, all-or-nothing reschedules, listings in
-trigger order that end where ``fits`` says, a ``due`` listing of active entries only, and leases
+trigger order that end where ``fits`` says, a ``due`` listing of the entries with work left only, and leases
 taken only when free or run out. One lock makes each call atomic, as DynamoDB applies each request.
 The ``due`` listing here never lags; tests that need a lagging index wrap it. The event bus keeps
 what it takes and refuses as told.
@@ -28,6 +28,7 @@ from .ports import (
     StaleEntry,
     StaleSchedule,
     TransactionRefused,
+    check_storable,
     list_windows,
     listed_shard,
 )
@@ -45,6 +46,7 @@ class InMemoryTaskRepository:
         self._lock = threading.Lock()
 
     def insert(self, task: Task) -> None:
+        check_storable(task)
         with self._lock:
             current = self._entries.get(task.key)
             if current is not None:
@@ -52,6 +54,7 @@ class InMemoryTaskRepository:
             self._entries[task.key] = self._listed(task)
 
     def save(self, task: Task, expected_revision: str) -> None:
+        check_storable(task)
         with self._lock:
             current = self._entries.get(task.key)
             if current is None or current.revision != expected_revision:
@@ -72,6 +75,7 @@ class InMemoryTaskRepository:
             if refused:
                 raise TransactionRefused(refused)
             for task in ([successor] if successor else []) + [task for task, _ in marked]:
+                check_storable(task)
                 self._entries[task.key] = self._listed(task)
 
     def _listed(self, task: Task) -> Task:
@@ -117,7 +121,7 @@ class InMemoryTaskRepository:
             found = [
                 task
                 for key, task in self._entries.items()
-                if task.in_due and key.trigger_at <= up_to and task.due_shard == shard
+                if task.in_due_index and key.trigger_at <= up_to and task.due_shard == shard
             ]
         return iter(sorted(found, key=lambda task: (task.key.trigger_at, task.key.name)))
 

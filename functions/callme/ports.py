@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from .headers import HeaderSet
 from .schedule import Chain, Change, Scheduled
 from .task import Task, TaskKey
 
@@ -86,16 +87,24 @@ def list_windows(limit: int) -> Iterator[int]:
 Fits = Callable[[Task], bool]
 
 
+def check_storable(task: Task) -> None:
+    """ValueError unless ``task`` may be stored: its header values sealed (callme.sealing), since no
+    storage keeps them in clear."""
+    if isinstance(task.definition.headers, HeaderSet):
+        raise ValueError(f"the headers of {task.key} are not sealed; callme never stores their values in clear")
+
+
 def shard_of(key: TaskKey, shards: int) -> int:
     """The ``due`` shard a new entry is listed in: its key's CRC-32 modulo the shard count."""
     return zlib.crc32(str(key).encode()) % shards
 
 
 def listed_shard(task: Task, shards: int) -> int | None:
-    """The ``due`` shard ``task`` is to be stored under: None once finished (out of the index; a run of a
-    schedule cancelled by a client stays in it until settled, ``Task.in_due``); the
-    one it was stored under before, whatever the shard count is now; else ``shard_of``."""
-    if not task.in_due:
+    """The ``due`` shard ``task`` is to be stored under: None once done (out of the index); the
+    one it was stored under before, whatever the shard count is now; else ``shard_of``. An entry
+    with work left (Task.in_due_index: active, owing its failure hook a call, or a skipped run of a
+    schedule not yet settled) is listed."""
+    if not task.in_due_index:
         return None
     return task.due_shard if task.due_shard is not None else shard_of(task.key, shards)
 
@@ -147,12 +156,13 @@ class TaskRepository(Protocol):
         ...
 
     def has_due(self, shard: int, up_to: int) -> bool:
-        """Whether ``shard`` lists an active entry due by minute ``up_to`` (may lag behind writes)."""
+        """Whether ``shard`` lists an entry with work left due by minute ``up_to`` (may lag behind writes)."""
         ...
 
     def due(self, shard: int, up_to: int) -> Iterator[Task]:
-        """Every active entry of ``shard`` due by minute ``up_to`` (an index that may lag behind
-        writes: read each again before acting on it)."""
+        """Every entry of ``shard`` with work left (a call to make, or a failure hook owed:
+        Task.in_due_index) due by minute ``up_to`` (an index that may lag behind writes: read each
+        again before acting on it)."""
         ...
 
 
@@ -246,9 +256,13 @@ class CallResult:
 
 
 class Caller(Protocol):
-    """Makes an entry's call."""
+    """Makes an entry's call, and its failure hook's."""
 
     def call(self, task: Task) -> CallResult: ...
+
+    def call_on_failure(self, task: Task) -> CallResult:
+        """One call of the failure hook the entry owes (callme.hooks)."""
+        ...
 
 
 class Fanout(Protocol):

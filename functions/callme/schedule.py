@@ -19,7 +19,7 @@ The rule that keeps exactly one pending run (DESIGN.md, "Recurring schedules"):
   it (or, when the dispatcher had named it without making it yet, writes it cancelled: that dispatcher's
   insert then finds the key taken), the dispatcher is calling it.
 - A run stays in the ``due`` index until it is recorded or, cancelled by a client, until the dispatcher
-  has moved its schedule on past it (``Task.in_due``). So a crash anywhere between moving the chain and
+  has moved its schedule on past it (``Task.unsettled``). So a crash anywhere between moving the chain and
   making the next run, a lost write, or a skipped run leaves an entry in ``due``, and the next minute's
   dispatcher, reading ``due`` as it does anyway, finds it and completes the step (``plan_turn`` on a
   run the chain has already moved past makes sure the run it names exists). The ``due`` index is the
@@ -226,7 +226,7 @@ def _withdrawn(current: Scheduled, minute: int, entry: Task | None, now: float, 
         return [(tombstone.settle(now), None)]
     if entry.state.active:
         return [(entry.cancelled(now, retention).settle(now), entry.revision)]
-    if entry.in_due:  # cancelled by a client: settled now, since the chain no longer names it
+    if entry.unsettled:  # cancelled by a client: settled now, since the chain no longer names it
         return [(entry.settle(now), entry.revision)]
     return []
 

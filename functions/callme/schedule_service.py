@@ -224,7 +224,7 @@ class ScheduleService:
         """A run that is not called, as it is to be recorded: skipped if pending, settled if cancelled."""
         if run.state is TaskState.PENDING:
             return run.missed(now, self.limits.retention_seconds)
-        if run.in_due:
+        if run.unsettled:
             return run.settle(now)
         return None
 

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from . import deadline
@@ -25,8 +25,9 @@ from .ports import (
     TaskRepository,
     TransactionRefused,
 )
+from .sealing import HeaderVault, SealingError
 from .settings import Limits
-from .task import Task, TaskKey, TaskName, TaskState
+from .task import Task, TaskDefinition, TaskKey, TaskName, TaskState
 from .trigger import check_can_run
 from .validation import Listing, RescheduleRequest, TaskRequest
 from .views import AnswerFormat, AnswerRoom
@@ -80,28 +81,44 @@ class TaskService:
     """The use cases behind the API. It takes typed requests (callme.validation, parsed at the edge)
     and names already checked (TaskName, TaskKey)."""
 
-    def __init__(self, repository: TaskRepository, clock: Clock, limits: Limits) -> None:
+    def __init__(
+        self, repository: TaskRepository, clock: Clock, limits: Limits, vault: HeaderVault | None = None
+    ) -> None:
         self.repository = repository
         self.clock = clock
         self.limits = limits
+        self.vault = vault or HeaderVault(lambda: None)
 
     def put_task(self, request: TaskRequest) -> tuple[Task, bool]:
-        """Register the entry; a re-PUT replaces an entry not yet called.
+        """Register the entry (its header values sealed: callme.sealing); a re-PUT replaces an entry
+        not yet called.
 
         Returns the stored entry and whether it was created (as opposed to replaced).
         """
         now = request.received_at
-        task = Task.new(request.key, request.definition, now)
+        definition = self._sealed(request)
+        task = Task.new(request.key, definition, now)
 
         def write(current: Task | None) -> tuple[Task, bool]:
             if current is None:
                 self.repository.insert(task)
                 return task, True
-            replacement = current.replaced_by(request.definition, now)
+            replacement = current.replaced_by(definition, now)
             self.repository.save(replacement, current.revision)
             return replacement, False
 
         return settle(request.key, write)
+
+    def _sealed(self, request: TaskRequest) -> TaskDefinition:
+        """The definition as stored: its header values sealed. A deployment without a headers key
+        refuses headers rather than store them in clear."""
+        headers = request.definition.headers
+        if headers is None:
+            return request.definition
+        try:
+            return replace(request.definition, headers=self.vault.seal(request.key.name, headers))
+        except SealingError as exc:
+            raise InvalidRequest(f"headers cannot be accepted: {exc.message}") from None
 
     def put_tasks(self, requests: Sequence[TaskRequest | CallmeError]) -> list[tuple[Task, bool] | CallmeError]:
         """Register a batch: each request as ``put_task`` would, concurrently, each on its own (a

@@ -178,6 +178,10 @@ class Settings:
     signing_secret: str | None = None
     signing_secret_id: str | None = None
 
+    # -- the key sealing tasks' header values (callme.sealing): given, or a Secrets Manager secret
+    headers_key: str | None = field(default=None, repr=False)  # a key: never in a log line or a test report
+    headers_key_id: str | None = None
+
     def __post_init__(self) -> None:
         """The rules between settings; ValueError naming the variables at odds."""
         if self.default_page_size > self.max_page_size:
@@ -284,6 +288,8 @@ class Settings:
             ),
             signing_secret=env.get("CALLME_SIGNING_SECRET") or None,
             signing_secret_id=env.get("CALLME_SIGNING_SECRET_ID") or None,
+            headers_key=env.get("CALLME_HEADERS_KEY") or None,
+            headers_key_id=env.get("CALLME_HEADERS_KEY_ID") or None,
         )
 
 

@@ -18,6 +18,8 @@ from enum import StrEnum
 from typing import NewType
 
 from .errors import Conflict, InvalidRequest
+from .headers import Headers
+from .hooks import HookCall
 
 # 1 to 128 of A-Z a-z 0-9 . _ -, but not "." or "..": clients resolve those path segments away
 # (curl sends GET /task/. as GET /task/), so such an entry could never be read or cancelled.
@@ -89,6 +91,8 @@ class TaskDefinition:
     expected_http_status: int = 200
     retry: int = 1
     max_delay: int = 10
+    headers: Headers | None = None  # extra request headers (callme.headers), sent on every attempt
+    on_failure: str | None = None  # called once if the entry ends failed or skipped (callme.hooks)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class Task:
     expires_at: int | None = None
     schedule: str | None = None  # the recurring schedule this entry is a run of
     settled: bool = False  # a cancelled run: its schedule has moved on past it
+    on_failure_call: HookCall | None = None  # the failure hook's call, once owed
     # The ``due`` shard storage listed the entry under (None until stored, and once finished): kept
     # through every rewrite, so that an entry never moves to another shard, whose run might call it
     # too, when the number of shards changes. Not part of what the entry is.
@@ -151,12 +156,10 @@ class Task:
         )
 
     @property
-    def in_due(self) -> bool:
-        """Listed in the ``due`` index: still to be called, or a cancelled run whose schedule the
-        dispatcher has yet to move on past (at its minute)."""
-        return self.state.active or (
-            self.state is TaskState.CANCELLED and self.schedule is not None and not self.settled
-        )
+    def unsettled(self) -> bool:
+        """A run of a schedule cancelled by a client whose schedule the dispatcher has yet to move on
+        past (at its minute): it stays in the ``due`` index until then."""
+        return self.state is TaskState.CANCELLED and self.schedule is not None and not self.settled
 
     # -- API-side transitions -------------------------------------------------------------
 
@@ -237,6 +240,9 @@ class Task:
         return recorded._finish(TaskState.FAILED, now, retention_seconds)
 
     def _finish(self, state: TaskState, now: float, retention_seconds: int) -> Task:
+        hook = self.on_failure_call
+        if state in (TaskState.FAILED, TaskState.SKIPPED) and self.definition.on_failure and hook is None:
+            hook = HookCall.owed(now)
         return replace(
             self,
             state=state,
@@ -244,7 +250,29 @@ class Task:
             next_attempt_at=None,
             expires_at=int(now) + retention_seconds,
             revision=new_revision(),
+            on_failure_call=hook,
         )
+
+    def after_hook_call(self, call: HookCall, now: float) -> Task:
+        """Record a call of the failure hook (the entry's own state stays as it ended)."""
+        return replace(self, on_failure_call=call, updated_at=now, revision=new_revision())
+
+    @property
+    def hook_owed(self) -> bool:
+        """A failure hook is still to be called."""
+        return self.on_failure_call is not None and self.on_failure_call.pending
+
+    @property
+    def in_due_index(self) -> bool:
+        """Still work for the dispatcher: a call to make, a failure hook owed, or a skipped run's
+        schedule to move on (``unsettled``)."""
+        return self.state.active or self.hook_owed or self.unsettled
+
+    def ready_at(self) -> float:
+        """When the dispatcher may make this entry's next call (0: at once)."""
+        if self.hook_owed and self.on_failure_call is not None:
+            return self.on_failure_call.next_at or 0.0
+        return self.next_attempt_at or 0.0
 
     def retries_left(self) -> int:
         return self.definition.retry + 1 - self.attempts

@@ -14,6 +14,7 @@ from typing import Any
 from .clock import minute_of
 from .egress import EgressPolicy, check_callback_url
 from .errors import InvalidRequest, PayloadTooLarge
+from .headers import HeaderSet, check_headers
 from .schedule import ScheduleRequest
 from .settings import Limits
 from .task import METHODS, TaskDefinition, TaskKey, TaskName, check_name
@@ -28,9 +29,12 @@ TASK_FIELDS = (
     "expected_http_status",
     "retry",
     "max_delay",
+    "headers",
+    "on_failure",
 )
+# A schedule's runs take no custom headers yet: they would have to be sealed with the schedule.
 SCHEDULE_FIELDS = (
-    *(field for field in TASK_FIELDS if field != "trigger_at"),
+    *(field for field in TASK_FIELDS if field not in ("trigger_at", "headers")),
     "cron",
     "every",
     "timezone",
@@ -220,6 +224,9 @@ def _definition(body: Mapping[str, Any], limits: Limits, policy: EgressPolicy) -
         name: integer(body.get(name, default_of(name)), name, low, high)
         for name, (low, high) in integer_ranges(limits).items()
     }
+    on_failure = body.get("on_failure")
+    if on_failure is not None:
+        on_failure = check_callback_url(on_failure, policy, limits.max_url_length, field="on_failure")
     return TaskDefinition(
         callback=callback,
         callback_method=method.upper(),
@@ -227,6 +234,8 @@ def _definition(body: Mapping[str, Any], limits: Limits, policy: EgressPolicy) -
         expected_http_status=numbers["expected_http_status"],
         retry=numbers["retry"],
         max_delay=numbers["max_delay"],
+        headers=parse_headers(body.get("headers")),
+        on_failure=on_failure,
     )
 
 
@@ -238,6 +247,8 @@ def parse_schedule_request(
     forms; ``start_at``, the anchor of ``every``, may be past) and ``paused``."""
     if "trigger_at" in body:
         raise InvalidRequest('a schedule has no trigger_at: give cron (e.g. "0 9 * * MON-FRI") or every (e.g. "15m")')
+    if "headers" in body:
+        raise InvalidRequest("a schedule takes no headers (not supported on schedules yet)")
     _reject_unknown(body, SCHEDULE_FIELDS)
     if body.get("callback") is None:
         raise InvalidRequest("callback is required")
@@ -265,6 +276,18 @@ def parse_schedule_request(
     )
     request.recurrence(minute_of(now))  # checks the timing (InvalidRequest naming the field)
     return request
+
+
+def parse_headers(value: object) -> HeaderSet | None:
+    """The ``headers`` field: a JSON object of header names to string values (callme.headers)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"headers must be an object of header names to string values, not {_json_type(value)}")
+    for name, text in value.items():
+        if not isinstance(text, str):
+            raise InvalidRequest(f"headers: the value of {name!r} must be a string, not {_json_type(text)}")
+    return check_headers(value)
 
 
 def parse_batch(body: str | None, limits: Limits) -> list[Any]:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
+from .headers import masked
+from .hooks import HookCall
 from .schedule import Scheduled
-from .task import Attempt, Task
+from .task import Attempt, Task, TaskDefinition
 
 LAMBDA_RESPONSE_LIMIT = 6_291_556
 # What the entries of one answer may take, carried. The rest of the limit (291,556 bytes) is far
@@ -30,7 +33,7 @@ def task_view(task: Task) -> dict[str, Any]:
     return {
         "task_name": task.key.name,
         "trigger_at": task.key.trigger_at,
-        **asdict(task.definition),
+        **definition_view(task.definition),
         "task_state": task.state.value,
         "attempts": task.attempts,
         "response_status": task.response_status,
@@ -45,6 +48,44 @@ def task_view(task: Task) -> dict[str, Any]:
         "rescheduled_to": task.rescheduled_to,
         "expires_at": task.expires_at,
         **({"schedule": task.schedule} if task.schedule is not None else {}),
+        "on_failure_call": hook_call_view(task.on_failure_call),
+    }
+
+
+def definition_view(definition: TaskDefinition) -> dict[str, Any]:
+    """The definition's fields, header values masked: no answer, log or event shows them."""
+    view = {f.name: getattr(definition, f.name) for f in fields(definition)}
+    view["headers"] = masked(definition.headers)
+    return view
+
+
+def hook_call_view(call: HookCall | None) -> dict[str, Any] | None:
+    if call is None:
+        return None
+    return {
+        "state": call.state.value,
+        "attempts": call.attempts,
+        "status": call.status,
+        "error": call.error,
+        "at": _ms(call.at),
+        "next_at": _ms(call.next_at),
+        "webhook_id": call.webhook_id,
+    }
+
+
+def failure_notice(task: Task) -> dict[str, Any]:
+    """The body of the failure hook's call: a Standard Webhooks payload describing the entry as an
+    answer shows it, without its payload and the hook's own record. It is the same on every call of
+    the hook, so a receiver may deduplicate on ``webhook-id`` or compare bodies."""
+    assert task.on_failure_call is not None
+    entry = task_view(task)
+    for private_or_changing in ("payload", "on_failure_call", "updated_at"):
+        entry.pop(private_or_changing)
+    since = datetime.fromtimestamp(task.on_failure_call.since, tz=UTC)
+    return {
+        "type": f"task.{task.state.value}",
+        "timestamp": since.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "data": entry,
     }
 
 
@@ -70,7 +111,7 @@ def schedule_view(scheduled: Scheduled) -> dict[str, Any]:
     recurrence = schedule.recurrence
     return {
         "task_name": schedule.name,
-        **asdict(schedule.definition),
+        **definition_view(schedule.definition),
         "cron": recurrence.cron,
         "every": recurrence.every,
         "timezone": recurrence.timezone,

@@ -457,6 +457,8 @@
       fact("Retries", String(task.retry)),
       fact("Max delay", `${task.max_delay} min`),
       fact("Payload", task.payload ? h("pre", { text: task.payload }) : "(empty)"),
+      fact("Headers", headerNames(task.headers)),
+      task.on_failure ? fact("On failure", h("span", { class: "mono", text: `POST ${task.on_failure}` })) : null,
       fact("Webhook id", h("span", { class: "mono", text: task.webhook_id })),
     );
     const outcome = h(
@@ -470,6 +472,7 @@
       fact("Last status", task.response_status === null ? "—" : String(task.response_status)),
       fact("Answer (first 256 bytes)", task.response_body ? h("pre", { text: task.response_body }) : "—"),
       fact("Created", when(task.created_at, true)),
+      task.on_failure_call ? fact("Failure hook", hookOutcome(task.on_failure_call)) : null,
       task.rescheduled_from ? fact("Rescheduled from", entryLink(task.rescheduled_from)) : null,
       task.rescheduled_to ? fact("Rescheduled to", entryLink(task.rescheduled_to)) : null,
     );
@@ -485,6 +488,22 @@
     $("reschedule-entry").hidden = !finished || Boolean(task.rescheduled_to);
     $("cancel-entry").onclick = () => confirmCancel(key);
     $("reschedule-entry").onclick = () => confirmReschedule(key, task.task_state);
+  }
+
+  // Header values never leave the API: it shows names only, each value as "***".
+  function headerNames(headers) {
+    const names = Object.keys(headers || {});
+    if (!names.length) return "—";
+    return [h("span", { class: "mono", text: names.join(", ") }), h("small", { text: " (values hidden)" })];
+  }
+
+  function hookOutcome(call) {
+    const calls = `${call.attempts} call${call.attempts === 1 ? "" : "s"}`;
+    const last = call.status !== null && call.status !== undefined ? `, last HTTP ${call.status}` : "";
+    const parts = [badge(call.state), ` ${calls}${last}`];
+    if (call.error) parts.push(h("div", { text: call.error }));
+    if (call.next_at) parts.push(h("small", { text: `next call ${relative(call.next_at)}` }));
+    return parts;
   }
 
   function timeline(task) {

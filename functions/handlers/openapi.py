@@ -13,6 +13,16 @@ import re
 from functools import cache
 from typing import Any
 
+from callme.headers import (
+    FORBIDDEN_NAMES,
+    FORBIDDEN_PREFIXES,
+    MASK,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    NAME_SYMBOLS,
+    VALUE_PATTERN_TEXT,
+)
+from callme.hooks import HookState
 from callme.settings import DAY, Limits
 from callme.task import METHODS, NAME_PATTERN, TaskState
 from callme.trigger import ABSOLUTE_PATTERN, DURATION, RELATIVE_PATTERN
@@ -34,6 +44,12 @@ RULES_BEYOND_THE_SCHEMA = {
         "callbacks may reach (not loopback, private, link-local and the like; see the README's Security)"
     ),
     "task_name": "task_name, when given, equals the name in the path",
+    "headers": (
+        "headers: each name an HTTP token (letters, digits and {name_symbols}) given once whatever its case, "
+        "not one callme sets or the connection owns ({forbidden}); names and values add up to at most "
+        "{header_bytes} bytes; the deployment has a headers key"
+    ),
+    "on_failure": "on_failure follows the rules of callback",
     "payload": "payload is at most {payload_bytes} bytes of UTF-8 (Unicode text: no unpaired surrogates)",
     "body": "the request body is at most {body_bytes} bytes",
 }
@@ -93,8 +109,17 @@ def _task_input(limits: Limits) -> dict[str, Any]:
             ahead_days=limits.max_ahead_seconds // DAY,
             payload_bytes=limits.max_payload_bytes,
             body_bytes=limits.max_body_bytes,
+            name_symbols=NAME_SYMBOLS,
+            forbidden=", ".join([*FORBIDDEN_NAMES, *(f"{prefix}*" for prefix in FORBIDDEN_PREFIXES)]),
+            header_bytes=MAX_HEADER_BYTES,
         )
         for key, rule in RULES_BEYOND_THE_SCHEMA.items()
+    }
+    url = {
+        "type": "string",
+        "pattern": whole(f"{_any_case('http')}[Ss]?://[!-~]+"),
+        "maxLength": limits.max_url_length,
+        "example": "https://example.com/run-it",
     }
     return {
         "type": "object",
@@ -104,12 +129,7 @@ def _task_input(limits: Limits) -> dict[str, Any]:
         "properties": {
             "task_name": {"type": "string", "pattern": whole(NAME_PATTERN.pattern), "example": "simpletask"},
             "trigger_at": _time(limits),
-            "callback": {
-                "type": "string",
-                "pattern": whole(f"{_any_case('http')}[Ss]?://[!-~]+"),
-                "maxLength": limits.max_url_length,
-                "example": "https://example.com/run-it",
-            },
+            "callback": url,
             "callback_method": {
                 "type": "string",
                 "pattern": whole("|".join(_any_case(method) for method in METHODS)),
@@ -123,6 +143,20 @@ def _task_input(limits: Limits) -> dict[str, Any]:
                 "description": f"At most {limits.max_payload_bytes} bytes of UTF-8",
             },
             **{field: _integer(low, high, default_of(field)) for field, (low, high) in integer_ranges(limits).items()},
+            "headers": {
+                "type": "object",
+                "maxProperties": MAX_HEADERS,
+                "additionalProperties": {"type": "string", "pattern": VALUE_PATTERN_TEXT},
+                "description": (
+                    "Extra request headers sent on every attempt; answers show each name with its value masked"
+                ),
+                "example": {"Authorization": "Bearer <token>"},
+            },
+            "on_failure": {
+                **url,
+                "description": "Called once (a signed POST) when the entry ends failed or skipped",
+                "example": "https://example.com/callme-failed",
+            },
         },
     }
 
@@ -130,7 +164,7 @@ def _task_input(limits: Limits) -> dict[str, Any]:
 def _schedule_input(limits: Limits) -> dict[str, Any]:
     """PUT /schedule/{name}: the task's fields but trigger_at, and the timing."""
     task = _task_input(limits)
-    properties = {k: v for k, v in task["properties"].items() if k != "trigger_at"}
+    properties = {k: v for k, v in task["properties"].items() if k in SCHEDULE_FIELDS}
     bound = {**_time(limits), "description": "Any trigger_at form; start_at may be in the past"}
     return {
         "type": "object",
@@ -231,11 +265,32 @@ def _task() -> dict[str, Any]:
             "rescheduled_from": nullable_string,
             "rescheduled_to": nullable_string,
             "expires_at": nullable_int,
+            "headers": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "enum": [MASK]},
+                "description": "The names of the task's own headers; their values are never shown",
+            },
+            "on_failure": nullable_string,
+            "on_failure_call": {"allOf": [{"$ref": "#/components/schemas/HookCall"}], "nullable": True},
             "schedule": {"type": "string", "description": "The recurring schedule this entry is a run of"},
         },
     }
 
 
+HOOK_CALL = {
+    "type": "object",
+    "description": "The failure hook's call, once owed",
+    "required": ["state", "attempts", "status", "error", "at", "next_at", "webhook_id"],
+    "properties": {
+        "state": {"type": "string", "enum": [state.value for state in HookState]},
+        "attempts": {"type": "integer"},
+        "status": {"type": "integer", "nullable": True},
+        "error": {"type": "string", "nullable": True},
+        "at": {"type": "number", "nullable": True},
+        "next_at": {"type": "number", "nullable": True},
+        "webhook_id": {"type": "string"},
+    },
+}
 _TASKS = {"type": "array", "items": {"$ref": "#/components/schemas/Task"}}
 TASK_LIST = {
     "type": "object",
@@ -552,6 +607,7 @@ def document(limits: Limits) -> dict[str, Any]:
                 "TaskList": TASK_LIST,
                 "Cancelled": CANCELLED,
                 "Attempt": ATTEMPT,
+                "HookCall": HOOK_CALL,
                 "Error": ERROR,
             },
             "securitySchemes": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}},

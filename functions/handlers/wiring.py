@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from callme.clock import Clock, SystemClock
 from callme.dynamodb import DynamoDBLeaseStore, DynamoDBScheduleRepository, DynamoDBTaskRepository, connect
 from callme.schedule_service import ScheduleService
+from callme.sealing import HeaderVault
 from callme.service import TaskService
 from callme.settings import Settings
 
@@ -71,7 +72,28 @@ def clock() -> Clock:
 
 @cache
 def task_service() -> TaskService:
-    return TaskService(api_repository(), clock(), settings().limits)
+    return TaskService(api_repository(), clock(), settings().limits, vault())
+
+
+@cache
+def vault() -> HeaderVault:
+    """Seals and opens tasks' header values with the headers key, read when first needed."""
+    return HeaderVault(headers_key)
+
+
+def headers_key() -> str | None:
+    """The headers key document: CALLME_HEADERS_KEY (local), else the Secrets Manager secret,
+    cached for five minutes by Powertools so that a rotation reaches running functions quickly."""
+    s = settings()
+    if s.headers_key:
+        return s.headers_key
+    return _secret(s.headers_key_id) if s.headers_key_id else None
+
+
+def _secret(secret_id: str) -> str:
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 (only AWS needs it)
+
+    return str(parameters.get_secret(secret_id, max_age=300))
 
 
 @cache
@@ -91,6 +113,7 @@ def reset() -> None:
         api_repository,
         task_service,
         schedule_service,
+        vault,
         caller,
         _static_signer,
     ):
@@ -104,10 +127,7 @@ def signer() -> Signer | None:
     if s.signing_secret:
         return _static_signer(s.signing_secret)
     if s.signing_secret_id:
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 (only AWS needs it)
-
-        document = parameters.get_secret(s.signing_secret_id, max_age=300)
-        return _static_signer(str(document))
+        return _static_signer(_secret(s.signing_secret_id))
     return None
 
 
@@ -128,7 +148,7 @@ def _static_signer(document: str) -> Signer:
 def caller() -> HttpCaller:
     from callme.callback import HttpCaller  # noqa: PLC0415 (the dispatcher's own)
 
-    return HttpCaller(settings().egress, signer, settings().caller)
+    return HttpCaller(settings().egress, signer, settings().caller, vault=vault())
 
 
 def fanout(event: dict[str, Any], function_name: str) -> Fanout | None:

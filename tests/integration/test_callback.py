@@ -9,6 +9,7 @@ an error; ``refused`` for an address the egress policy refuses, which is never r
 from __future__ import annotations
 
 import email.utils
+import json
 import socket
 import socketserver
 import ssl
@@ -18,7 +19,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,13 @@ from urllib3.response import HTTPResponse
 from callme import callback
 from callme.callback import READ_CAP, USER_AGENT, HttpCaller
 from callme.egress import EgressPolicy
+from callme.headers import HeaderSet, SealedHeaders
 from callme.ports import CallResult
+from callme.sealing import HeaderVault
 from callme.settings import CallerConfig
 from callme.signing import Signer, new_secret
-from callme.task import RESPONSE_BODY_LIMIT, Task, TaskDefinition, TaskKey
+from callme.task import RESPONSE_BODY_LIMIT, Attempt, Task, TaskDefinition, TaskKey, Verdict
+from callme.views import failure_notice
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -68,6 +72,7 @@ class Received:
     target: str
     headers: dict[str, str]  # names in lower case
     body: bytes
+    lines: list[tuple[str, str]] = field(default_factory=list)  # every header line as sent, in order
 
 
 Behaviour = Callable[[socket.socket, "Server"], None]
@@ -150,16 +155,18 @@ def read_request(sock: socket.socket, server: Server) -> Received | None:
     request_line, *lines = head.decode("latin-1").split("\r\n")
     method, target, _ = request_line.split(" ", 2)
     headers = {}
+    sent = []
     for line in lines:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
+        sent.append((name, value.strip()))
     length = int(headers.get("content-length", "0"))
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
             break
         body += chunk
-    received = Received(method, target, headers, body)
+    received = Received(method, target, headers, body, sent)
     server.requests.append(received)
     return received
 
@@ -373,6 +380,200 @@ def test_without_a_signer_no_signature_headers(serve: Callable[..., Server]) -> 
 
 
 # -- what comes back ----------------------------------------------------------------------------
+
+
+# -- a task's own headers ---------------------------------------------------------------------------
+
+HEADERS_KEY = "a-test-headers-key-of-forty-characters!!"
+VAULT = HeaderVault(lambda: HEADERS_KEY)
+TOKEN = "Bearer s3cr3t-t0k3n"
+
+
+def with_headers(entry: Task, *pairs: tuple[str, str], sealed: bool = True) -> Task:
+    """``entry`` carrying ``pairs`` as its own headers, sealed as storage keeps them."""
+    headers: HeaderSet | SealedHeaders = HeaderSet(pairs)
+    if sealed:
+        headers = VAULT.seal(entry.key.name, headers)
+    return replace(entry, definition=replace(entry.definition, headers=headers))
+
+
+def vault_caller(policy: EgressPolicy = LOOPBACK, config: CallerConfig = CONFIG) -> HttpCaller:
+    return HttpCaller(policy, lambda: SIGNER, config, vault=VAULT)
+
+
+def test_a_tasks_headers_arrive_on_every_attempt(serve: Callable[..., Server]) -> None:
+    server = serve(answer())
+    entry = with_headers(task(server.url(), "POST", '{"a": 1}'), ("Authorization", TOKEN), ("X-Tenant", "acme"))
+    http = vault_caller()
+
+    assert http.call(entry).status == 200
+    assert http.call(replace(entry, attempts=1)).status == 200
+
+    for received in server.requests:
+        assert received.headers["authorization"] == TOKEN
+        assert received.headers["x-tenant"] == "acme"
+        assert received.headers["content-type"] == "application/json"
+        Webhook(SECRET).verify(received.body, received.headers, json_parse=False)
+    assert [r.headers["callme-attempt"] for r in server.requests] == ["1", "2"]
+
+
+def test_content_type_and_user_agent_given_by_the_task_replace_callmes(serve: Callable[..., Server]) -> None:
+    server = serve(answer())
+    entry = with_headers(
+        task(server.url(), "POST", "a=1&b=2"),
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("User-Agent", "acme-bot/2"),
+    )
+
+    assert vault_caller().call(entry).status == 200
+
+    (received,) = server.requests
+    named = [name.lower() for name, _ in received.lines]
+    assert named.count("content-type") == 1 and named.count("user-agent") == 1
+    assert received.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert received.headers["user-agent"] == "acme-bot/2"
+
+
+SMUGGLED = (
+    ("HOST", "evil.example"),
+    ("content-LENGTH", "1"),
+    ("Transfer-Encoding", "chunked"),
+    ("Connection", "upgrade"),
+    ("Upgrade", "h2c"),
+    ("TE", "trailers"),
+    ("Expect", "100-continue"),
+    ("Proxy-Authorization", "Basic eA=="),
+    ("Webhook-Id", "msg_forged"),
+    ("WEBHOOK-SIGNATURE", "v1,Zm9yZ2Vk"),
+    ("webhook-timestamp", "1"),
+    ("Callme-Entry", "someone-else@60"),
+    ("callme-attempt", "99"),
+    ("Accept-Encoding", "gzip"),
+    ("X-Fine", "yes"),
+)
+
+
+@pytest.mark.parametrize("sealed", [True, False], ids=["as stored", "in clear"])
+def test_headers_past_validation_cannot_change_host_framing_or_signature(
+    serve: Callable[..., Server], sealed: bool
+) -> None:
+    # Given an entry whose stored headers hold everything validation refuses (storage tampered
+    # with, or rules changed since it was registered)
+    server = serve(answer())
+    payload = '{"order": 42}'
+    entry = with_headers(task(server.url("/in"), "POST", payload, name="guarded"), *SMUGGLED, sealed=sealed)
+
+    result = vault_caller().call(entry)
+
+    # Then the request on the wire is callme's: one Host, the real length, no other framing, the
+    # entry's own signature, and only the harmless header of the lot
+    assert result.status == 200
+    (received,) = server.requests
+    named = [name.lower() for name, _ in received.lines]
+    assert named.count("host") == 1 and received.headers["host"] == f"127.0.0.1:{server.port}"
+    assert named.count("content-length") == 1 and received.headers["content-length"] == str(len(payload))
+    for absent in ("transfer-encoding", "upgrade", "te", "expect", "proxy-authorization"):
+        assert absent not in named
+    assert received.headers["connection"] == "keep-alive"
+    assert received.body == payload.encode()
+    for own in ("webhook-id", "webhook-signature", "webhook-timestamp", "callme-entry", "callme-attempt"):
+        assert named.count(own) == 1
+    assert received.headers["webhook-id"] == entry.webhook_id
+    assert received.headers["callme-entry"] == f"guarded@{entry.key.trigger_at}"
+    assert received.headers["callme-attempt"] == "1"
+    assert received.headers["accept-encoding"] == "identity"
+    assert Webhook(SECRET).verify(received.body, received.headers) == {"order": 42}
+    assert received.headers["x-fine"] == "yes"
+
+
+@pytest.mark.parametrize(
+    "vault",
+    [HeaderVault(lambda: None), HeaderVault(lambda: "another-key-of-at-least-thirty-two-chars")],
+    ids=["no key", "another key"],
+)
+def test_headers_that_cannot_be_opened_are_not_sent_and_the_call_is_refused(
+    serve: Callable[..., Server], vault: HeaderVault
+) -> None:
+    server = serve(answer())
+    entry = with_headers(task(server.url()), ("Authorization", TOKEN))
+
+    result = HttpCaller(LOOPBACK, lambda: SIGNER, CONFIG, vault=vault).call(entry)
+
+    assert result.refused is True and result.status is None
+    assert result.error is not None and result.error.startswith("headers not sent: ")
+    assert TOKEN not in result.error
+    assert_untouched(server)
+
+
+# -- the failure hook -------------------------------------------------------------------------------
+
+
+def failed_with_hook(callback: str, hook: str) -> Task:
+    entry = with_headers(task(callback, "POST", '{"secret payload": 1}'), ("Authorization", TOKEN))
+    entry = replace(entry, definition=replace(entry.definition, on_failure=hook, retry=0))
+    attempt = Attempt(at=time.time(), duration_ms=12, status=404)
+    return entry.after_attempt(attempt, "not here", Verdict.FAIL, None, 86400)
+
+
+def test_the_failure_hook_is_a_signed_post_of_the_notice_with_its_own_webhook_id(
+    serve: Callable[..., Server],
+) -> None:
+    server = serve(answer(204, b""))
+    failed = failed_with_hook("https://receiver.example/run", server.url("/failed"))
+    assert failed.on_failure_call is not None
+
+    result = vault_caller().call_on_failure(failed)
+
+    assert (result.status, result.error, result.refused) == (204, None, False)
+    (received,) = server.requests
+    assert (received.method, received.target) == ("POST", "/failed")
+    assert received.headers["content-type"] == "application/json"
+    assert received.headers["webhook-id"] == failed.on_failure_call.webhook_id != failed.webhook_id
+    assert received.headers["callme-entry"] == str(failed.key)
+    assert received.headers["callme-attempt"] == "1"
+    assert "authorization" not in received.headers, "the task's headers are for its callback's receiver only"
+    notice = Webhook(SECRET).verify(received.body, received.headers)
+    assert notice == json.loads(json.dumps(failure_notice(failed)))
+    assert notice["type"] == "task.failed" and notice["data"]["response_status"] == 404
+    assert b"secret payload" not in received.body and TOKEN.encode() not in received.body
+
+
+def test_a_later_call_of_the_hook_keeps_its_webhook_id_and_counts_its_attempt(serve: Callable[..., Server]) -> None:
+    server = serve(answer())
+    failed = failed_with_hook("https://receiver.example/run", server.url())
+    assert failed.on_failure_call is not None
+    again = failed.after_hook_call(failed.on_failure_call.after_call(time.time(), 5, 503, None), time.time())
+
+    assert vault_caller().call_on_failure(again).status == 200
+
+    (received,) = server.requests
+    assert received.headers["webhook-id"] == failed.on_failure_call.webhook_id
+    assert received.headers["callme-attempt"] == "2"
+
+
+def test_a_failure_hook_at_a_private_address_is_refused_without_connecting(
+    serve: Callable[..., Server], connects: list[tuple[str, int]]
+) -> None:
+    server = serve(answer())
+    failed = failed_with_hook("https://receiver.example/run", server.url())
+
+    result = vault_caller(NOTHING).call_on_failure(failed)
+
+    assert result.refused is True
+    assert result.error == "refused to connect: 127.0.0.1 is a loopback address"
+    assert connects == []
+    assert_untouched(server)
+
+
+def test_a_failure_hook_that_never_answers_is_cut_by_the_call_budget(serve: Callable[..., Server]) -> None:
+    server = serve(silent)
+    failed = failed_with_hook("https://receiver.example/run", server.url())
+    start = time.monotonic()
+
+    result = vault_caller(config=SHORT).call_on_failure(failed)
+
+    assert result.status is None and result.error in ("read timeout", "no complete answer within the 1.5 s call budget")
+    assert time.monotonic() - start < SHORT.call_budget + 1
 
 
 @pytest.mark.parametrize("status", [200, 201, 302, 404, 500, 503])

@@ -51,6 +51,14 @@ def test_the_signing_secret_is_private_from_its_creation_and_kept(tmp_path: Path
     assert LOCK_NAME not in os.listdir(tmp_path)
 
 
+def test_the_headers_key_is_private_from_its_creation_and_kept(tmp_path: Path) -> None:
+    folder = StateFolder(tmp_path)
+    assert folder.headers_key("k" * 64) == "k" * 64
+    assert (tmp_path / "headers-key").stat().st_mode & 0o777 == 0o600
+    assert folder.headers_key("x" * 64) == "k" * 64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["headers-key"]
+
+
 # -- durability ---------------------------------------------------------------------------------------
 
 

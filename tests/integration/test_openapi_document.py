@@ -35,6 +35,14 @@ REFUSALS = {
         r"|has port 0|is refused)"
     ),
     "task_name": r"task_name .* differs from .* in the path",
+    "headers": (
+        r"headers( holds \d+ headers| take \d+ bytes|: '.*' (is not a valid header name|cannot be set)"
+        r"|: '.*' and '.*' are the same header| cannot be accepted)"
+    ),
+    "on_failure": (
+        r"on_failure .*(is not a valid URL|has no host|has an invalid host|must not carry credentials"
+        r"|has port 0|is refused)"
+    ),
     "payload": r"payload (is \d+ bytes; the limit is|must be Unicode text)",
     "body": r"request body is \d+ bytes; the limit is",
 }
@@ -117,6 +125,12 @@ VALUES = {
     "expected_http_status": st.one_of(st.integers(0, 1000), DIGITS.map(str), DIGITS.map(lambda n: f"00{n}")),
     "retry": st.one_of(st.integers(-2, 120), st.integers(0, 120).map(str), st.just("-0"), st.just("-00")),
     "max_delay": st.one_of(st.integers(-2, 2000), st.integers(0, 2000).map(lambda n: f"0{n}")),
+    "headers": st.dictionaries(
+        st.sampled_from(["Authorization", "X-Tenant", "x-a", "Host", "webhook-id", "bad name"]),
+        st.sampled_from(["Bearer x", "1", "", " lead", "a\tb", "tab\t", "é"]),
+        max_size=3,
+    ),
+    "on_failure": st.sampled_from(["http://example.com/f", "http://127.0.0.1:9/f", "ftp://x/", "http://10.0.0.1/"]),
 }
 
 

@@ -36,7 +36,7 @@ REFUSALS = {
     ),
     "ends": r"the schedule has no run after now",
 }
-TASK_RULES = {rule: TASK_REFUSALS[rule] for rule in ("callback", "task_name", "payload", "body")}
+TASK_RULES = {rule: TASK_REFUSALS[rule] for rule in ("callback", "task_name", "payload", "body", "on_failure")}
 SCHEDULE_VALUES = {
     **{field: values for field, values in TASK_VALUES.items() if field != "trigger_at"},
     "timezone": st.sampled_from(["UTC", "Europe/Lisbon", "America/New_York", "Australia/Lord_Howe"]),
@@ -64,7 +64,9 @@ def validator(document: dict[str, Any], schema: str) -> jsonschema.Draft4Validat
     def nullable(node: Any) -> Any:
         if isinstance(node, dict):
             node = {k: nullable(v) for k, v in node.items()}
-            if node.pop("x-nullable", False) and "type" in node:
+            if node.pop("x-nullable", False):
+                if "type" not in node:
+                    return {"anyOf": [{"type": "null"}, node]}
                 node["type"] = [node["type"], "null"]
             return node
         return [nullable(v) for v in node] if isinstance(node, list) else node

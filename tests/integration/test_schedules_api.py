@@ -200,6 +200,7 @@ def test_list_pages_stop_before_the_answer_outgrows_lambdas_limit(
         ({"every": "1h", "callback": "http://10.0.0.8/"}, "not a public address"),
         ({"every": "1h", "task_name": "other"}, "differs from 'digest'"),
         ({"every": "1h", "start_at": "+6hx"}, "start_at '+6hx' is not a relative time"),
+        ({"every": "1h", "headers": {"X-Team": "ops"}}, "a schedule takes no headers"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_problem_and_nothing_is_written(

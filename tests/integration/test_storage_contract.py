@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
+from callme.headers import HeaderSet, SealedHeaders
 from callme.memory import InMemoryLeaseStore, InMemoryTaskRepository
 from callme.ports import (
     LIST_REQUESTS,
@@ -246,6 +247,49 @@ def test_due_lists_the_active_entries_of_a_shard_due_by_a_minute(storage: Storag
         assert all(t.state is TaskState.PENDING for t in due)
         assert storage.tasks.has_due(shard, T0 + 60) == bool(expected)
     assert not any(storage.tasks.has_due(shard, T0 - 60) for shard in range(SHARDS))
+
+
+def test_an_entry_with_sealed_headers_and_a_failure_hook_reads_back_as_written(storage: Storage) -> None:
+    sealed = SealedHeaders(("Authorization", "X-Tenant"), "v1.0123abcd.c2VhbGVk")
+    task = entry(definition=TaskDefinition("https://example.com/x", headers=sealed, on_failure="https://example.com/f"))
+    storage.tasks.insert(task)
+    assert storage.tasks.get(task.key) == task
+    failed = task.missed(T0 + 700, 3600)
+    assert failed.on_failure_call is not None and failed.on_failure_call.pending
+    storage.tasks.save(failed, task.revision)
+    assert storage.tasks.get(task.key) == failed
+    waiting = failed.after_hook_call(failed.on_failure_call.after_call(T0 + 701, 12, 503, None, jitter=0.5), T0 + 701)
+    storage.tasks.save(waiting, failed.revision)
+    assert storage.tasks.get_many([task.key]) == [waiting]
+
+
+def test_header_values_in_clear_are_never_stored(storage: Storage) -> None:
+    clear = entry(definition=TaskDefinition("https://example.com/x", headers=HeaderSet((("Authorization", "s3cr3t"),))))
+    with pytest.raises(ValueError, match="not sealed"):
+        storage.tasks.insert(clear)
+    [task] = stored(storage, entry())
+    with pytest.raises(ValueError, match="not sealed"):
+        storage.tasks.save(replace(clear, revision="new"), task.revision)
+    assert storage.tasks.get(task.key) == task
+
+
+def test_due_lists_a_finished_entry_while_it_owes_its_failure_hook_call(storage: Storage) -> None:
+    hooked = TaskDefinition("https://example.com/x", on_failure="https://example.com/f")
+    [owing, plain] = stored(storage, entry("owing", definition=hooked), entry("plain"))
+    shards = {shard_of(t.key, SHARDS) for t in (owing, plain)}
+
+    def due() -> set[str]:
+        return {t.key.name for shard in shards for t in storage.tasks.due(shard, T0)}
+
+    failed, skipped = owing.missed(T0 + 700, 3600), plain.missed(T0 + 700, 3600)
+    storage.tasks.save(failed, owing.revision)
+    storage.tasks.save(skipped, plain.revision)
+    assert due() == {"owing"}, "a skipped entry without on_failure has nothing left to do"
+    assert storage.tasks.has_due(shard_of(owing.key, SHARDS), T0)
+    assert failed.on_failure_call is not None
+    delivered = failed.after_hook_call(failed.on_failure_call.after_call(T0 + 701, 12, 204, None), T0 + 701)
+    storage.tasks.save(delivered, failed.revision)
+    assert due() == set()
 
 
 def test_due_lists_more_than_a_megabyte_of_entries(storage: Storage) -> None:

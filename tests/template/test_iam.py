@@ -245,7 +245,12 @@ def deployment(
         "POWERTOOLS_METRICS_DISABLED": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("CALLME_DYNAMODB_ENDPOINT", "CALLME_SIGNING_SECRET", "CALLME_DISPATCHER_FUNCTION"):
+    for name in (
+        "CALLME_DYNAMODB_ENDPOINT",
+        "CALLME_SIGNING_SECRET",
+        "CALLME_DISPATCHER_FUNCTION",
+        "CALLME_HEADERS_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
     with mock_aws(config={"lambda": {"use_docker": False}}):
         stack = Stack(translated, name="callme-iam")
@@ -279,6 +284,10 @@ def _create_resources(translated: dict[str, Any], stack: Stack, kept_secret: boo
         stack.parameters["ExistingSigningSecretArn"] = secret["ARN"]
     else:
         stack.refs["SigningSecret"] = secret["ARN"]
+    headers_key = json.dumps({"current": "k" * 64, "previous": ""})  # as the template generates it
+    stack.refs["HeadersKeySecret"] = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name=f"{stack.name}-headers-key", SecretString=headers_key
+    )["ARN"]
     role = boto3.client("iam", region_name=REGION).create_role(
         RoleName=f"{stack.name}-lambda", AssumeRolePolicyDocument="{}"
     )["Role"]["Arn"]
@@ -348,6 +357,7 @@ def walk_every_route(context: LocalContext) -> list[tuple[str, str]]:
         ("POST", "/reschedule/proof?all=true", None, 201),
         ("GET", f"/status/proof@{second}", None, 200),
         ("GET", "/openapi.json", None, 200),
+        ("PUT", "/task/sealed", {"trigger_at": "+1h", "callback": callback, "headers": {"Authorization": "x"}}, 201),
         ("POST", "/tasks", {"tasks": [{"task_name": "batch", "trigger_at": "+1h", "callback": callback}] * 2}, 200),
         ("PUT", "/schedule/proof-schedule", {"every": "1h", "callback": callback}, 201),
         ("PUT", "/schedule/proof-schedule", {"every": "2h", "callback": callback}, 200),
@@ -391,7 +401,9 @@ def test_the_api_function_may_make_every_call_its_routes_make(deployment: Deploy
         if not any(m == method and re.match(pattern, target.split("?")[0]) for m, target in seen)
     )
     assert not untried, f"the walk above must also take these routes: {untried}"
-    assert {call.service for call in deployment.recorder.calls} == {"dynamodb"}
+    assert {call.service for call in deployment.recorder.calls} == {"dynamodb", "secretsmanager"}
+    secrets = {c.params["SecretId"] for c in deployment.recorder.calls if c.service == "secretsmanager"}
+    assert secrets == {deployment.stack.ref("HeadersKeySecret")}, "the api reads the headers key, only it"
     assert not deployment.refused(), "\n".join(deployment.refused())
 
 
@@ -404,7 +416,15 @@ def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deploymen
     for round_ in range(2):
         for i in range(12):
             register(deployment, f"job{round_}-{i}", "+0m", sink.on(f"/job{round_}-{i}"))
-        register(deployment, f"fails{round_}", "+0m", sink.on(f"/fails{round_}", 500), retry=0)
+        register(
+            deployment,
+            f"fails{round_}",
+            "+0m",
+            sink.on(f"/fails{round_}", 500),
+            retry=0,
+            headers={"Authorization": f"Bearer {round_}"},
+            on_failure=sink.on(f"/failed{round_}", 204),
+        )
         register(deployment, f"retries{round_}", "+0m", sink.on(f"/retries{round_}", 503, 200), retry=1)
         with deployment.running("DispatcherFunction") as context:
             before = len(deployment.recorder.calls)
@@ -421,11 +441,20 @@ def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deploymen
                 assert report["calls"] >= 1, report
         assert len(sink.calls(f"/retries{round_}")) == 2
         assert all(len(sink.calls(f"/job{round_}-{i}")) == 1 for i in range(12))
+        [failing] = sink.calls(f"/fails{round_}")
+        assert failing.headers["authorization"] == f"Bearer {round_}", "the headers key opened the values"
+        assert len(sink.calls(f"/failed{round_}")) == 1, "the failure hook's call and its record are allowed"
     assert "webhook-signature" in sink.received[0].headers
     operations = {
         (call.service, call.operation) for call in deployment.recorder.calls if call.function != "ApiFunction"
     }
     assert {("lambda", "Invoke"), ("secretsmanager", "GetSecretValue"), ("dynamodb", "BatchGetItem")} <= operations
+    read = {
+        c.params["SecretId"]
+        for c in deployment.recorder.calls
+        if c.service == "secretsmanager" and c.function == "DispatcherFunction"
+    }
+    assert deployment.stack.ref("HeadersKeySecret") in read
     publishes = deployment.stack.parameters.get("OutcomeEvents") == "Enabled"
     assert (("events", "PutEvents") in operations) == publishes
     assert not deployment.refused(), "\n".join(deployment.refused())

@@ -21,6 +21,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from callme.sealing import MIN_KEY_LENGTH, key_texts
 from local.gateway import render
 from local.template import TEMPLATE, load_template, table_definitions
 from tests.conftest import settings
@@ -422,11 +423,17 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
 
 
 def test_api_function_grants(resources: dict[str, Any]) -> None:
-    """The API reads and writes entries of the tasks table and schedules, and nothing else: no leases,
-    no index, no invoking anything."""
+    """The API reads and writes entries of the tasks table and schedules, and reads the headers key (to
+    seal the header values it stores), and nothing else: no leases, no index beyond the table, no
+    signing key, no invoking anything."""
     assert grants(inline_statements(resources["ApiFunction"])) == {
-        (f"dynamodb:{operation}", "${TasksTable.Arn}") for operation in ("GetItem", "PutItem", "Query", "Scan")
-    } | {(f"dynamodb:{operation}", "${SchedulesTable.Arn}") for operation in ("PutItem", "DeleteItem", "Query", "Scan")}
+        *((f"dynamodb:{operation}", "${TasksTable.Arn}") for operation in ("GetItem", "PutItem", "Query", "Scan")),
+        *(
+            (f"dynamodb:{operation}", "${SchedulesTable.Arn}")
+            for operation in ("PutItem", "DeleteItem", "Query", "Scan")
+        ),
+        ("secretsmanager:GetSecretValue", "${HeadersKeySecret}"),
+    }
 
 
 DEFAULT_BUS = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"
@@ -446,6 +453,7 @@ def test_dispatcher_grants(resources: dict[str, Any], outcome_events: str) -> No
         ("dynamodb:PutItem", "${SchedulesTable.Arn}"),
         ("dynamodb:Scan", "${SchedulesTable.Arn}"),
         ("secretsmanager:GetSecretValue", "${SigningSecret}"),
+        ("secretsmanager:GetSecretValue", "${HeadersKeySecret}"),
     } | ({("events:PutEvents", DEFAULT_BUS)} if outcome_events == "Enabled" else set())
 
 
@@ -807,3 +815,19 @@ def test_api_gateway_errors_answer_in_callme_shape(translated: dict[str, Any], a
     assert responses["THROTTLED"]["responseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
     missing = json.loads(responses["MISSING_AUTHENTICATION_TOKEN"]["responseTemplates"]["application/json"])
     assert ("x-api-key" in missing["error"]) == (auth_mode == "API_KEY"), missing
+
+
+def test_the_headers_key_is_a_kept_secret_whose_generated_key_opens_with_callme(translated: dict[str, Any]) -> None:
+    """The key sealing header values outlives the stack like the table whose values only it opens;
+    the document CloudFormation generates is one callme.sealing reads (a key of at least 32 characters)."""
+    secret = translated["Resources"]["HeadersKeySecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    generated = secret["Properties"]["GenerateSecretString"]
+    document = json.loads(generated["SecretStringTemplate"])
+    document[generated["GenerateStringKey"]] = "k" * generated["PasswordLength"]
+    assert key_texts(json.dumps(document)) == ["k" * generated["PasswordLength"]]
+    assert generated["PasswordLength"] >= MIN_KEY_LENGTH
+    for function in ("ApiFunction", "DispatcherFunction"):
+        environment = translated["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert environment["CALLME_HEADERS_KEY_ID"] == {"Ref": "HeadersKeySecret"}, function

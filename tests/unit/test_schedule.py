@@ -118,7 +118,7 @@ def test_a_new_timing_cancels_the_pending_run_and_makes_the_new_first_one() -> N
     after, entries = applied(change, entries)
     assert after.chain.next_run == CURRENT_MINUTE + 30 * MINUTE == pending_runs(entries)[0]
     assert pending_runs(entries) == [CURRENT_MINUTE + 30 * MINUTE]
-    assert entries[old].state is TaskState.CANCELLED and not entries[old].in_due  # settled: the chain moved on
+    assert entries[old].state is TaskState.CANCELLED and not entries[old].in_due_index  # settled: the chain moved on
 
 
 def test_a_pending_run_that_was_never_made_is_written_cancelled() -> None:
@@ -130,7 +130,7 @@ def test_a_pending_run_that_was_never_made_is_written_cancelled() -> None:
     assert change is not None
     _, entries = applied(change, entries)
     # Then that key holds a cancelled run, so the dispatcher's insert there finds it taken
-    assert entries[missing].state is TaskState.CANCELLED and not entries[missing].in_due
+    assert entries[missing].state is TaskState.CANCELLED and not entries[missing].in_due_index
     assert pending_runs(entries) == [CURRENT_MINUTE + 2 * HOUR]
 
 
@@ -185,12 +185,12 @@ def test_a_skipped_run_stays_skipped_through_a_change() -> None:
     scheduled, entries = created()
     skipped = scheduled.chain.next_run or 0
     entries[skipped] = entries[skipped].cancelled(NOW, RETENTION)
-    assert entries[skipped].in_due
+    assert entries[skipped].in_due_index
     change = plan_change(scheduled, request(NOW, definition=NEW_DEFINITION), entries.get, RETENTION)
     assert change is not None
     after, entries = applied(change, entries)
     assert after.chain.next_run == skipped + HOUR == pending_runs(entries)[0]
-    assert entries[skipped].state is TaskState.CANCELLED and not entries[skipped].in_due
+    assert entries[skipped].state is TaskState.CANCELLED and not entries[skipped].in_due_index
 
 
 def test_a_minute_another_entry_holds_is_passed_over() -> None:
@@ -230,7 +230,7 @@ def test_removal_cancels_the_pending_run_and_deletes_both_items() -> None:
     assert (change.schedule, change.chain, change.chain_revision) == (None, None, scheduled.chain.revision)
     [(cancelled, expected)] = change.runs
     assert cancelled.key.trigger_at == pending and expected == entries[pending].revision
-    assert cancelled.state is TaskState.CANCELLED and not cancelled.in_due
+    assert cancelled.state is TaskState.CANCELLED and not cancelled.in_due_index
 
 
 # -- the dispatcher taking a run ---------------------------------------------------------------------
@@ -321,10 +321,10 @@ def test_a_run_the_chain_does_not_name_after_its_last_is_called() -> None:
 def test_a_cancelled_run_stays_due_until_settled_and_until_its_minute() -> None:
     run = new_run("job", CURRENT_MINUTE + 90 * 86400, DEFINITION, NOW)
     cancelled = run.cancelled(NOW, RETENTION)
-    assert cancelled.in_due and not cancelled.settle(NOW).in_due
+    assert cancelled.in_due_index and not cancelled.settle(NOW).in_due_index
     assert cancelled.expires_at == run.key.trigger_at + RETENTION  # not deleted before its minute
     one_off = make_task(trigger_at=CURRENT_MINUTE + 90 * 86400).cancelled(NOW, RETENTION)
-    assert not one_off.in_due and one_off.expires_at == int(NOW) + RETENTION
+    assert not one_off.in_due_index and one_off.expires_at == int(NOW) + RETENTION
 
 
 @pytest.mark.parametrize("state", [TaskState.PENDING, TaskState.CANCELLED])

@@ -171,8 +171,8 @@ class TestTaskRequest:
         assert "retry" in error.message.split("allowed:")[1]
 
     def test_several_unknown_fields_are_all_named(self) -> None:
-        error = rejected(lambda: parse_task(task_body(headers={}, method="POST")))
-        assert "unknown fields 'headers', 'method'" in error.message
+        error = rejected(lambda: parse_task(task_body(timeout=5, method="POST")))
+        assert "unknown fields 'method', 'timeout'" in error.message
 
     @pytest.mark.parametrize("field", ["trigger_at", "callback"])
     def test_missing_required_field_is_named(self, field: str) -> None:
