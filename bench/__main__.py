@@ -168,6 +168,7 @@ def _cost(
         read_units_per_task=m(capacity_runs, "read_units_per_task"),
         read_units_before_call_per_task=m(capacity_runs, "read_units_before_call_per_task"),
         lease_write_units_per_shard_run=m(capacity_runs, "per_shard_run", "write_units"),
+        stats_write_units_per_shard_run=m(capacity_runs, "stats_per_shard_run", "write_units"),
         peek_read_units_per_minute=m(capacity_runs, "per_minute_peek", "read_units"),
         item_bytes=int(m(capacity_runs, "item_bytes", "after_dispatch")),
         api_seconds_per_create=cost.lambda_seconds(
@@ -269,6 +270,13 @@ def build_figures(
             runs(c, "per_shard_run", "write_units"),
             "WRU",
             f"amortised: {batch}",
+        ),
+        figure(
+            "capacity.stats_write_units_per_shard_run",
+            "stats writes per shard run and minute",
+            runs(c, "stats_per_shard_run", "write_units"),
+            "WRU",
+            "1 (one item of counts and lateness buckets)",
         ),
         figure(
             "capacity.read_units_per_task",

@@ -21,7 +21,7 @@ from typing import Any
 from local.gateway import proxy_event
 from local.lambda_context import LocalContext
 
-from .capacity import CALLBACK, LEASE_TABLE, TASK_TABLE, payload_of
+from .capacity import CALLBACK, LEASE_TABLE, STATS_TABLE, TASK_TABLE, payload_of
 
 BATCH_SIZE = 100
 
@@ -66,6 +66,7 @@ def _timed(
         {
             "CALLME_TABLE_NAME": TASK_TABLE,
             "CALLME_LEASE_TABLE_NAME": LEASE_TABLE,
+            "CALLME_STATS_TABLE_NAME": STATS_TABLE,
             "CALLME_DYNAMODB_ENDPOINT": endpoint,
             "POWERTOOLS_SERVICE_NAME": "callme",
             "POWERTOOLS_LOG_LEVEL": "WARNING",

@@ -41,7 +41,7 @@ import boto3
 
 from callme.clock import FixedClock, minute_of
 from callme.dispatch import DispatchEngine
-from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository, to_row
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBStatsStore, DynamoDBTaskRepository, to_row
 from callme.egress import EgressPolicy
 from callme.ports import CallResult
 from callme.sealing import HeaderVault
@@ -320,7 +320,8 @@ def _index_writes(table: Table, index: Index, old: Any, new: Any) -> int:
 
 TASK_TABLE = "callme-tasks"
 LEASE_TABLE = "callme-leases"
-CALLME = Settings(TASK_TABLE, LEASE_TABLE)  # callme's defaults, as deployed with nothing changed
+STATS_TABLE = "callme-stats"
+CALLME = Settings(TASK_TABLE, LEASE_TABLE, STATS_TABLE)  # callme's defaults, as deployed with nothing changed
 CALLBACK = "https://hooks.example.com/callme/invoice-reminder"
 HEADERS_KEY = "bench-headers-key-" + "0" * 32  # seals the header values of the tasks that have some
 
@@ -398,6 +399,7 @@ def measure(
         clock,
         replace(CALLME.dispatch, concurrency=concurrency),
         sleep=clock.advance,
+        stats=DynamoDBStatsStore(hooked, STATS_TABLE),
     )
     meter.phase = "peek"  # the scheduled invocation's look at every shard, once a minute
     busy = engine.busy_shards(trigger)
@@ -412,6 +414,8 @@ def measure(
     create = meter.totals("create")
     dispatch_entries = meter.totals("dispatch", [TASK_TABLE])
     leases = meter.totals("dispatch", [LEASE_TABLE])
+    # One run here for every shard: in AWS each shard run stores its own item per minute, of this size.
+    stats = meter.totals("dispatch", [STATS_TABLE])
     peek = meter.totals("peek")
     per_task_writes = (
         create.base_write + create.index_write + dispatch_entries.base_write + dispatch_entries.index_write
@@ -439,6 +443,7 @@ def measure(
             "peek_amortised": peek.as_dict(entries),
         },
         "per_shard_run": leases.as_dict(max(1, len(busy))),
+        "stats_per_shard_run": stats.as_dict(),
         "per_minute_peek": peek.as_dict(),
         "write_units_per_task": round(per_task_writes, 6),
         "write_units_base_per_task": round((create.base_write + dispatch_entries.base_write) / entries, 6),

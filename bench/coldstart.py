@@ -26,6 +26,7 @@ SUBJECTS = {
 LAMBDA_ENV = {
     "CALLME_TABLE_NAME": "callme-tasks",
     "CALLME_LEASE_TABLE_NAME": "callme-leases",
+    "CALLME_STATS_TABLE_NAME": "callme-stats",
     "CALLME_DUE_SHARDS": "8",
     "CALLME_RETENTION_DAYS": "30",
     "POWERTOOLS_SERVICE_NAME": "callme",

@@ -72,6 +72,8 @@ class Inputs:
     # Of read_units_per_task, the consistent read of each entry before its call (absent from results
     # measured before there was one).
     read_units_before_call_per_task: float = 0.0
+    # Each shard run's per-minute stats item (GET /stats), one write a minute (absent before there were stats).
+    stats_write_units_per_shard_run: float = 0.0
     # POST /tasks: the api handler's estimated Lambda duration for one batch of ``batch_size`` tasks.
     api_seconds_per_batch: float = 0.0
     batch_size: int = 100
@@ -167,6 +169,12 @@ def callme_lines(i: Inputs, batched: bool = False) -> list[Line]:
             f"{i.lease_write_units_per_shard_run:g} WRU x {i.shards} shards x {runs_per_million:.0f} minutes"
             f" x ${DYNAMODB_WRITE_PER_MILLION}/M",
             i.lease_write_units_per_shard_run * i.shards * runs_per_million * DYNAMODB_WRITE_PER_MILLION / m,
+        ),
+        Line(
+            "DynamoDB per-minute stats",
+            f"{i.stats_write_units_per_shard_run:g} WRU x {i.shards} shards x {runs_per_million:.0f} minutes"
+            f" x ${DYNAMODB_WRITE_PER_MILLION}/M",
+            i.stats_write_units_per_shard_run * i.shards * runs_per_million * DYNAMODB_WRITE_PER_MILLION / m,
         ),
         Line(
             "DynamoDB storage, kept 30 days",

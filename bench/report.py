@@ -21,6 +21,7 @@ REQUIRED_FIGURES = (
     "capacity.write_units_base_per_task",
     "capacity.write_units_gsi_per_task",
     "capacity.lease_write_units_per_shard_run",
+    "capacity.stats_write_units_per_shard_run",
     "capacity.read_units_per_task",
     "capacity.read_units_before_call_per_task",
     "capacity.original_write_units_per_task",

@@ -476,7 +476,12 @@ def _snapshot(client: Client) -> Iterable[tuple[str, str]]:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-TABLE_NAMES = {"TasksTable": "callme-tasks", "LeasesTable": "callme-leases", "SchedulesTable": "callme-schedules"}
+TABLE_NAMES = {
+    "TasksTable": "callme-tasks",
+    "LeasesTable": "callme-leases",
+    "StatsTable": "callme-stats",
+    "SchedulesTable": "callme-schedules",
+}
 
 
 def create_tables_with(post: Callable[[str, str], Any], names: Mapping[str, str] = TABLE_NAMES) -> None:
@@ -533,7 +538,11 @@ def ensure_tables(
         return
     if not may_create_tables(endpoint):
         listed = ", ".join(sorted(missing.values()))
-        variables = {"TasksTable": "CALLME_TABLE_NAME", "LeasesTable": "CALLME_LEASE_TABLE_NAME"}
+        variables = {
+            "TasksTable": "CALLME_TABLE_NAME",
+            "LeasesTable": "CALLME_LEASE_TABLE_NAME",
+            "StatsTable": "CALLME_STATS_TABLE_NAME",
+        }
         raise MissingTables(
             f"no table {listed} in {region} at {endpoint}; the local stack creates tables only on a DynamoDB on "
             f"this machine: set {' and '.join(variables[i] for i in sorted(missing))} to the deployed stack's "

@@ -49,6 +49,7 @@ def prepare_environment(state: StateFolder) -> str:
     env = os.environ
     env.setdefault("CALLME_TABLE_NAME", TABLE_NAMES["TasksTable"])
     env.setdefault("CALLME_LEASE_TABLE_NAME", TABLE_NAMES["LeasesTable"])
+    env.setdefault("CALLME_STATS_TABLE_NAME", TABLE_NAMES["StatsTable"])
     env.setdefault("CALLME_SCHEDULE_TABLE_NAME", TABLE_NAMES["SchedulesTable"])
     env.setdefault("CALLME_ALLOW_NETWORKS", LOOPBACK)
     env.setdefault("CALLME_FANOUT", "inline")
@@ -87,8 +88,9 @@ class LocalStack:
         if endpoint:
             settings = Settings.from_environ(os.environ)  # the table names and region the handlers use
             needed = {"TasksTable": settings.table_name}
-            if options.ticks or options.test_hooks:  # the dispatcher runs here: it takes shard leases
+            if options.ticks or options.test_hooks:  # the dispatcher runs here: it takes leases, writes stats
                 needed["LeasesTable"] = settings.lease_table_name
+                needed["StatsTable"] = settings.stats_table_name
             ensure_tables(endpoint, names=needed, region=settings.region)
             where = f"DynamoDB at {endpoint} ({', '.join(needed.values())} in {settings.region})"
         else:

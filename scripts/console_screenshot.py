@@ -3,14 +3,16 @@
     .venv/bin/python scripts/console_screenshot.py docs/console.png
 
 Starts the local stack in a temporary folder on a free port, registers tasks through the API, has the
-dispatcher call a loopback receiver (200 for most, 500 and 404 for two), and saves the entries view as
-a 1280-pixel-wide PNG, rendered by Debian's chromium as the browser tests do.
+dispatcher call a loopback receiver (200 for most, 500 and 404 for two) when their minute comes, and
+saves the entries view as a 1280-pixel-wide PNG, rendered by Debian's chromium as the browser tests
+do, and the last hour's charts (from the real GET /stats) beside it, as <name>-stats.png.
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +35,7 @@ LATER = [("weekly-report", "+3h"), ("reminder-5521", "+1d"), ("invoice-2292-due"
 
 
 def main(target: str) -> None:
+    stats_target = str(Path(target).with_name(f"{Path(target).stem}-stats.png"))
     with tempfile.TemporaryDirectory() as state, serve_sink() as sink:
         stack = LocalStack(Path(state) / "state").start()
         try:
@@ -41,17 +44,23 @@ def main(target: str) -> None:
                 stack.put(name, trigger_at=minute, callback=sink.on(path, *statuses), **fields)
             for name, when in LATER:
                 stack.put(name, trigger_at=when, callback=f"https://hooks.example.com/{name}")
-            stack.tick(minute + 1)
+            # Run the dispatcher when that minute has come (up to a minute's wait), as the stack's own
+            # ticker would: the entries show a real lateness and the last hour's charts this minute's run.
+            time.sleep(max(0.0, minute + 1 - time.time()))
+            stack.tick(time.time())
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
                 page = browser.new_page(viewport={"width": 1280, "height": 640}, locale="en-US")
                 page.goto(f"{stack.url}/console")
                 expect(page.locator("#entries-body tr:not(.skeleton)")).to_have_count(len(TASKS) + len(LATER))
                 page.screenshot(path=target, full_page=True)
+                page.goto(f"{stack.url}/console#/stats")
+                expect(page.locator("#chart-calls rect.bar").first).to_be_visible()
+                page.screenshot(path=stats_target, full_page=True)
                 browser.close()
         finally:
             stack.stop()
-    print(f"wrote {target}")
+    print(f"wrote {target} and {stats_target}")
 
 
 if __name__ == "__main__":

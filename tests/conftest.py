@@ -53,7 +53,7 @@ def load_event(name: str) -> dict[str, Any]:
 
 def settings(**changes: Any) -> Settings:
     """callme's defaults (as with no CALLME_* variable set but the table names), with ``changes``."""
-    return Settings(TABLE_NAMES["TasksTable"], TABLE_NAMES["LeasesTable"], **changes)
+    return Settings(TABLE_NAMES["TasksTable"], TABLE_NAMES["LeasesTable"], TABLE_NAMES["StatsTable"], **changes)
 
 
 def default_limits(**changes: Any) -> Limits:
@@ -136,6 +136,7 @@ def handler_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         "CALLME_TABLE_NAME": TABLE_NAMES["TasksTable"],
         "CALLME_LEASE_TABLE_NAME": TABLE_NAMES["LeasesTable"],
+        "CALLME_STATS_TABLE_NAME": TABLE_NAMES["StatsTable"],
         "CALLME_SCHEDULE_TABLE_NAME": TABLE_NAMES["SchedulesTable"],
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",

@@ -22,6 +22,9 @@ failure hook (callme.hooks). The write of its final outcome records the hook as 
 turn of its own: read again just before, under the same leases and budget) and its outcome written
 on the entry, conditional on the entry as read. So it is called once per entry: only a call whose
 recording a crash prevented is made again, by a later run, with the same ``webhook-id``.
+
+When it ends, the run stores what it did by minute (callme.stats): one small item per minute it
+worked in, whatever the number of calls.
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ from urllib.parse import urlsplit
 from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
 from .hooks import HookCall, HookState
-from .ports import READ_BATCH, Caller, CallResult, Lease, LeaseStore, StaleEntry, TaskRepository
+from .ports import READ_BATCH, Caller, CallResult, Lease, LeaseStore, StaleEntry, StatsStore, TaskRepository
 from .schedule import Taken
 from .settings import DispatchConfig
+from .stats import StatsTally
 from .task import Attempt, Task, TaskKey, TaskState, Verdict, backoff, judge, next_attempt_at
 
 log = logging.getLogger("callme.dispatch")
@@ -225,6 +229,7 @@ class DispatchEngine:
         sleep: Callable[[float], None] = time.sleep,
         on_leased: Callable[[list[int]], None] | None = None,
         listeners: Sequence[FinishedListener] = (),
+        stats: StatsStore | None = None,
         schedules: ScheduleRuns | None = None,
     ) -> None:
         self.repository = repository
@@ -237,6 +242,7 @@ class DispatchEngine:
         self.sleep = sleep
         self.on_leased = on_leased
         self.recorder = OutcomeRecorder(repository, config, sleep, listeners)
+        self.stats = stats
         self._random = random.Random()
 
     def busy_shards(self, minute: int) -> list[int]:
@@ -258,25 +264,29 @@ class DispatchEngine:
             stop_at = min(stop_at, deadline - self.config.call_room)
         report = RunReport(shards=list(shards))
         owner = f"run-{uuid.uuid4().hex[:12]}"
+        tally = StatsTally()
         waiting = list(report.shards)
         give_up = min(started + self.config.lease_wait, stop_at)
-        while waiting:
-            leases = self._free_leases(waiting, owner)
-            if leases:
-                taken = [lease.shard for lease in leases]
-                waiting = [shard for shard in waiting if shard not in taken]
-                report.busy_shards.extend(taken)
-                if self.on_leased:
-                    self.on_leased(taken)
-                try:
-                    _Run(self, report, stop_at, _Leases(self, leases)).go(self.clock.now())
-                finally:
-                    for lease in leases:
-                        self._release(lease)
-            elif self.clock.now() >= give_up:
-                break
-            else:
-                self.sleep(0.5)
+        try:
+            while waiting:
+                leases = self._free_leases(waiting, owner)
+                if leases:
+                    taken = [lease.shard for lease in leases]
+                    waiting = [shard for shard in waiting if shard not in taken]
+                    report.busy_shards.extend(taken)
+                    if self.on_leased:
+                        self.on_leased(taken)
+                    try:
+                        _Run(self, report, tally, stop_at, _Leases(self, leases)).go(self.clock.now())
+                    finally:
+                        for lease in leases:
+                            self._release(lease)
+                elif self.clock.now() >= give_up:
+                    break
+                else:
+                    self.sleep(0.5)
+        finally:
+            self._store_stats(owner, tally)
         if waiting:
             log.warning("shards %s are held by another run; their work waits for the next minute", waiting)
         return report
@@ -290,6 +300,17 @@ class DispatchEngine:
             if lease is not None:
                 taken.append(lease)
         return taken
+
+    def _store_stats(self, run: str, tally: StatsTally) -> None:
+        """Store the run's tally, one item per minute. Stats only describe calls already made and
+        recorded: failing to store them is logged, and never fails the run or repeats a call."""
+        if self.stats is None:
+            return
+        for stats in tally.minutes.values():
+            try:
+                self.stats.add(run, stats, stats.minute + self.config.retention_seconds)
+            except Exception:
+                log.exception("the stats of minute %s were not stored; the calls stand", stats.minute)
 
     def _release(self, lease: Lease) -> None:
         try:
@@ -545,9 +566,12 @@ class _Run:
     while the rest of the shards is still being read.
     """
 
-    def __init__(self, engine: DispatchEngine, report: RunReport, stop_at: float, leases: _Leases) -> None:
+    def __init__(
+        self, engine: DispatchEngine, report: RunReport, tally: StatsTally, stop_at: float, leases: _Leases
+    ) -> None:
         self.engine = engine
         self.report = report
+        self.tally = tally
         self.stop_at = stop_at
         self.leases = leases
         self.timers: list[_Timer] = []
@@ -768,8 +792,8 @@ class _Run:
         """The schedules' step before a run's first call (callme.schedule_service): (an outcome when
         nothing is to be called, the run set aside as to be written and as read, the entry to call)."""
         engine = self.engine
-        if engine.schedules is None:
-            return None, None, run
+        if engine.schedules is None:  # no schedules here: a run skipped by a client is just settled
+            return (_Outcome(run, run.settle(engine.clock.now())) if run.unsettled else None), None, run
         try:
             taken = engine.schedules.take(run, engine.clock.now())
         except ServiceUnavailable as exc:
@@ -853,9 +877,9 @@ class _Run:
         engine = self.engine
         task = outcome.task
         if outcome.aside is not None and outcome.left is None:
-            self._count_final(outcome.aside[0])
+            self._count_final(outcome.aside[0], engine.clock.now())
         for skipped in outcome.missed:
-            self._count_final(skipped)
+            self._count_final(skipped, engine.clock.now())
         if outcome.left is not None:
             log.info("%s left for a later run: %s", task.key, outcome.left)
             self.report.deferred += 1
@@ -870,9 +894,13 @@ class _Run:
             self._settle_hook(outcome, outcome.hook)
             return
         result = outcome.result
+        at = engine.clock.now()  # when the attempt was: its call's start, else now (a skip)
         if result is not None and outcome.verdict is not None:
+            at = result.started_at
+            lateness = result.started_at - task.key.trigger_at
             self.report.calls += 1
-            engine.observer.attempted(task, result, outcome.verdict, result.started_at - task.key.trigger_at)
+            self.tally.called(at, lateness)
+            engine.observer.attempted(task, result, outcome.verdict, lateness)
         if outcome.unrecorded is not None:
             engine.observer.record_failed(outcome.updated, outcome.unrecorded)
             self.report.unrecorded += 1
@@ -880,9 +908,10 @@ class _Run:
         updated = outcome.updated
         if updated.state.active:
             self.report.retried += 1
+            self.tally.ended(at, "retried")
             self._schedule(updated, outcome.next_at or 0.0)
         else:
-            self._count_final(updated)
+            self._count_final(updated, at)
             if updated.hook_owed:  # its failure hook: a turn of its own, read again first
                 self._schedule(updated, updated.ready_at())
 
@@ -904,14 +933,17 @@ class _Run:
         else:
             self.report.hooks_failed += 1
 
-    def _count_final(self, task: Task) -> None:
+    def _count_final(self, task: Task, at: float) -> None:
         if task.state is TaskState.CANCELLED:  # a cancelled run, settled: its schedule moved on
             self.report.withdrawn += 1
             return
         self.engine.observer.finished(task)
         if task.state is TaskState.SUCCESSFUL:
             self.report.succeeded += 1
+            self.tally.ended(at, "succeeded")
         elif task.state is TaskState.SKIPPED:
             self.report.skipped += 1
+            self.tally.ended(at, "skipped")
         else:
             self.report.failed += 1
+            self.tally.ended(at, "failed")

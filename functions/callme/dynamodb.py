@@ -8,6 +8,9 @@ holds exactly the work still to do. A task's ``headers`` are stored as their nam
 (``header_names``) and their values sealed together (``headers_sealed``, callme.sealing): never in
 clear.
 Table ``leases``: hash key ``shard`` (N); one item per shard names the dispatcher run holding it.
+Table ``stats``: hash key ``series`` (S, always ``minute``), range key ``slot`` (S,
+``<minute, 12 digits>#<run>``): one item per dispatcher run and minute, so a window of minutes is
+one Query over a range of one partition; TTL on ``expires_at``.
 
 Every write is conditional. A write that timed out but landed, then was retried by botocore and
 failed its condition, is recognised by its ``revision`` token and counted as done. No try starts,
@@ -51,6 +54,7 @@ from .ports import (
 from .recurrence import Recurrence
 from .schedule import Chain, Change, Schedule, Scheduled
 from .settings import StorageTimeouts
+from .stats import Histogram, MinuteStats
 from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
 if TYPE_CHECKING:
@@ -394,6 +398,67 @@ class DynamoDBLeaseStore:
         except _ConditionFailed as failed:
             return max(shards, int((failed.item or {}).get("shards", {}).get("N", shards)))
         return shards
+
+
+class DynamoDBStatsStore:
+    """The dispatcher's per-minute stats (callme.ports.StatsStore) in the ``stats`` table."""
+
+    SERIES = "minute"
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def add(self, run: str, stats: MinuteStats, expires_at: int) -> None:
+        """One unconditional PutItem: the key is the run's own, so a retried put writes the same item."""
+        lateness = stats.lateness
+        item: dict[str, Any] = {
+            "series": {"S": self.SERIES},
+            "slot": {"S": f"{stats.minute:012d}#{run}"},
+            "minute": {"N": str(stats.minute)},
+            **{name: {"N": str(getattr(stats, name))} for name in _COUNTS},
+            "lateness": {"M": {str(index): {"N": str(count)} for index, count in lateness.buckets.items()}},
+            "expires_at": {"N": str(expires_at)},
+        }
+        if lateness.low is not None and lateness.high is not None:
+            item["lateness_low"] = {"N": _number(lateness.low)}
+            item["lateness_high"] = {"N": _number(lateness.high)}
+        with _answered():
+            self._client.put_item(TableName=self._table, Item=item)
+
+    def between(self, first: int, last: int) -> list[MinuteStats]:
+        """One Query over the slots of minutes ``first`` to ``last`` (every page of it)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "series = :series AND slot BETWEEN :first AND :last",
+            "ExpressionAttributeValues": {
+                ":series": {"S": self.SERIES},
+                ":first": {"S": f"{first:012d}"},
+                ":last": {"S": f"{last:012d}~"},  # "~" sorts after "#<run>"
+            },
+        }
+        found: list[MinuteStats] = []
+        while True:
+            with _answered():
+                response = self._client.query(**request)
+            found.extend(_minute_stats(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return found
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+_COUNTS = ("calls", "succeeded", "failed", "retried", "skipped")
+
+
+def _minute_stats(item: Mapping[str, Any]) -> MinuteStats:
+    low, high = item.get("lateness_low"), item.get("lateness_high")
+    lateness = Histogram(
+        buckets={int(index): int(count["N"]) for index, count in item.get("lateness", {}).get("M", {}).items()},
+        low=float(low["N"]) if low else None,
+        high=float(high["N"]) if high else None,
+    )
+    counts = {name: int(item[name]["N"]) for name in _COUNTS if name in item}
+    return MinuteStats(minute=int(item["minute"]["N"]), lateness=lateness, **counts)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ what it takes and refuses as told.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -33,6 +34,7 @@ from .ports import (
     listed_shard,
 )
 from .schedule import Chain, Change, Scheduled
+from .stats import MinuteStats
 from .task import Task, TaskKey
 
 
@@ -246,6 +248,29 @@ class InMemoryLeaseStore:
         with self._lock:
             self._widest = max(self._widest, shards)
             return self._widest
+
+
+class InMemoryStatsStore:
+    """The per-minute stats in a dictionary (callme.ports.StatsStore), keyed by minute and run."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[int, str], tuple[MinuteStats, int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, run: str, stats: MinuteStats, expires_at: int) -> None:
+        with self._lock:
+            self._items[(stats.minute, run)] = (copy.deepcopy(stats), expires_at)
+
+    def between(self, first: int, last: int) -> list[MinuteStats]:
+        with self._lock:
+            found = [(key, stats) for key, (stats, _) in self._items.items() if first <= key[0] <= last]
+        return [copy.deepcopy(stats) for _, stats in sorted(found, key=lambda item: item[0])]
+
+    def expiry(self, minute: int, run: str) -> int | None:
+        """When the item of ``run``'s ``minute`` expires (for tests), None if there is none."""
+        with self._lock:
+            item = self._items.get((minute, run))
+        return item[1] if item else None
 
 
 class InMemoryEventBus:

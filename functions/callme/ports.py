@@ -16,6 +16,7 @@ from typing import Protocol
 
 from .headers import HeaderSet
 from .schedule import Chain, Change, Scheduled
+from .stats import MinuteStats
 from .task import Task, TaskKey
 
 MAX_TRANSACTION_WRITES = 100  # writes one ``reschedule`` holds at most (DynamoDB's TransactWriteItems)
@@ -239,6 +240,20 @@ class LeaseStore(Protocol):
     def widest(self, shards: int) -> int:
         """Note that entries are being spread over ``shards`` shards; the most shards they were ever
         spread over (at least ``shards``): every shard below it may hold entries."""
+        ...
+
+
+class StatsStore(Protocol):
+    """The dispatcher's per-minute stats (callme.stats): one item per run and minute, kept until
+    ``expires_at`` (then deleted by storage, in its own time)."""
+
+    def add(self, run: str, stats: MinuteStats, expires_at: int) -> None:
+        """Store ``run``'s tally of one minute; storing the same run's minute again replaces it."""
+        ...
+
+    def between(self, first: int, last: int) -> list[MinuteStats]:
+        """Every tally stored for the minutes ``first`` to ``last`` (both included), unmerged (one
+        per run that worked in a minute), oldest minute first."""
         ...
 
 

@@ -121,6 +121,7 @@ class Settings:
     # -- storage
     table_name: str
     lease_table_name: str
+    stats_table_name: str
     schedule_table_name: str = "callme-schedules"
     region: str = "us-east-1"
     dynamodb_endpoint: str | None = None
@@ -260,6 +261,7 @@ class Settings:
         return cls(
             table_name=read.required("CALLME_TABLE_NAME"),
             lease_table_name=read.required("CALLME_LEASE_TABLE_NAME"),
+            stats_table_name=read.required("CALLME_STATS_TABLE_NAME"),
             schedule_table_name=env.get("CALLME_SCHEDULE_TABLE_NAME") or read.default("schedule_table_name"),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or read.default("region"),
             dynamodb_endpoint=env.get("CALLME_DYNAMODB_ENDPOINT") or None,

@@ -17,6 +17,7 @@ from .errors import InvalidRequest, PayloadTooLarge
 from .headers import HeaderSet, check_headers
 from .schedule import ScheduleRequest
 from .settings import Limits
+from .stats import DEFAULT_MINUTES, FEWEST_MINUTES, MOST_MINUTES
 from .task import METHODS, TaskDefinition, TaskKey, TaskName, check_name
 from .trigger import check_can_run, parse_trigger_at
 
@@ -398,6 +399,14 @@ def parse_listing(params: Mapping[str, str], limits: Limits, name: str | None = 
     if "limit" in params:
         limit = integer(params["limit"], "limit", 1, limits.max_page_size)
     return Listing(start_from, flag(params, "future_only"), limit)
+
+
+def parse_stats_minutes(params: Mapping[str, str]) -> int:
+    """``GET /stats``: how many minutes, up to the current one, to show (``minutes``)."""
+    check_query(params, ("minutes",))
+    if "minutes" not in params:
+        return DEFAULT_MINUTES
+    return integer(params["minutes"], "minutes", FEWEST_MINUTES, MOST_MINUTES)
 
 
 @dataclass(frozen=True)

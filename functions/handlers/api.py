@@ -26,6 +26,7 @@ from callme.errors import (
     ServiceUnavailable,
     TaskNotFound,
 )
+from callme.stats import recent
 from callme.task import NAME_RULE, Task, TaskKey, check_name
 from callme.validation import (
     RescheduleRequest,
@@ -39,6 +40,7 @@ from callme.validation import (
     parse_reschedule_request,
     parse_schedule_listing,
     parse_schedule_request,
+    parse_stats_minutes,
     parse_task_request,
     single_values,
 )
@@ -201,6 +203,12 @@ def delete_schedule(ident: str) -> Response[str]:
     removal = wiring.schedule_service().delete_schedule(check_name(ident))
     cancelled = None if removal.cancelled is None else str(removal.cancelled)
     return _json(200, {**schedule_view(removal.schedule), "next_runs": [], "cancelled": cancelled})
+
+
+@route("/stats", "GET")
+def stats() -> Response[str]:
+    minutes = parse_stats_minutes(_query())
+    return _json(200, recent(wiring.api_stats().between, wiring.clock().now(), minutes))
 
 
 @route("/openapi.json", "GET")

@@ -24,6 +24,7 @@ from callme.headers import (
 )
 from callme.hooks import HookState
 from callme.settings import DAY, Limits
+from callme.stats import DEFAULT_MINUTES, FEWEST_MINUTES, MOST_MINUTES, OUTCOMES
 from callme.task import METHODS, NAME_PATTERN, TaskState
 from callme.trigger import ABSOLUTE_PATTERN, DURATION, RELATIVE_PATTERN
 from callme.validation import SCHEDULE_FIELDS, TASK_FIELDS, default_of, integer_pattern, integer_ranges
@@ -308,6 +309,33 @@ CANCELLED = {
         "tasks": {**_TASKS, "description": "The first of them, as many as one answer holds"},
     },
 }
+_LATENESS = "seconds after the start of the trigger minute that a call started, to the precision of fixed buckets"
+STATS = {
+    "type": "object",
+    "required": ["from", "to", "minutes"],
+    "properties": {
+        "from": {"type": "integer", "description": "The first minute (Unix seconds)"},
+        "to": {"type": "integer", "description": "The last minute: the current one"},
+        "minutes": {
+            "type": "array",
+            "description": "Every minute from `from` to `to`, oldest first",
+            "items": {
+                "type": "object",
+                "required": ["minute", "calls", *OUTCOMES, "lateness_p50", "lateness_p99"],
+                "properties": {
+                    "minute": {"type": "integer"},
+                    "calls": {"type": "integer", "description": "Calls made (every attempt)"},
+                    "succeeded": {"type": "integer", "description": "Entries that ended successful"},
+                    "failed": {"type": "integer", "description": "Entries that ended failed"},
+                    "retried": {"type": "integer", "description": "Attempts followed by a retry"},
+                    "skipped": {"type": "integer", "description": "Entries skipped, past their max_delay"},
+                    "lateness_p50": {"type": "number", "nullable": True, "description": f"Median {_LATENESS}"},
+                    "lateness_p99": {"type": "number", "nullable": True, "description": f"99th percentile {_LATENESS}"},
+                },
+            },
+        },
+    },
+}
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -579,6 +607,22 @@ def document(limits: Limits) -> dict[str, Any]:
                 }
             },
             **_schedule_paths(limits, name),
+            "/stats": {
+                "get": {
+                    "summary": "Calls per minute by outcome, and lateness p50 / p99, as the dispatcher recorded them",
+                    "parameters": [
+                        _PRETTY,
+                        {
+                            "name": "minutes",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": FEWEST_MINUTES, "maximum": MOST_MINUTES},
+                            "description": f"How many minutes up to the current one (default {DEFAULT_MINUTES})",
+                        },
+                    ],
+                    "responses": {"200": _json("Stats", "One element per minute"), **_errors(400, 503)},
+                }
+            },
             "/tasks": {
                 "post": {
                     "summary": f"Register up to {limits.max_batch_tasks} entries, each as PUT would, each on its own",
@@ -608,6 +652,7 @@ def document(limits: Limits) -> dict[str, Any]:
                 "Cancelled": CANCELLED,
                 "Attempt": ATTEMPT,
                 "HookCall": HOOK_CALL,
+                "Stats": STATS,
                 "Error": ERROR,
             },
             "securitySchemes": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}},

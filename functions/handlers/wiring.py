@@ -12,7 +12,13 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from callme.clock import Clock, SystemClock
-from callme.dynamodb import DynamoDBLeaseStore, DynamoDBScheduleRepository, DynamoDBTaskRepository, connect
+from callme.dynamodb import (
+    DynamoDBLeaseStore,
+    DynamoDBScheduleRepository,
+    DynamoDBStatsStore,
+    DynamoDBTaskRepository,
+    connect,
+)
 from callme.schedule_service import ScheduleService
 from callme.sealing import HeaderVault
 from callme.service import TaskService
@@ -53,6 +59,12 @@ def leases() -> DynamoDBLeaseStore:
 
 
 @cache
+def stats() -> DynamoDBStatsStore:
+    """The dispatcher's, on the same client as its repository."""
+    return DynamoDBStatsStore(_dispatcher_client(), settings().stats_table_name)
+
+
+@cache
 def _api_client() -> DynamoDBClient:
     """The api function's: short storage timeouts, so that a request answers within its deadline."""
     s = settings()
@@ -63,6 +75,12 @@ def _api_client() -> DynamoDBClient:
 def api_repository() -> DynamoDBTaskRepository:
     """The api function's."""
     return DynamoDBTaskRepository(_api_client(), settings().table_name, settings().due_shards)
+
+
+@cache
+def api_stats() -> DynamoDBStatsStore:
+    """The api function's, on the same client as its repository."""
+    return DynamoDBStatsStore(_api_client(), settings().stats_table_name)
 
 
 @cache
@@ -109,8 +127,10 @@ def reset() -> None:
         _dispatcher_client,
         repository,
         leases,
+        stats,
         _api_client,
         api_repository,
+        api_stats,
         task_service,
         schedule_service,
         vault,
@@ -181,6 +201,7 @@ def dispatch_engine(
         observer,
         on_leased=on_leased,
         listeners=listeners,
+        stats=stats(),
         schedules=schedule_runs(clock),
     )
 

@@ -7,8 +7,8 @@ console or any uncaught exception in the page, except the failed requests the te
 purpose, and on any request that leaves the stack's origin. Screenshots go to
 .pytest_cache/console-screenshots/ (look at them).
 
-/stats does not exist yet: its view is checked against the shape DESIGN.md fixes, answered by
-Playwright's request routing. The Schedules tab reads the real GET /schedule/.
+The last hour's charts are drawn from the real /stats of a stack whose dispatcher ran in the current
+minute. The Schedules tab reads the real GET /schedule/.
 """
 
 from __future__ import annotations
@@ -443,89 +443,78 @@ def test_create_with_every_field_lands_on_the_new_entry(watched: Callable[..., W
 
 
 def test_without_a_stats_route_the_charts_say_no_stats_yet(watched: Callable[..., Watched]) -> None:
-    page = watched().open("#/stats")
+    watch = watched()
+    features(watch.page, stats=False)  # an API from before /stats
+    page = watch.open("#/stats")
     expect(page.locator("#stats-summary")).to_have_text("No stats yet.")
     expect(page.locator("#chart-calls .nodata")).to_contain_text("does not serve /stats")
     expect(page.locator("#chart-lateness .nodata")).to_be_visible()
 
 
-def stats_answer(now_minute: int) -> dict[str, Any]:
-    """GET /stats?minutes=60 in the shape DESIGN.md and issue 13 fix: one element per minute, oldest first,
-    zeros and nulls for minutes without runs (here three quiet stretches)."""
-    first = now_minute - 59 * 60
-    quiet = {5, 6, 7, 30, 31, 46}
-    minutes = []
-    for i in range(60):
-        busy = i not in quiet
-        succeeded = 8 + (i * 7) % 11 if busy else 0
-        failed = (i % 9 == 2) + (i % 13 == 4) * 3 if busy else 0
-        retried = (i % 4 == 1) * 2 if busy else 0
-        minutes.append(
-            {
-                "minute": first + 60 * i,
-                "calls": succeeded + failed + retried if busy else 0,
-                "succeeded": succeeded,
-                "failed": failed,
-                "retried": retried,
-                "skipped": 1 if i in (24, 52) else 0,
-                "lateness_p50": round(0.6 + (i % 10) / 20, 2) if busy else None,
-                "lateness_p99": round(1.8 + (i % 17) / 6 + (i == 40) * 4, 2) if busy else None,
-            }
-        )
-    return {"from": first, "to": now_minute, "minutes": minutes}
-
-
 def features(page: Page, **flags: bool) -> None:
-    """The console's config as an API with the optional routes would answer it."""
+    """The console's config as an API with (or without) the optional routes would answer it."""
     body = {"auth": "none", "features": {"stats": False, "schedules": False, **flags}}
     page.route("**/console/config.json", lambda route: route.fulfill(json=body))
 
 
-def test_the_last_hour_draws_calls_by_outcome_and_lateness_from_stats(watched: Callable[..., Watched]) -> None:
-    watch = watched()
+@pytest.fixture(scope="module")
+def dispatched(tmp_path_factory: pytest.TempPathFactory, sink: Sink) -> Iterator[tuple[LocalStack, dict[str, Any]]]:
+    """A stack of its own whose dispatcher ran in the current minute (the shared one's run is in the
+    next minute, beyond the window /stats shows): two successes, one failure, one retried entry."""
+    stack = LocalStack(tmp_path_factory.mktemp("stats") / "state").start()
+    try:
+        for name, path, statuses, extra in (
+            ("stats-ok-1", "/stats-ok1", (200,), {}),
+            ("stats-ok-2", "/stats-ok2", (200,), {}),
+            ("stats-down", "/stats-down", (500,), {"retry": 0}),
+            ("stats-flaky", "/stats-flaky", (503, 200), {"retry": 1}),
+        ):
+            stack.put(name, trigger_at="+0m", callback=sink.on(path, *statuses), **extra)
+        report = stack.tick(time.time())
+        assert (report["calls"], report["succeeded"], report["failed"], report["retried"]) == (5, 3, 1, 1), report
+        yield stack, report
+    finally:
+        stack.stop()
+
+
+def test_the_last_hour_draws_calls_by_outcome_and_lateness_from_stats(
+    watched: Callable[..., Watched], dispatched: tuple[LocalStack, dict[str, Any]]
+) -> None:
+    stack, report = dispatched
+    watch = watched(origin=stack.url)
     page = watch.page
-    now_minute = next_minute() - 60
-    answer = stats_answer(now_minute)
     asked: list[str] = []
-
-    def stats(route: Route) -> None:
-        asked.append(route.request.url)
-        route.fulfill(json=answer)
-
-    features(page, stats=True)
-    page.route("**/stats?*", stats)
+    page.on("request", lambda request: asked.append(request.url) if "/stats?" in request.url else None)
     watch.open("#/stats")
-    bars = page.locator("#chart-calls rect.bar")
-    cells = [(m, k) for m in answer["minutes"] for k in ("succeeded", "retried", "failed", "skipped") if m[k]]
-    expect(bars).to_have_count(len(cells))
+    # The real /stats: what the dispatcher stored for the minute it ran in.
+    expect(page.locator("#stats-summary")).to_contain_text(f"{report['calls']} calls from ")
+    answer = stack.request("GET", "/stats").json()  # what the page was answered (a minute later at most)
     assert asked and asked[0].endswith("/stats?minutes=60")
     totals = {k: sum(m[k] for m in answer["minutes"]) for k in ("calls", "succeeded", "retried", "failed", "skipped")}
-    expect(page.locator("#stats-summary")).to_contain_text(f"{totals['calls']} calls from ")
+    assert totals == {k: report[k] for k in totals}
     expect(page.locator("#stats-summary")).to_contain_text(
         f"{totals['succeeded']} succeeded, {totals['retried']} retried, {totals['failed']} failed, "
         f"{totals['skipped']} skipped."
     )
-    # Bars are stacked to scale: each minute's stack is as tall as its count.
+    bars = page.locator("#chart-calls rect.bar")
+    cells = [(m, k) for m in answer["minutes"] for k in ("succeeded", "retried", "failed", "skipped") if m[k]]
+    expect(bars).to_have_count(len(cells))
+    # Bars are stacked to scale: each stack is as tall as its minute's count.
     heights: dict[int, float] = {}
     for i in range(bars.count()):
         box = bars.nth(i).bounding_box()
         assert box is not None
-        heights.setdefault(round(box["x"]), 0.0)
-        heights[round(box["x"])] += box["height"]
-    counts = [sum(m[k] for k in ("succeeded", "retried", "failed", "skipped")) for m in answer["minutes"]]
-    counts = [c for c in counts if c]
+        heights[round(box["x"])] = heights.get(round(box["x"]), 0.0) + box["height"]
+    outcomes = ("succeeded", "retried", "failed", "skipped")
+    counts = [c for m in answer["minutes"] if (c := sum(m[k] for k in outcomes))]
     per_call = [h / c for h, c in zip(heights.values(), counts, strict=True)]
     assert max(per_call) - min(per_call) < 0.05 * max(per_call), per_call
-    expect(page.locator("#chart-calls .legend li")).to_have_text(["succeeded", "retried", "failed", "skipped"])
-    # Lateness: a p50 and a p99 line, broken where a minute had no call, one point per busy minute.
-    lines = page.locator("#chart-lateness path.line")
-    expect(lines).to_have_count(2)
-    busy = [m["lateness_p50"] is not None for m in answer["minutes"]]
-    expect(page.locator("#chart-lateness circle")).to_have_count(2 * sum(busy))
-    stretches = sum(1 for i, b in enumerate(busy) if b and (i == 0 or not busy[i - 1]))
-    for line in (lines.first, lines.last):
-        d = line.get_attribute("d") or ""
-        assert (d.count("M"), d.count("L")) == (stretches, sum(busy) - stretches), d
+    expect(page.locator("#chart-calls .legend li")).to_have_text(list(outcomes))
+    # Lateness: a p50 and a p99 line, one point per minute with calls, none for the quiet minutes.
+    busy = [m for m in answer["minutes"] if m["lateness_p50"] is not None]
+    assert busy and all(0 <= m["lateness_p50"] <= m["lateness_p99"] < 60 for m in busy)
+    expect(page.locator("#chart-lateness path.line")).to_have_count(2)
+    expect(page.locator("#chart-lateness circle")).to_have_count(2 * len(busy))
     title = page.locator("#chart-calls rect.bar title").first.text_content() or ""
     assert "UTC" in title and "succeeded" in title
     shot(page, "stats")
@@ -535,6 +524,8 @@ def test_a_404_from_stats_is_no_stats_yet(watched: Callable[..., Watched]) -> No
     watch = watched()
     watch.expect_failure("/stats", "404")
     features(watch.page, stats=True)
+    # An API that lists /stats but answers 404 for it (a deployment in the middle of an update).
+    watch.page.route("**/stats?*", lambda route: route.fulfill(status=404, json={"error": "no route GET /stats"}))
     page = watch.open("#/stats")
     expect(page.locator("#chart-calls .nodata")).to_contain_text("answered 404 for /stats")
 
@@ -788,5 +779,5 @@ def test_the_console_files_are_served_with_their_types_and_a_strict_policy(stack
     assert (missing.status_code, missing.json()) == (404, {"error": "the console has no file 'nothing.js'"})
     assert json.loads(stack.request("GET", "/console/config.json").text) == {
         "auth": "none",
-        "features": {"stats": False, "schedules": True},
+        "features": {"stats": True, "schedules": True},
     }

@@ -57,6 +57,7 @@ def client(aws: Any, lambda_context: Any) -> Client:
         ("api-get-status-entry", 404),
         ("api-get-status-name", 404),
         ("api-get-status-all", 200),
+        ("api-get-stats", 200),
         ("api-delete-task", 404),
         ("api-reschedule", 404),
     ],

@@ -10,19 +10,21 @@ from typing import Any
 
 import pytest
 
-from callme.dynamodb import DynamoDBLeaseStore, DynamoDBTaskRepository
+from callme.dynamodb import DynamoDBLeaseStore, DynamoDBStatsStore, DynamoDBTaskRepository
 from callme.headers import HeaderSet, SealedHeaders
-from callme.memory import InMemoryLeaseStore, InMemoryTaskRepository
+from callme.memory import InMemoryLeaseStore, InMemoryStatsStore, InMemoryTaskRepository
 from callme.ports import (
     LIST_REQUESTS,
     READ_BATCH,
     EntryExists,
     LeaseStore,
     StaleEntry,
+    StatsStore,
     TaskRepository,
     TransactionRefused,
     shard_of,
 )
+from callme.stats import LATENESS_BOUNDS, Histogram, MinuteStats
 from callme.task import Task, TaskDefinition, TaskKey, TaskState
 
 T0 = 1858809600
@@ -34,15 +36,20 @@ NOW = T0 - 3600.0
 class Storage:
     tasks: TaskRepository
     leases: LeaseStore
+    stats: StatsStore
 
 
 @pytest.fixture(params=["dynamodb", "memory"])
 def storage(request: pytest.FixtureRequest) -> Iterator[Storage]:
     if request.param == "memory":
-        yield Storage(InMemoryTaskRepository(SHARDS), InMemoryLeaseStore())
+        yield Storage(InMemoryTaskRepository(SHARDS), InMemoryLeaseStore(), InMemoryStatsStore())
         return
     client = request.getfixturevalue("aws")
-    yield Storage(DynamoDBTaskRepository(client, "callme-tasks", SHARDS), DynamoDBLeaseStore(client, "callme-leases"))
+    yield Storage(
+        DynamoDBTaskRepository(client, "callme-tasks", SHARDS),
+        DynamoDBLeaseStore(client, "callme-leases"),
+        DynamoDBStatsStore(client, "callme-stats"),
+    )
 
 
 def entry(name: str = "job", at: int = T0, payload: str = "", **changes: Any) -> Task:
@@ -349,3 +356,48 @@ def test_a_released_lease_is_free_and_only_its_holder_releases_it(storage: Stora
     lease = leases.acquire(0, "run-b", T0 + 4, T0 + 29)
     assert lease is not None and (lease.shard, lease.owner, lease.until) == (0, "run-b", T0 + 29)
     assert not leases.renew(0, "run-a", T0 + 40)
+
+
+# -- per-minute stats -------------------------------------------------------------------------------
+
+
+def minute_stats(minute: int, *lateness: float, **counts: int) -> MinuteStats:
+    found = MinuteStats(minute, **counts)
+    for seconds in lateness:
+        found.lateness.add(seconds)
+    return found
+
+
+def test_stored_stats_read_back_as_written_oldest_minute_first(storage: Storage) -> None:
+    busy = minute_stats(T0, 0.25, 0.4, 95000.0, calls=3, succeeded=1, failed=1, retried=1, skipped=2)
+    quiet = minute_stats(T0 - 60, skipped=1)
+    storage.stats.add("run-b", busy, T0 + 86400)
+    storage.stats.add("run-a", quiet, T0 + 86400)
+    assert storage.stats.between(T0 - 60, T0) == [quiet, busy]
+    assert quiet.lateness == Histogram() and busy.lateness.high == 95000.0
+
+
+def test_stats_of_several_runs_in_a_minute_are_kept_apart_and_a_run_s_own_is_replaced(storage: Storage) -> None:
+    storage.stats.add("run-a", minute_stats(T0, 1.0, calls=1, succeeded=1), T0 + 86400)
+    storage.stats.add("run-b", minute_stats(T0, 2.0, calls=1, failed=1), T0 + 86400)
+    storage.stats.add("run-a", minute_stats(T0, 1.0, 1.5, calls=2, succeeded=2), T0 + 86400)  # a retried put
+    found = storage.stats.between(T0, T0)
+    assert sorted((s.calls, s.succeeded, s.failed) for s in found) == [(1, 0, 1), (2, 2, 0)]
+
+
+def test_stats_are_read_for_the_minutes_asked_both_ends_included(storage: Storage) -> None:
+    for i in range(-2, 4):
+        storage.stats.add("run", minute_stats(T0 + 60 * i, calls=1, succeeded=1), T0 + 86400)
+    assert [s.minute for s in storage.stats.between(T0, T0 + 120)] == [T0, T0 + 60, T0 + 120]
+    assert storage.stats.between(T0 + 600, T0 + 6000) == []
+
+
+def test_stats_over_many_pages_are_read_whole(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DynamoDB ends a page at 1 MB (moto too): here at 100 kB, so that 1,500 items of ~250 bytes take 4 pages.
+    monkeypatch.setattr("moto.dynamodb.models.table.RESULT_SIZE_LIMIT", 100_000)
+    every_bucket = [bound - 0.001 for bound in LATENESS_BOUNDS] + [100000.0]
+    for i in range(1500):
+        storage.stats.add(f"run-{i % 3}", minute_stats(T0 + 60 * (i // 3), *every_bucket, calls=31), T0 + 86400)
+    found = storage.stats.between(T0, T0 + 60 * 500)
+    assert len(found) == 1500
+    assert all(s.lateness.count == 31 for s in found)

@@ -357,6 +357,7 @@ def walk_every_route(context: LocalContext) -> list[tuple[str, str]]:
         ("POST", "/reschedule/proof?all=true", None, 201),
         ("GET", f"/status/proof@{second}", None, 200),
         ("GET", "/openapi.json", None, 200),
+        ("GET", "/stats?minutes=15", None, 200),
         ("PUT", "/task/sealed", {"trigger_at": "+1h", "callback": callback, "headers": {"Authorization": "x"}}, 201),
         ("POST", "/tasks", {"tasks": [{"task_name": "batch", "trigger_at": "+1h", "callback": callback}] * 2}, 200),
         ("PUT", "/schedule/proof-schedule", {"every": "1h", "callback": callback}, 201),
@@ -404,6 +405,7 @@ def test_the_api_function_may_make_every_call_its_routes_make(deployment: Deploy
     assert {call.service for call in deployment.recorder.calls} == {"dynamodb", "secretsmanager"}
     secrets = {c.params["SecretId"] for c in deployment.recorder.calls if c.service == "secretsmanager"}
     assert secrets == {deployment.stack.ref("HeadersKeySecret")}, "the api reads the headers key, only it"
+    assert stats_calls(deployment, "ApiFunction") == {"Query"}
     assert not deployment.refused(), "\n".join(deployment.refused())
 
 
@@ -449,6 +451,7 @@ def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deploymen
         (call.service, call.operation) for call in deployment.recorder.calls if call.function != "ApiFunction"
     }
     assert {("lambda", "Invoke"), ("secretsmanager", "GetSecretValue"), ("dynamodb", "BatchGetItem")} <= operations
+    assert stats_calls(deployment, "DispatcherFunction") == {"PutItem"}, "each shard run stores its stats"
     read = {
         c.params["SecretId"]
         for c in deployment.recorder.calls
@@ -498,6 +501,16 @@ def test_the_dispatcher_may_make_every_call_a_schedule_s_runs_make(deployment: D
     assert {("dynamodb", "Query"), ("dynamodb", "PutItem"), ("dynamodb", "BatchGetItem")} <= operations
     assert ("dynamodb", "Scan") in operations
     assert not deployment.refused(), "\n".join(deployment.refused())
+
+
+def stats_calls(deployment: Deployment, function: str) -> set[str]:
+    """The operations ``function`` made on the stats table."""
+    table = deployment.stack.ref("StatsTable")
+    return {
+        call.operation
+        for call in deployment.recorder.calls
+        if call.function == function and call.service == "dynamodb" and call.params.get("TableName") == table
+    }
 
 
 def test_a_grant_on_a_table_does_not_cover_its_index() -> None:

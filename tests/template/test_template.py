@@ -354,8 +354,9 @@ def test_local_table_definitions_match_the_template(template: dict[str, Any], re
     """The local stack creates its tables from template.yaml: the requests are the template's tables,
     and DynamoDB (moto) accepts them and reports the same keys, index and TTL back."""
     definitions = table_definitions(template)
-    assert set(definitions) == {"TasksTable", "LeasesTable", "SchedulesTable"}
+    assert set(definitions) == {"TasksTable", "LeasesTable", "StatsTable", "SchedulesTable"}
     assert definitions["TasksTable"]["ttl_attribute"] == "expires_at"
+    assert definitions["StatsTable"]["ttl_attribute"] == "expires_at", "stats expire with the entries' retention"
     assert definitions["LeasesTable"]["ttl_attribute"] is None
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)
@@ -406,6 +407,7 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
     common = template["Globals"]["Function"]["Environment"]["Variables"]
     assert common["CALLME_TABLE_NAME"] == {"Ref": "TasksTable"}
     assert common["CALLME_LEASE_TABLE_NAME"] == {"Ref": "LeasesTable"}
+    assert common["CALLME_STATS_TABLE_NAME"] == {"Ref": "StatsTable"}
     assert common["CALLME_SCHEDULE_TABLE_NAME"] == {"Ref": "SchedulesTable"}
     for function in FUNCTIONS:
         variables = {**common, **resources[function]["Properties"].get("Environment", {}).get("Variables", {})}
@@ -423,7 +425,7 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
 
 
 def test_api_function_grants(resources: dict[str, Any]) -> None:
-    """The API reads and writes entries of the tasks table and schedules, and reads the headers key (to
+    """The API reads and writes entries of the tasks table and schedules, reads the stats and the headers key (to
     seal the header values it stores), and nothing else: no leases, no index beyond the table, no
     signing key, no invoking anything."""
     assert grants(inline_statements(resources["ApiFunction"])) == {
@@ -432,6 +434,7 @@ def test_api_function_grants(resources: dict[str, Any]) -> None:
             (f"dynamodb:{operation}", "${SchedulesTable.Arn}")
             for operation in ("PutItem", "DeleteItem", "Query", "Scan")
         ),
+        ("dynamodb:Query", "${StatsTable.Arn}"),
         ("secretsmanager:GetSecretValue", "${HeadersKeySecret}"),
     }
 
@@ -452,6 +455,7 @@ def test_dispatcher_grants(resources: dict[str, Any], outcome_events: str) -> No
         ("dynamodb:Query", "${SchedulesTable.Arn}"),
         ("dynamodb:PutItem", "${SchedulesTable.Arn}"),
         ("dynamodb:Scan", "${SchedulesTable.Arn}"),
+        ("dynamodb:PutItem", "${StatsTable.Arn}"),
         ("secretsmanager:GetSecretValue", "${SigningSecret}"),
         ("secretsmanager:GetSecretValue", "${HeadersKeySecret}"),
     } | ({("events:PutEvents", DEFAULT_BUS)} if outcome_events == "Enabled" else set())

@@ -8,12 +8,12 @@ import pytest
 
 from callme.settings import DAY, CallerConfig, Limits, Settings, StorageTimeouts
 
-REQUIRED = {"CALLME_TABLE_NAME": "tasks", "CALLME_LEASE_TABLE_NAME": "leases"}
+REQUIRED = {"CALLME_TABLE_NAME": "tasks", "CALLME_LEASE_TABLE_NAME": "leases", "CALLME_STATS_TABLE_NAME": "stats"}
 
 
 def test_only_the_table_names_are_required_and_the_rest_has_defaults() -> None:
     settings = Settings.from_environ(REQUIRED)
-    assert (settings.table_name, settings.lease_table_name) == ("tasks", "leases")
+    assert (settings.table_name, settings.lease_table_name, settings.stats_table_name) == ("tasks", "leases", "stats")
     assert settings.region == "us-east-1"
     assert settings.dynamodb_endpoint is None
     assert settings.due_shards == 8
@@ -192,6 +192,7 @@ def test_a_default_page_size_above_the_maximum_is_refused() -> None:
     env = {
         "CALLME_TABLE_NAME": "t",
         "CALLME_LEASE_TABLE_NAME": "l",
+        "CALLME_STATS_TABLE_NAME": "s",
         "CALLME_DEFAULT_PAGE_SIZE": "500",
         "CALLME_MAX_PAGE_SIZE": "100",
     }
