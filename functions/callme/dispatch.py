@@ -496,8 +496,11 @@ class _Backlog:
 
 
 def host_of(task: Task) -> str:
-    """The callback's host, as fairness between receivers counts it."""
-    return (urlsplit(task.definition.callback).hostname or "").lower()
+    """The host this entry's turn calls, as fairness between receivers counts it: its callback's, or
+    its failure hook's once the entry has ended owing it."""
+    definition = task.definition
+    url = definition.on_failure if not task.state.active and definition.on_failure else definition.callback
+    return (urlsplit(url).hostname or "").lower()
 
 
 class _HostShares:

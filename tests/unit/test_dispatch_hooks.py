@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from callme.clock import FixedClock
-from callme.dispatch import DispatchEngine
+from callme.dispatch import DispatchEngine, host_of
 from callme.hooks import HOOK_ATTEMPTS, HookState
 from callme.memory import InMemoryLeaseStore, InMemoryTaskRepository
 from callme.ports import CallResult
@@ -195,3 +195,9 @@ def test_a_hook_record_changed_by_another_run_meanwhile_is_left_as_it_is(
     assert report.unrecorded == 1
     call = state(repo, "job").on_failure_call
     assert call is not None and (call.state, call.attempts) == (HookState.DELIVERED, 1)
+
+
+def test_fairness_between_hosts_counts_a_hook_s_turn_against_the_hook_s_host(repo: InMemoryTaskRepository) -> None:
+    task = add(repo, "job", retry=0, on_failure=HOOK)
+    assert host_of(task) == "example.com"
+    assert host_of(task.missed(T0 + 3600, 86400)) == "hooks.example.com"
