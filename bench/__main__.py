@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import apicall, capacity, coldstart, cost, events, listing, simulate, throughput  # noqa: E402
+from bench import apicall, capacity, coldstart, cost, events, listing, schedules, simulate, throughput  # noqa: E402
 from bench.report import REQUIRED_FIGURES, Figure, figure, load_now, machine, median, table  # noqa: E402
 from bench.services import DynamoDBService, use_local_credentials  # noqa: E402
 
@@ -41,10 +41,11 @@ class Sizes:
     batch_calls: int  # POST /tasks of apicall.BATCH_SIZE, timed
     outcome_events: int  # published to the local EventBridge, timed
     listing_finished: int  # finished entries a GET /status/ page is listed against (bench.listing)
+    schedule_runs: int  # a schedule's runs dispatched through the metered client
 
 
-FULL = Sizes(3, throughput.Scenario(), 2000, 200, 9, 10, 1000, 10_000)
-SMOKE = Sizes(1, throughput.Scenario(entries=40, slow_entries=20, slow_delay=0.5), 16, 10, 1, 2, 50, 300)
+FULL = Sizes(3, throughput.Scenario(), 2000, 200, 9, 10, 1000, 10_000, 30)
+SMOKE = Sizes(1, throughput.Scenario(entries=40, slow_entries=20, slow_delay=0.5), 16, 10, 1, 2, 50, 300, 3)
 
 
 def log(message: str) -> None:
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     database.url, sizes.capacity_entries, scenario.shards, scenario.payload_bytes, scenario.concurrency
                 )
             )
+        schedule_runs = schedules.repeated(database, sizes.repetitions, sizes.schedule_runs, scenario, log)
         database.reset()
         log("api: timing PUT /task through the api handler")
         api_runs = [
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         batch_runs, event_runs = _feature_runs(database.url, sizes)
         results["listing"] = _listing(database, sizes)
-    results["capacity"] = {"runs": capacity_runs}
+    results.update(capacity={"runs": capacity_runs}, schedules={"runs": schedule_runs})
     results["api"] = {"runs": api_runs, "batch_runs": batch_runs}
     results["outcome_events"] = {"runs": event_runs}
 
@@ -108,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     log("simulation: the dispatch model, checked against these runs, then at scale")
     results["simulation"] = simulate.simulate(results, with_sweep=not args.smoke)
 
-    figures = build_figures(capacity_runs, api_runs, throughput_runs, coldstart_result, estimate, scenario)
-    figures += listing.figures(results["listing"]) + simulate.figures(results["simulation"])
+    figures = [
+        *build_figures(capacity_runs, api_runs, throughput_runs, coldstart_result, estimate, scenario),
+        *schedules.figures(schedule_runs, capacity_runs),
+        *listing.figures(results["listing"]),
+        *simulate.figures(results["simulation"]),
+    ]
     figures += _feature_figures(batch_runs, estimate)
     missing = (set(REQUIRED_FIGURES) | set(simulate.FIGURES)) - {f.key for f in figures}
     if missing:

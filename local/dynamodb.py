@@ -476,7 +476,12 @@ def _snapshot(client: Client) -> Iterable[tuple[str, str]]:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-TABLE_NAMES = {"TasksTable": "callme-tasks", "LeasesTable": "callme-leases", "StatsTable": "callme-stats"}
+TABLE_NAMES = {
+    "TasksTable": "callme-tasks",
+    "LeasesTable": "callme-leases",
+    "StatsTable": "callme-stats",
+    "SchedulesTable": "callme-schedules",
+}
 
 
 def create_tables_with(post: Callable[[str, str], Any], names: Mapping[str, str] = TABLE_NAMES) -> None:

@@ -50,6 +50,7 @@ def prepare_environment(state: StateFolder) -> str:
     env.setdefault("CALLME_TABLE_NAME", TABLE_NAMES["TasksTable"])
     env.setdefault("CALLME_LEASE_TABLE_NAME", TABLE_NAMES["LeasesTable"])
     env.setdefault("CALLME_STATS_TABLE_NAME", TABLE_NAMES["StatsTable"])
+    env.setdefault("CALLME_SCHEDULE_TABLE_NAME", TABLE_NAMES["SchedulesTable"])
     env.setdefault("CALLME_ALLOW_NETWORKS", LOOPBACK)
     env.setdefault("CALLME_FANOUT", "inline")
     env.setdefault("AWS_DEFAULT_REGION", REGION)

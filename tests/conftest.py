@@ -137,6 +137,7 @@ def handler_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "CALLME_TABLE_NAME": TABLE_NAMES["TasksTable"],
         "CALLME_LEASE_TABLE_NAME": TABLE_NAMES["LeasesTable"],
         "CALLME_STATS_TABLE_NAME": TABLE_NAMES["StatsTable"],
+        "CALLME_SCHEDULE_TABLE_NAME": TABLE_NAMES["SchedulesTable"],
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -47,6 +47,7 @@ from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
 from .hooks import HookCall, HookState
 from .ports import READ_BATCH, Caller, CallResult, Lease, LeaseStore, StaleEntry, StatsStore, TaskRepository
+from .schedule import Taken
 from .settings import DispatchConfig
 from .stats import StatsTally
 from .task import Attempt, Task, TaskKey, TaskState, Verdict, backoff, judge, next_attempt_at
@@ -116,7 +117,7 @@ class OutcomeRecorder:
                 self.sleep(0.2 * 2**attempt)
                 continue
             if previous.state.active and not updated.state.active:
-                self._finished(updated)
+                self.finished(updated)
             return None
         return "outcome not recorded"
 
@@ -145,7 +146,8 @@ class OutcomeRecorder:
                     return updated, f"failure hook outcome not recorded: {exc.message}"
                 self.sleep(0.2 * 2 ** (troubles - 1))
 
-    def _finished(self, task: Task) -> None:
+    def finished(self, task: Task) -> None:
+        """Tell the listeners of an entry finished and stored (here, or by the schedules' step)."""
         for listener in self.listeners:
             try:
                 listener.entry_finished(task)
@@ -154,6 +156,21 @@ class OutcomeRecorder:
 
 
 _HOOK_RECORD_RACES = 3  # writes of a hook's record lost to other changes of its entry, tried again
+
+
+class ScheduleRuns(Protocol):
+    """The schedules' part in dispatch (callme.schedule_service): before a run's first call, its
+    schedule moves on and its next run is made."""
+
+    def take(self, run: Task, now: float) -> Taken: ...
+
+
+def first_take(task: Task) -> bool:
+    """A run of a schedule the dispatcher has not dealt with yet: pending and never called, or
+    cancelled by a client with its schedule still to be moved on past it."""
+    if task.schedule is None:
+        return False
+    return (task.state is TaskState.PENDING and task.attempts == 0) or task.unsettled
 
 
 class DispatchObserver(Protocol):
@@ -213,9 +230,11 @@ class DispatchEngine:
         on_leased: Callable[[list[int]], None] | None = None,
         listeners: Sequence[FinishedListener] = (),
         stats: StatsStore | None = None,
+        schedules: ScheduleRuns | None = None,
     ) -> None:
         self.repository = repository
         self.leases = leases
+        self.schedules = schedules
         self.caller = caller
         self.clock = clock
         self.config = config
@@ -536,6 +555,8 @@ class _Outcome:
     hook: HookCall | None = None  # the failure hook's record after its call, when this turn made one
     unrecorded: str | None = None  # why the write did not apply
     left: str | None = None  # why the entry was left, untouched, for a later run
+    aside: tuple[Task, Task] | None = None  # a run not called in favour of ``task``: as to be written, as read
+    missed: tuple[Task, ...] = ()  # runs an outage missed, recorded skipped when the schedule moved on
 
 
 class _Run:
@@ -737,25 +758,57 @@ class _Run:
                 return
 
     def _attempt(self, listed: Task) -> _Outcome:
-        """One entry's turn: read it, then call it as read, if it is still to be called now."""
+        """One entry's turn: read it, then call it as read, if it is still to be called now. A run
+        of a schedule first moves its schedule on (``first_take``), which may call another run and
+        record the runs an outage missed ``skipped``."""
+        missed: list[Task] = []
+        outcome = self._read_and_call(listed, missed)
+        return replace(outcome, missed=tuple(missed)) if missed else outcome
+
+    def _read_and_call(self, listed: Task, missed: list[Task]) -> _Outcome:
         engine = self.engine
+        aside: tuple[Task, Task] | None = None
         for _ in range(READ_TRIES):
             try:
                 task, sent_at = self.fresh.read(listed.key)
             except ServiceUnavailable as exc:
                 return _Outcome(listed, None, left=f"not read before its call: {exc.message}")
+            if task is not None and aside is None and first_take(task):
+                stopped, aside, task = self._turn(task, missed)
+                if stopped is not None:
+                    return stopped
+                sent_at = engine.clock.now() if aside is not None else sent_at  # a later run, just made
             if task is None or not task.in_due_index:
                 return _Outcome(task or listed, None)  # cancelled, finished or deleted meanwhile
             now = engine.clock.now()
             if task.ready_at() > now:
                 return _Outcome(task, None)  # another run made an attempt: its retry is not due yet
             if task.state.active and now >= task.deadline():
-                return _Outcome(task, task.missed(now, engine.config.retention_seconds))
+                return _Outcome(task, task.missed(now, engine.config.retention_seconds), aside=aside)
             if not self.leases.has_room(now):
-                return _Outcome(task, None, left="the run's leases have no room left for the call")
+                return _Outcome(task, None, left="the run's leases have no room left for the call", aside=aside)
             if now - sent_at <= engine.config.read_window:
-                return self._call(task) if task.state.active else self._call_hook(task)
-        return _Outcome(listed, None, left=f"not read within {engine.config.read_window:g} s of its call")
+                return replace(self._call(task) if task.state.active else self._call_hook(task), aside=aside)
+        return _Outcome(listed, None, left=f"not read within {engine.config.read_window:g} s of its call", aside=aside)
+
+    def _turn(self, run: Task, missed: list[Task]) -> tuple[_Outcome | None, tuple[Task, Task] | None, Task]:
+        """The schedules' step before a run's first call (callme.schedule_service): (an outcome when
+        nothing is to be called, the run set aside as to be written and as read, the entry to call)."""
+        engine = self.engine
+        if engine.schedules is None:  # no schedules here: a run skipped by a client is just settled
+            return (_Outcome(run, run.settle(engine.clock.now())) if run.unsettled else None), None, run
+        try:
+            taken = engine.schedules.take(run, engine.clock.now())
+        except ServiceUnavailable as exc:
+            return _Outcome(run, None, left=f"its schedule could not be moved on: {exc.message}"), None, run
+        missed += taken.skipped
+        for skipped in taken.skipped:
+            engine.recorder.finished(skipped)
+        if taken.call is run:
+            return None, None, run
+        if taken.call is None or taken.aside is None:
+            return _Outcome(run, taken.aside), None, run
+        return None, (taken.aside, run), taken.call  # a later missed run, just made, called instead
 
     def _call(self, task: Task) -> _Outcome:
         """One call, timed on the engine's clock (the caller's own clock only stamps signatures),
@@ -809,7 +862,10 @@ class _Run:
         if outcome.hook is not None:
             updated, unrecorded = recorder.record_hook(outcome.hook, outcome.task, outcome.updated.updated_at)
             return replace(outcome, updated=updated, unrecorded=unrecorded)
-        return replace(outcome, unrecorded=recorder.record(outcome.updated, outcome.task))
+        unrecorded = recorder.record(outcome.updated, outcome.task)
+        if outcome.aside is not None and recorder.record(*outcome.aside) is not None:
+            outcome = replace(outcome, aside=None)  # not recorded: taken again later, and set aside then
+        return replace(outcome, unrecorded=unrecorded)
 
     # -- in the loop's thread ------------------------------------------------------------------
 
@@ -823,6 +879,10 @@ class _Run:
     def _settle(self, outcome: _Outcome) -> None:
         engine = self.engine
         task = outcome.task
+        if outcome.aside is not None and outcome.left is None:
+            self._count_final(outcome.aside[0], engine.clock.now())
+        for skipped in outcome.missed:
+            self._count_final(skipped, engine.clock.now())
         if outcome.left is not None:
             log.info("%s left for a later run: %s", task.key, outcome.left)
             self.report.deferred += 1
@@ -877,6 +937,9 @@ class _Run:
             self.report.hooks_failed += 1
 
     def _count_final(self, task: Task, at: float) -> None:
+        if task.state is TaskState.CANCELLED:  # a cancelled run, settled: its schedule moved on
+            self.report.withdrawn += 1
+            return
         self.engine.observer.finished(task)
         if task.state is TaskState.SUCCESSFUL:
             self.report.succeeded += 1

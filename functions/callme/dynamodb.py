@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -42,25 +42,31 @@ from .ports import (
     Fits,
     Lease,
     Page,
+    SchedulePage,
+    StaleChain,
     StaleEntry,
+    StaleSchedule,
     TransactionRefused,
     check_storable,
     list_windows,
     listed_shard,
 )
+from .recurrence import Recurrence
+from .schedule import Chain, Change, Schedule, Scheduled
 from .settings import StorageTimeouts
 from .stats import Histogram, MinuteStats
 from .task import Attempt, Task, TaskDefinition, TaskKey, TaskState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import PutTypeDef
+    from mypy_boto3_dynamodb.type_defs import PutTypeDef, TransactWriteItemTypeDef
 else:
     DynamoDBClient = Any
 
 DUE_INDEX = "due"
 WIDEST = -1  # the leases table's item that keeps the most shards entries were spread over
 _ABSENT = "attribute_not_exists(task_name)"
+_REVISION = "revision = :expected"
 _UNPROCESSED_ROUNDS = 6
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -527,6 +533,8 @@ def to_row(task: Task, shards: int) -> dict[str, Any]:
         "rescheduled_from": task.rescheduled_from,
         "rescheduled_to": task.rescheduled_to,
         "expires_at": task.expires_at,
+        "schedule": task.schedule,
+        "settled": task.settled or None,
     }
     row.update({k: v for k, v in optional.items() if v is not None})
     check_storable(task)
@@ -588,16 +596,7 @@ def to_task(item: Mapping[str, Any]) -> Task:
     row = _deserialized(item)
     return Task(
         key=TaskKey(row["task_name"], int(row["trigger_at"])),
-        definition=TaskDefinition(
-            callback=row["callback"],
-            callback_method=row["callback_method"],
-            payload=row.get("payload", ""),
-            expected_http_status=int(row["expected_http_status"]),
-            retry=int(row["retry"]),
-            max_delay=int(row["max_delay"]),
-            headers=SealedHeaders(tuple(row["header_names"]), row["headers_sealed"]) if "header_names" in row else None,
-            on_failure=row.get("on_failure"),
-        ),
+        definition=_definition(row),
         state=TaskState(row["task_state"]),
         created_at=float(row["created_at"]),
         updated_at=float(row["updated_at"]),
@@ -620,8 +619,24 @@ def to_task(item: Mapping[str, Any]) -> Task:
         rescheduled_from=row.get("rescheduled_from"),
         rescheduled_to=row.get("rescheduled_to"),
         expires_at=_int(row.get("expires_at")),
+        schedule=row.get("schedule"),
+        settled=bool(row.get("settled", False)),
         on_failure_call=_hook_call(row.get("on_failure_call")),
         due_shard=_int(row.get("due_shard")),
+    )
+
+
+def _definition(row: Mapping[str, Any]) -> TaskDefinition:
+    """How to call, as stored in an entry's or a schedule's item."""
+    return TaskDefinition(
+        callback=row["callback"],
+        callback_method=row["callback_method"],
+        payload=row.get("payload", ""),
+        expected_http_status=int(row["expected_http_status"]),
+        retry=int(row["retry"]),
+        max_delay=int(row["max_delay"]),
+        headers=SealedHeaders(tuple(row["header_names"]), row["headers_sealed"]) if "header_names" in row else None,
+        on_failure=row.get("on_failure"),
     )
 
 
@@ -631,3 +646,197 @@ def _int(value: Any) -> int | None:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+# -- schedules --------------------------------------------------------------------------------------
+#
+# Table ``schedules``: hash key ``schedule_name`` (S), range key ``part`` (S). Each schedule is two
+# items: ``schedule`` (the definition, the timing, paused; written by the API) and ``chain`` (the
+# pending and last runs; small, rewritten by the dispatcher at each run). See callme.schedule.
+
+SCHEDULE_PART = "schedule"
+CHAIN_PART = "chain"
+_TORN_READS = 5  # reads of a schedule that found its two items from different changes, before giving up
+
+
+class DynamoDBScheduleRepository:
+    """The schedules (ScheduleRepository) in the ``schedules`` table; their runs in the tasks table."""
+
+    def __init__(self, client: DynamoDBClient, table: str, tasks: DynamoDBTaskRepository) -> None:
+        self._client = client
+        self._table = table
+        self._tasks = tasks
+
+    def get(self, name: str) -> Scheduled | None:
+        """The schedule and its chain, read together and consistently; None if there is none. Two
+        items read while a change was being applied may be from either side of it: read again."""
+        for _ in range(_TORN_READS):
+            with _answered():
+                response = self._client.query(
+                    TableName=self._table,
+                    KeyConditionExpression="schedule_name = :name",
+                    ExpressionAttributeValues={":name": {"S": name}},
+                    ConsistentRead=True,
+                )
+            parts = {item["part"]["S"]: item for item in response.get("Items", [])}
+            if not parts:
+                return None
+            found = _scheduled(parts.get(SCHEDULE_PART), parts.get(CHAIN_PART))
+            if found is not None:
+                return found
+        raise ServiceUnavailable(f"schedule {name!r} is changing too fast; retry the request")
+
+    def page(self, after: str | None, limit: int, fits: Callable[[Scheduled], bool] | None = None) -> SchedulePage:
+        """Schedules in the table's own (stable) order, resuming after the schedule ``after``: at most
+        ``limit``, and no more than ``fits`` takes."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "part = :schedule",
+            "ExpressionAttributeValues": {":schedule": {"S": SCHEDULE_PART}},
+        }
+        if after is not None:
+            request["ExclusiveStartKey"] = {"schedule_name": {"S": after}, "part": {"S": SCHEDULE_PART}}
+        names: list[str] = []
+        while len(names) <= limit:
+            request["Limit"] = 2 * (limit + 1 - len(names))  # two items a schedule; the filter keeps one
+            with _answered():
+                response = self._client.scan(**request)
+            names += [item["schedule_name"]["S"] for item in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        found: list[Scheduled] = []
+        for name in names:
+            scheduled = self.get(name)
+            if scheduled is None:
+                continue  # deleted meanwhile
+            if len(found) == limit or (fits is not None and not fits(scheduled)):
+                return SchedulePage(found, True)
+            found.append(scheduled)
+        return SchedulePage(found, False)
+
+    def apply(self, change: Change) -> None:
+        """All or nothing: the schedule and its chain written (or deleted), and each entry written on
+        its condition, provided the chain is as read. StaleSchedule otherwise. A refusal in which every
+        write found what it writes (a deleted chain gone) is this very change, retried by botocore
+        after its answer was lost: it counts as applied."""
+        keys = {
+            part: {"schedule_name": {"S": change.name}, "part": {"S": part}} for part in (SCHEDULE_PART, CHAIN_PART)
+        }
+        if change.chain_revision is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(schedule_name)"}
+        else:
+            condition = {
+                "ConditionExpression": "revision = :expected",
+                "ExpressionAttributeValues": {":expected": {"S": change.chain_revision}},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        items: list[dict[str, Any]]
+        if change.schedule is None or change.chain is None:
+            items = [
+                {"Delete": {"TableName": self._table, "Key": keys[SCHEDULE_PART]}},
+                {"Delete": {"TableName": self._table, "Key": keys[CHAIN_PART], **condition}},
+            ]
+            writes: list[str | None] = [None, None]  # the revision each item leaves stored (None: none)
+        else:
+            items = [
+                {"Put": {"TableName": self._table, "Item": _schedule_row(change.schedule)}},
+                {"Put": {"TableName": self._table, "Item": _chain_row(change.chain), **condition}},
+            ]
+            writes = [change.schedule.revision, change.chain.revision]
+        for task, expected in change.runs:
+            if expected is None:
+                items.append({"Put": self._tasks._put_request(task, _ABSENT, {})})
+            else:
+                items.append({"Put": self._tasks._put_request(task, _REVISION, {":expected": {"S": expected}})})
+            writes.append(task.revision)
+        try:
+            with _answered():
+                self._client.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", items))
+        except _TransactionCancelled as cancelled:
+            refused = [(w, r) for w, r in zip(writes, cancelled.reasons, strict=False) if r.get("Code") != "None"]
+            if not refused or any(
+                r.get("Code") != "ConditionalCheckFailed" or _revision(r.get("Item")) != w for w, r in refused
+            ):
+                raise StaleSchedule() from None
+
+    def move(self, chain: Chain, expected_revision: str) -> None:
+        """The dispatcher's step: overwrite the chain as read at ``expected_revision`` (one small
+        write); StaleChain holding the chain as stored if it changed or vanished."""
+        try:
+            with _answered():
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=_chain_row(chain),
+                    ConditionExpression="revision = :expected",
+                    ExpressionAttributeValues={":expected": {"S": expected_revision}},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except _ConditionFailed as failed:
+            current = _chain(failed.item) if failed.item else None
+            if current is None or current.revision != chain.revision:
+                raise StaleChain(current) from None
+
+
+def _revision(item: Mapping[str, Any] | None) -> str | None:
+    return None if item is None else item.get("revision", {}).get("S")
+
+
+def _schedule_row(schedule: Schedule) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "schedule_name": schedule.name,
+        "part": SCHEDULE_PART,
+        **asdict(schedule.definition),
+        **schedule.recurrence.to_dict(),
+        "paused": schedule.paused,
+        "created_at": _decimal(schedule.created_at),
+        "updated_at": _decimal(schedule.updated_at),
+        "revision": schedule.revision,
+    }
+    return {k: _serializer.serialize(v) for k, v in row.items()}
+
+
+def _chain_row(chain: Chain) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "schedule_name": chain.name,
+        "part": CHAIN_PART,
+        "revision": chain.revision,
+        "schedule_revision": chain.schedule_revision,
+    }
+    row.update({k: v for k, v in (("next_run", chain.next_run), ("last_run", chain.last_run)) if v is not None})
+    return {k: _serializer.serialize(v) for k, v in row.items()}
+
+
+def _chain(item: Mapping[str, Any]) -> Chain:
+    row = _deserialized(item)
+    return Chain(
+        name=row["schedule_name"],
+        next_run=_int(row.get("next_run")),
+        last_run=_int(row.get("last_run")),
+        schedule_revision=row["schedule_revision"],
+        revision=row["revision"],
+    )
+
+
+def _scheduled(schedule_item: Mapping[str, Any] | None, chain_item: Mapping[str, Any] | None) -> Scheduled | None:
+    """The schedule and its chain, or None if the two items are not from the same change."""
+    if schedule_item is None or chain_item is None:
+        return None
+    row = _deserialized(schedule_item)
+    chain = _chain(chain_item)
+    if chain.schedule_revision != row["revision"]:
+        return None
+    timing = {k: int(v) if isinstance(v, Decimal) else v for k, v in row.items() if k in _TIMING}
+    schedule = Schedule(
+        name=row["schedule_name"],
+        definition=_definition(row),
+        recurrence=Recurrence.from_dict(timing),
+        paused=bool(row["paused"]),
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+        revision=row["revision"],
+    )
+    return Scheduled(schedule, chain)
+
+
+_TIMING = ("cron", "every", "timezone", "start_at", "end_at")

@@ -20,6 +20,10 @@ class TaskNotFound(CallmeError):
     """No such entry, or no entry of such a task."""
 
 
+class ScheduleNotFound(CallmeError):
+    """No such recurring schedule."""
+
+
 class Conflict(CallmeError):
     """The request is valid but clashes with the entry's current state."""
 

@@ -24,12 +24,16 @@ from .ports import (
     Fits,
     Lease,
     Page,
+    SchedulePage,
+    StaleChain,
     StaleEntry,
+    StaleSchedule,
     TransactionRefused,
     check_storable,
     list_windows,
     listed_shard,
 )
+from .schedule import Chain, Change, Scheduled
 from .stats import MinuteStats
 from .task import Task, TaskKey
 
@@ -150,6 +154,63 @@ def _page(candidates: list[Task], shown: Callable[[Task], bool], limit: int, fit
         if read >= len(candidates):
             return Page(found, False)
     return Page(found, True, after=candidates[read - 1].key)
+
+
+class InMemoryScheduleRepository:
+    """The schedules in a dictionary (callme.ports.ScheduleRepository); their runs in ``tasks``, whose
+    lock makes a change and the entries it writes one atomic step."""
+
+    def __init__(self, tasks: InMemoryTaskRepository) -> None:
+        self._tasks = tasks
+        self._schedules: dict[str, Scheduled] = {}
+
+    def get(self, name: str) -> Scheduled | None:
+        with self._tasks._lock:
+            return self._schedules.get(name)
+
+    def page(self, after: str | None, limit: int, fits: Callable[[Scheduled], bool] | None = None) -> SchedulePage:
+        with self._tasks._lock:
+            found = [self._schedules[name] for name in sorted(self._schedules) if after is None or name > after]
+        page: list[Scheduled] = []
+        for scheduled in found:
+            if len(page) == limit or (fits is not None and not fits(scheduled)):
+                return SchedulePage(page, True)
+            page.append(scheduled)
+        return SchedulePage(page, False)
+
+    def apply(self, change: Change) -> None:
+        entries = self._tasks._entries
+        with self._tasks._lock:
+            stored = self._schedules.get(change.name)
+            # (revision found, revision expected, revision this change writes) of each conditional write
+            checks = [
+                (stored.chain.revision if stored else None, change.chain_revision, _revision(change.chain)),
+                *((_revision(entries.get(task.key)), expected, task.revision) for task, expected in change.runs),
+            ]
+            refused = [(found, written) for found, expected, written in checks if found != expected]
+            if refused:
+                if all(found == written for found, written in refused):
+                    return  # this very change, stored already: as the DynamoDB adapter reads its own retry
+                raise StaleSchedule()
+            if change.schedule is None or change.chain is None:
+                del self._schedules[change.name]
+            else:
+                self._schedules[change.name] = Scheduled(change.schedule, change.chain)
+            for task, _ in change.runs:
+                entries[task.key] = self._tasks._listed(task)
+
+    def move(self, chain: Chain, expected_revision: str) -> None:
+        with self._tasks._lock:
+            stored = self._schedules.get(chain.name)
+            if stored is not None and stored.chain.revision == chain.revision:
+                return  # this very move, stored already: as the DynamoDB adapter reads its own retried write
+            if stored is None or stored.chain.revision != expected_revision:
+                raise StaleChain(stored.chain if stored else None)
+            self._schedules[chain.name] = Scheduled(stored.schedule, chain)
+
+
+def _revision(item: Task | Chain | None) -> str | None:
+    return None if item is None else item.revision
 
 
 class InMemoryLeaseStore:

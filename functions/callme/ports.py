@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .headers import HeaderSet
+from .schedule import Chain, Change, Scheduled
 from .stats import MinuteStats
 from .task import Task, TaskKey
 
@@ -102,7 +103,8 @@ def shard_of(key: TaskKey, shards: int) -> int:
 def listed_shard(task: Task, shards: int) -> int | None:
     """The ``due`` shard ``task`` is to be stored under: None once done (out of the index); the
     one it was stored under before, whatever the shard count is now; else ``shard_of``. An entry
-    with work left (Task.in_due_index: active, or owing its failure hook a call) is listed."""
+    with work left (Task.in_due_index: active, owing its failure hook a call, or a skipped run of a
+    schedule not yet settled) is listed."""
     if not task.in_due_index:
         return None
     return task.due_shard if task.due_shard is not None else shard_of(task.key, shards)
@@ -162,6 +164,52 @@ class TaskRepository(Protocol):
         """Every entry of ``shard`` with work left (a call to make, or a failure hook owed:
         Task.in_due_index) due by minute ``up_to`` (an index that may lag behind writes: read each
         again before acting on it)."""
+        ...
+
+
+class StaleSchedule(Exception):
+    """A schedule's change did not apply: its chain, or an entry it writes, is not as it was read."""
+
+
+class StaleChain(Exception):
+    """The chain changed (or vanished) since it was read; ``current`` is the chain as stored now."""
+
+    def __init__(self, current: Chain | None) -> None:
+        super().__init__("chain changed")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class SchedulePage:
+    """Schedules of a listing, and whether more remain after them."""
+
+    schedules: list[Scheduled]
+    more: bool
+
+
+class ScheduleRepository(Protocol):
+    """The recurring schedules (callme.schedule), as the API and the dispatcher need them: each a
+    schedule and its chain, read together; their runs are entries of the TaskRepository it writes with."""
+
+    def get(self, name: str) -> Scheduled | None:
+        """The schedule and its chain as stored (strongly consistent, never one without the other
+        nor from two different changes), None if there is none."""
+        ...
+
+    def page(self, after: str | None, limit: int, fits: Callable[[Scheduled], bool] | None = None) -> SchedulePage:
+        """Schedules in a stable order, resuming after the schedule ``after``: at most ``limit``, and
+        no more than ``fits`` takes."""
+        ...
+
+    def apply(self, change: Change) -> None:
+        """All or nothing: the schedule and its chain written (or deleted, both None) and each entry
+        of ``change.runs`` written on its condition, provided the stored chain has
+        ``change.chain_revision`` (None: that there is none). StaleSchedule otherwise."""
+        ...
+
+    def move(self, chain: Chain, expected_revision: str) -> None:
+        """Overwrite the chain as read at ``expected_revision`` (one small write); StaleChain holding
+        the chain as stored if it changed or vanished."""
         ...
 
 

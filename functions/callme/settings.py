@@ -122,6 +122,7 @@ class Settings:
     table_name: str
     lease_table_name: str
     stats_table_name: str
+    schedule_table_name: str = "callme-schedules"
     region: str = "us-east-1"
     dynamodb_endpoint: str | None = None
     due_shards: int = 8
@@ -166,6 +167,8 @@ class Settings:
     record_attempts: int = 4
     fanout: str = "inline"
     dispatcher_function: str | None = None
+    # Every this many minutes the scheduled invocation checks that each schedule's next run exists.
+    schedule_sweep_minutes: int = 15
 
     # -- outcome events (PublishConfig)
     outcome_events: str = "log"  # where they go: the dispatcher's log, or EventBridge's default bus
@@ -259,6 +262,7 @@ class Settings:
             table_name=read.required("CALLME_TABLE_NAME"),
             lease_table_name=read.required("CALLME_LEASE_TABLE_NAME"),
             stats_table_name=read.required("CALLME_STATS_TABLE_NAME"),
+            schedule_table_name=env.get("CALLME_SCHEDULE_TABLE_NAME") or read.default("schedule_table_name"),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or read.default("region"),
             dynamodb_endpoint=env.get("CALLME_DYNAMODB_ENDPOINT") or None,
             due_shards=read.integer("due_shards", "CALLME_DUE_SHARDS", 1, 1000),
@@ -280,6 +284,7 @@ class Settings:
             call_budget=read.seconds("call_budget", "CALLME_CALL_BUDGET"),
             fanout=read.choice("CALLME_FANOUT", read.default("fanout"), FANOUTS, "inline or lambda"),
             dispatcher_function=env.get("CALLME_DISPATCHER_FUNCTION") or None,
+            schedule_sweep_minutes=read.integer("schedule_sweep_minutes", "CALLME_SCHEDULE_SWEEP_MINUTES", 1, 1440),
             outcome_events=read.choice(
                 "CALLME_OUTCOME_EVENTS", read.default("outcome_events"), OUTCOME_BUSES, "log or eventbridge"
             ),

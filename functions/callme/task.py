@@ -3,6 +3,10 @@
 An *entry* is one scheduled call: a task name plus a trigger minute (``name@ts``). Its state moves
 pending -> (running ->)* successful | failed | skipped, or pending/running -> cancelled. ``running``
 means at least one attempt was made and a retry is still to come. Every transition lives here.
+
+A *run* of a recurring schedule is an ordinary entry that names its schedule (``schedule``). A run
+cancelled by anything but its schedule stays listed in the ``due`` index until the dispatcher, at its
+minute, has moved the schedule on past it (``settled``): so skipping a run never stops the schedule.
 """
 
 from __future__ import annotations
@@ -123,6 +127,8 @@ class Task:
     rescheduled_from: str | None = None
     rescheduled_to: str | None = None
     expires_at: int | None = None
+    schedule: str | None = None  # the recurring schedule this entry is a run of
+    settled: bool = False  # a cancelled run: its schedule has moved on past it
     on_failure_call: HookCall | None = None  # the failure hook's call, once owed
     # The ``due`` shard storage listed the entry under (None until stored, and once finished): kept
     # through every rewrite, so that an entry never moves to another shard, whose run might call it
@@ -130,7 +136,14 @@ class Task:
     due_shard: int | None = field(default=None, compare=False)
 
     @classmethod
-    def new(cls, key: TaskKey, definition: TaskDefinition, now: float, rescheduled_from: str | None = None) -> Task:
+    def new(
+        cls,
+        key: TaskKey,
+        definition: TaskDefinition,
+        now: float,
+        rescheduled_from: str | None = None,
+        schedule: str | None = None,
+    ) -> Task:
         return cls(
             key=key,
             definition=definition,
@@ -139,7 +152,14 @@ class Task:
             updated_at=now,
             webhook_id=f"msg_{uuid.uuid4().hex}",
             rescheduled_from=rescheduled_from,
+            schedule=schedule,
         )
+
+    @property
+    def unsettled(self) -> bool:
+        """A run of a schedule cancelled by a client whose schedule the dispatcher has yet to move on
+        past (at its minute): it stays in the ``due`` index until then."""
+        return self.state is TaskState.CANCELLED and self.schedule is not None and not self.settled
 
     # -- API-side transitions -------------------------------------------------------------
 
@@ -157,12 +177,20 @@ class Task:
                 f"entry {self.key} is due (its minute began at {self.key.trigger_at}) and the dispatcher may be "
                 f"calling it, so it can no longer be replaced; register the new definition at another trigger_at"
             )
-        return Task.new(self.key, definition, now, self.rescheduled_from)
+        return Task.new(self.key, definition, now, self.rescheduled_from, self.schedule)
 
     def cancelled(self, now: float, retention_seconds: int) -> Task:
         if not self.state.active:
             raise Conflict(f"entry {self.key} is already {self.state} and cannot be cancelled")
-        return self._finish(TaskState.CANCELLED, now, retention_seconds)
+        cancelled = self._finish(TaskState.CANCELLED, now, retention_seconds)
+        if self.schedule is not None:
+            # kept until its minute at least, when the dispatcher moves its schedule on past it
+            cancelled = replace(cancelled, expires_at=max(int(now), self.key.trigger_at) + retention_seconds)
+        return cancelled
+
+    def settle(self, now: float) -> Task:
+        """A cancelled run whose schedule has moved on past it: out of the ``due`` index."""
+        return replace(self, settled=True, updated_at=now, revision=new_revision())
 
     def rescheduled(self, to: TaskKey, now: float) -> Task:
         """Point at the successor ``to``. An entry has at most one successor, so that rescheduling it
@@ -236,8 +264,9 @@ class Task:
 
     @property
     def in_due_index(self) -> bool:
-        """Still work for the dispatcher: a call to make, or a failure hook owed."""
-        return self.state.active or self.hook_owed
+        """Still work for the dispatcher: a call to make, a failure hook owed, or a skipped run's
+        schedule to move on (``unsettled``)."""
+        return self.state.active or self.hook_owed or self.unsettled
 
     def ready_at(self) -> float:
         """When the dispatcher may make this entry's next call (0: at once)."""

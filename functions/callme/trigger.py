@@ -18,8 +18,10 @@ _RELATIVE = re.compile(RELATIVE_PATTERN)
 _ABSOLUTE = re.compile(ABSOLUTE_PATTERN)
 
 
-def parse_trigger_at(value: object, now: float, max_ahead_seconds: int, field: str = "trigger_at") -> int:
-    """Resolve ``value`` to a Unix minute not before the current one.
+def parse_trigger_at(
+    value: object, now: float, max_ahead_seconds: int, field: str = "trigger_at", past: bool = False
+) -> int:
+    """Resolve ``value`` to a Unix minute not before the current one (any minute with ``past``).
 
     Absolute values are Unix timestamps divisible by 60, as a JSON number or a string of digits.
     Relative values ``+<int>{m,h,d}`` count from the start of the current minute. The match is
@@ -47,7 +49,7 @@ def parse_trigger_at(value: object, now: float, max_ahead_seconds: int, field: s
         timestamp = value
     if timestamp % MINUTE:
         raise InvalidRequest(f"{field} {timestamp} is not on a minute boundary (must be divisible by 60)")
-    if timestamp < current:
+    if timestamp < current and not past:
         raise InvalidRequest(f"{field} {timestamp} is in the past (the current minute is {current})")
     _check_horizon(timestamp, current, max_ahead_seconds, field, value)
     return timestamp

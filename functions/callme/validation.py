@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .clock import minute_of
 from .egress import EgressPolicy, check_callback_url
 from .errors import InvalidRequest, PayloadTooLarge
 from .headers import HeaderSet, check_headers
+from .schedule import ScheduleRequest
 from .settings import Limits
 from .stats import DEFAULT_MINUTES, FEWEST_MINUTES, MOST_MINUTES
 from .task import METHODS, TaskDefinition, TaskKey, TaskName, check_name
@@ -30,6 +32,16 @@ TASK_FIELDS = (
     "max_delay",
     "headers",
     "on_failure",
+)
+# A schedule's runs take no custom headers yet: they would have to be sealed with the schedule.
+SCHEDULE_FIELDS = (
+    *(field for field in TASK_FIELDS if field not in ("trigger_at", "headers")),
+    "cron",
+    "every",
+    "timezone",
+    "start_at",
+    "end_at",
+    "paused",
 )
 BATCH_FIELDS = ("tasks",)
 _MAX_DIGITS = 18  # of an integer sent as a string
@@ -182,9 +194,20 @@ def parse_task_request(
     for required in ("trigger_at", "callback"):
         if body.get(required) is None:
             raise InvalidRequest(f"{required} is required")
+    _check_body_name(name, body)
+    trigger_at = parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
+    definition = _definition(body, limits, policy)
+    check_can_run(trigger_at, definition.max_delay, now)
+    return TaskRequest(TaskKey(name, trigger_at), definition, now)
+
+
+def _check_body_name(name: str, body: Mapping[str, Any]) -> None:
     if "task_name" in body and body["task_name"] != name:
         raise InvalidRequest(f"task_name {body['task_name']!r} in the body differs from {name!r} in the path")
-    trigger_at = parse_trigger_at(body["trigger_at"], now, limits.max_ahead_seconds)
+
+
+def _definition(body: Mapping[str, Any], limits: Limits, policy: EgressPolicy) -> TaskDefinition:
+    """How to call, from a task's or a schedule's body (its ``callback`` present)."""
     callback = check_callback_url(body["callback"], policy, limits.max_url_length)
     method = body.get("callback_method", default_of("callback_method"))
     if not isinstance(method, str) or method.upper() not in METHODS:
@@ -205,7 +228,7 @@ def parse_task_request(
     on_failure = body.get("on_failure")
     if on_failure is not None:
         on_failure = check_callback_url(on_failure, policy, limits.max_url_length, field="on_failure")
-    definition = TaskDefinition(
+    return TaskDefinition(
         callback=callback,
         callback_method=method.upper(),
         payload=payload,
@@ -215,8 +238,45 @@ def parse_task_request(
         headers=parse_headers(body.get("headers")),
         on_failure=on_failure,
     )
-    check_can_run(trigger_at, definition.max_delay, now)
-    return TaskRequest(TaskKey(name, trigger_at), definition, now)
+
+
+def parse_schedule_request(
+    name: TaskName, body: Mapping[str, Any], now: float, limits: Limits, policy: EgressPolicy
+) -> ScheduleRequest:
+    """``PUT /schedule/<name>`` with ``body``, received at ``now``: the task's fields but ``trigger_at``,
+    exactly one of ``cron`` and ``every``, ``timezone``, ``start_at`` / ``end_at`` (``trigger_at``'s
+    forms; ``start_at``, the anchor of ``every``, may be past) and ``paused``."""
+    if "trigger_at" in body:
+        raise InvalidRequest('a schedule has no trigger_at: give cron (e.g. "0 9 * * MON-FRI") or every (e.g. "15m")')
+    if "headers" in body:
+        raise InvalidRequest("a schedule takes no headers (not supported on schedules yet)")
+    _reject_unknown(body, SCHEDULE_FIELDS)
+    if body.get("callback") is None:
+        raise InvalidRequest("callback is required")
+    _check_body_name(name, body)
+    definition = _definition(body, limits, policy)
+    bounds = {
+        field: None
+        if body.get(field) is None
+        else parse_trigger_at(body[field], now, limits.max_ahead_seconds, field, past=field == "start_at")
+        for field in ("start_at", "end_at")
+    }
+    paused = body.get("paused", False)
+    if not isinstance(paused, bool):
+        raise InvalidRequest(f"paused must be true or false, not {_json_type(paused)}")
+    request = ScheduleRequest(
+        name=name,
+        definition=definition,
+        cron=body.get("cron"),
+        every=body.get("every"),
+        timezone=body.get("timezone"),
+        start_at=bounds["start_at"],
+        end_at=bounds["end_at"],
+        paused=paused,
+        received_at=now,
+    )
+    request.recurrence(minute_of(now))  # checks the timing (InvalidRequest naming the field)
+    return request
 
 
 def parse_headers(value: object) -> HeaderSet | None:
@@ -347,3 +407,20 @@ def parse_stats_minutes(params: Mapping[str, str]) -> int:
     if "minutes" not in params:
         return DEFAULT_MINUTES
     return integer(params["minutes"], "minutes", FEWEST_MINUTES, MOST_MINUTES)
+
+
+@dataclass(frozen=True)
+class ScheduleListing:
+    """A page request of ``GET /schedule/``: after the schedule ``start_from``, at most ``limit``."""
+
+    start_from: str | None
+    limit: int
+
+
+def parse_schedule_listing(params: Mapping[str, str], limits: Limits) -> ScheduleListing:
+    check_query(params, ("start_from", "limit"))
+    start_from = check_name(params["start_from"]) if params.get("start_from") else None
+    limit = limits.default_page_size
+    if "limit" in params:
+        limit = integer(params["limit"], "limit", 1, limits.max_page_size)
+    return ScheduleListing(start_from, limit)

@@ -12,13 +12,14 @@ the answer past ``ANSWER_BUDGET``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from .headers import masked
 from .hooks import HookCall
+from .schedule import Scheduled
 from .task import Attempt, Task, TaskDefinition
 
 LAMBDA_RESPONSE_LIMIT = 6_291_556
@@ -46,6 +47,7 @@ def task_view(task: Task) -> dict[str, Any]:
         "rescheduled_from": task.rescheduled_from,
         "rescheduled_to": task.rescheduled_to,
         "expires_at": task.expires_at,
+        **({"schedule": task.schedule} if task.schedule is not None else {}),
         "on_failure_call": hook_call_view(task.on_failure_call),
     }
 
@@ -100,6 +102,32 @@ def tasks_view(tasks: list[Task], next_key: object = None) -> dict[str, Any]:
     body: dict[str, Any] = {"tasks": [task_view(t) for t in tasks]}
     if next_key is not None:
         body["next"] = str(next_key)
+    return body
+
+
+def schedule_view(scheduled: Scheduled) -> dict[str, Any]:
+    """A schedule as ``GET /schedule/<name>`` shows it: its fields, and ``next_runs``."""
+    schedule = scheduled.schedule
+    recurrence = schedule.recurrence
+    return {
+        "task_name": schedule.name,
+        **definition_view(schedule.definition),
+        "cron": recurrence.cron,
+        "every": recurrence.every,
+        "timezone": recurrence.timezone,
+        "start_at": recurrence.start_at,
+        "end_at": recurrence.end_at,
+        "paused": schedule.paused,
+        "next_runs": scheduled.next_runs(),
+        "created_at": _ms(schedule.created_at),
+        "updated_at": _ms(schedule.updated_at),
+    }
+
+
+def schedules_view(schedules: list[Scheduled], next_name: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"schedules": [schedule_view(s) for s in schedules]}
+    if next_name is not None:
+        body["next"] = next_name
     return body
 
 
@@ -206,7 +234,10 @@ class AnswerRoom:
         self.used = 0
 
     def take(self, task: Task) -> bool:
-        size = self.answer_format.listed_size(task)
+        return self.take_view(task_view(task))
+
+    def take_view(self, view: Mapping[str, Any]) -> bool:
+        size = self.answer_format.element_size(view)
         if self.used and self.used + size > self.budget:
             return False
         self.used += size

@@ -17,7 +17,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from callme import deadline
-from callme.errors import CallmeError, Conflict, InvalidRequest, PayloadTooLarge, ServiceUnavailable, TaskNotFound
+from callme.errors import (
+    CallmeError,
+    Conflict,
+    InvalidRequest,
+    PayloadTooLarge,
+    ScheduleNotFound,
+    ServiceUnavailable,
+    TaskNotFound,
+)
 from callme.stats import recent
 from callme.task import NAME_RULE, Task, TaskKey, check_name
 from callme.validation import (
@@ -30,11 +38,13 @@ from callme.validation import (
     parse_json_object,
     parse_listing,
     parse_reschedule_request,
+    parse_schedule_listing,
+    parse_schedule_request,
     parse_stats_minutes,
     parse_task_request,
     single_values,
 )
-from callme.views import AnswerFormat, ItemResult, results_view, task_view, tasks_view
+from callme.views import AnswerFormat, ItemResult, results_view, schedule_view, schedules_view, task_view, tasks_view
 
 from . import console, wiring
 from . import openapi as openapi_document
@@ -42,7 +52,7 @@ from .observability import logger
 
 app = APIGatewayRestResolver()
 _ROUTES: dict[str, list[str]] = {}
-_NAMED_PREFIXES = ("/task/", "/status/", "/reschedule/")
+_NAMED_PREFIXES = ("/task/", "/status/", "/reschedule/", "/schedule/")
 # Error messages may quote what the client sent; beyond this many characters they are cut, so that
 # every error answer stays far under Lambda's response limit (12 bytes a character at worst, carried).
 _ERROR_CHARACTERS = 2000
@@ -160,6 +170,41 @@ def _reschedule_request(query: dict[str, str]) -> RescheduleRequest:
     return parse_reschedule_request(body, flag(query, "all"), wiring.clock().now(), wiring.settings().limits)
 
 
+# -- recurring schedules (callme.schedule) ------------------------------------------------------------
+
+
+@route("/schedule/<ident>", "PUT")
+def put_schedule(ident: str) -> Response[str]:
+    check_query(_query(), ())
+    settings = wiring.settings()
+    name = check_name(ident)
+    body = parse_json_object(_body(), settings.limits)
+    request = parse_schedule_request(name, body, wiring.clock().now(), settings.limits, settings.egress)
+    scheduled, created = wiring.schedule_service().put_schedule(request)
+    return _json(201 if created else 200, schedule_view(scheduled))
+
+
+@route("/schedule/<ident>", "GET")
+def read_schedule(ident: str) -> Response[str]:
+    check_query(_query(), ())
+    return _json(200, schedule_view(wiring.schedule_service().get_schedule(check_name(ident))))
+
+
+@route("/schedule", "GET")
+def read_schedules() -> Response[str]:
+    service = wiring.schedule_service()
+    listed = service.list_schedules(parse_schedule_listing(_query(), service.limits), _format())
+    return _json(200, schedules_view(listed.schedules, listed.next))
+
+
+@route("/schedule/<ident>", "DELETE")
+def delete_schedule(ident: str) -> Response[str]:
+    check_query(_query(), ())
+    removal = wiring.schedule_service().delete_schedule(check_name(ident))
+    cancelled = None if removal.cancelled is None else str(removal.cancelled)
+    return _json(200, {**schedule_view(removal.schedule), "next_runs": [], "cancelled": cancelled})
+
+
 @route("/stats", "GET")
 def stats() -> Response[str]:
     minutes = parse_stats_minutes(_query())
@@ -205,6 +250,7 @@ STATUSES: dict[type[CallmeError], int] = {
     CallmeError: 400,
     InvalidRequest: 400,
     TaskNotFound: 404,
+    ScheduleNotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
     ServiceUnavailable: 503,

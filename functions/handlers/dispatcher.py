@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 import callme.callback
 import callme.signing  # noqa: F401
 from callme.clock import Clock, SystemClock, minute_of
+from callme.errors import ServiceUnavailable
 from callme.outcomes import PublishReport
 from callme.ports import CallResult
 from callme.task import Task, TaskState, Verdict
@@ -91,6 +92,7 @@ def dispatch(
     if "shard" in event:
         shards = [int(event["shard"])]
     else:
+        _sweep_schedules(clock)
         shards = engine.busy_shards(minute_of(clock.now()))
         fanout = wiring.fanout(event, context.function_name)
         if fanout is not None and shards:
@@ -116,6 +118,21 @@ def _published(report: PublishReport) -> dict[str, int]:
         for entry, why in report.failed:
             logger.warning("outcome event not published", extra={"entry": entry, "reason": why})
     return {"published": report.published, "failed": len(report.failed), "puts": report.puts}
+
+
+def _sweep_schedules(clock: Clock) -> None:
+    """Once every CALLME_SCHEDULE_SWEEP_MINUTES, from the scheduled invocation: make any schedule's
+    missing next run (callme.schedule_service.sweep). Its failure is logged; the runs go on."""
+    now = clock.now()
+    if minute_of(now) // 60 % wiring.settings().schedule_sweep_minutes:
+        return
+    try:
+        made = wiring.schedule_runs(clock).sweep(now)
+    except ServiceUnavailable as exc:
+        logger.warning("schedule sweep stopped", extra={"error": exc.message})
+        return
+    if made:
+        logger.warning("schedule sweep made missing next runs", extra={"runs": [str(key) for key in made]})
 
 
 @metrics.log_metrics

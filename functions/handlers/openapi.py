@@ -26,8 +26,8 @@ from callme.hooks import HookState
 from callme.settings import DAY, Limits
 from callme.stats import DEFAULT_MINUTES, FEWEST_MINUTES, MOST_MINUTES, OUTCOMES
 from callme.task import METHODS, NAME_PATTERN, TaskState
-from callme.trigger import ABSOLUTE_PATTERN, RELATIVE_PATTERN
-from callme.validation import TASK_FIELDS, default_of, integer_pattern, integer_ranges
+from callme.trigger import ABSOLUTE_PATTERN, DURATION, RELATIVE_PATTERN
+from callme.validation import SCHEDULE_FIELDS, TASK_FIELDS, default_of, integer_pattern, integer_ranges
 
 # What a body may hold that the schema cannot say: every document-valid body the API refuses breaks
 # one of these (tests/integration/test_openapi_document.py checks it against the API's answers).
@@ -53,6 +53,20 @@ RULES_BEYOND_THE_SCHEMA = {
     "on_failure": "on_failure follows the rules of callback",
     "payload": "payload is at most {payload_bytes} bytes of UTF-8 (Unicode text: no unpaired surrogates)",
     "body": "the request body is at most {body_bytes} bytes",
+}
+
+
+# What a schedule's body must also hold, beyond the schema (and the task's rules, but trigger_at's).
+SCHEDULE_RULES = {
+    "timing": "exactly one of cron and every",
+    "cron": (
+        "cron is 5 fields (minute hour day-of-month month day-of-week) with Vixie cron's ranges, steps, "
+        "lists and names, or one of @hourly @daily @weekly @monthly @yearly, and matches some date"
+    ),
+    "every": "every is at least 1m and at most a year",
+    "timezone": "timezone is an IANA time zone name",
+    "bounds": "start_at and end_at take trigger_at's forms (start_at may be past); end_at is not before start_at",
+    "ends": "the schedule has a run after now",
 }
 
 
@@ -148,6 +162,69 @@ def _task_input(limits: Limits) -> dict[str, Any]:
     }
 
 
+def _schedule_input(limits: Limits) -> dict[str, Any]:
+    """PUT /schedule/{name}: the task's fields but trigger_at, and the timing."""
+    task = _task_input(limits)
+    properties = {k: v for k, v in task["properties"].items() if k in SCHEDULE_FIELDS}
+    bound = {**_time(limits), "description": "Any trigger_at form; start_at may be in the past"}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["callback"],
+        "description": "Also required, beyond this schema: "
+        + "; ".join(SCHEDULE_RULES.values())
+        + "; and the task's rules that do not concern trigger_at.",
+        "properties": {
+            **properties,
+            "cron": {"type": "string", "example": "0 9 * * MON-FRI"},
+            "every": {"type": "string", "pattern": whole(DURATION), "example": "15m"},
+            "timezone": {"type": "string", "default": "UTC", "example": "Europe/Lisbon"},
+            "start_at": bound,
+            "end_at": bound,
+            "paused": {"type": "boolean", "default": False},
+        },
+    }
+
+
+def _schedule() -> dict[str, Any]:
+    task = _task()["properties"]
+    nullable_string = {"type": "string", "nullable": True}
+    return {
+        "type": "object",
+        "required": [*SCHEDULE_FIELDS, "next_runs"],
+        "properties": {
+            **{field: task[field] for field in TASK_FIELDS if field != "trigger_at"},
+            "cron": nullable_string,
+            "every": nullable_string,
+            "timezone": {"type": "string"},
+            "start_at": {"type": "integer"},
+            "end_at": {"type": "integer", "nullable": True},
+            "paused": {"type": "boolean"},
+            "next_runs": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "The next 5 trigger minutes (none while paused or once ended)",
+            },
+            "created_at": {"type": "number"},
+            "updated_at": {"type": "number"},
+            "cancelled": {
+                **nullable_string,
+                "description": "DELETE: the pending run it cancelled (<name>@<trigger_at>)",
+            },
+        },
+    }
+
+
+SCHEDULE_LIST = {
+    "type": "object",
+    "required": ["schedules"],
+    "properties": {
+        "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}},
+        "next": {"type": "string", "description": "Pass back as start_from for the next page"},
+    },
+}
+
+
 ATTEMPT = {
     "type": "object",
     "required": ["at", "status", "error", "duration_ms"],
@@ -196,6 +273,7 @@ def _task() -> dict[str, Any]:
             },
             "on_failure": nullable_string,
             "on_failure_call": {"allOf": [{"$ref": "#/components/schemas/HookCall"}], "nullable": True},
+            "schedule": {"type": "string", "description": "The recurring schedule this entry is a run of"},
         },
     }
 
@@ -338,7 +416,7 @@ def _one_of(description: str, *schemas: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
         400: "Bad input; the error names the field",
-        404: "No such entry or task",
+        404: "No such entry, task or schedule",
         405: "Method not allowed here",
         409: "Conflicts with the entry's state",
         413: "Body or payload too large",
@@ -382,6 +460,63 @@ def _listing(limits: Limits) -> list[dict[str, Any]]:
             "stops before the answer would grow too large",
         },
     ]
+
+
+def _schedule_paths(limits: Limits, name: dict[str, Any]) -> dict[str, Any]:
+    """The recurring schedules' routes (callme.schedule)."""
+    path = [{"name": "name", "in": "path", "required": True, "schema": name}, _PRETTY]
+    listing = [
+        _PRETTY,
+        {
+            "name": "start_from",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "The `next` of the previous page (a schedule's name)",
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": limits.max_page_size},
+            "description": f"At most this many schedules (default {limits.default_page_size}); a page also "
+            "stops before the answer would grow too large",
+        },
+    ]
+    return {
+        "/schedule/{name}": {
+            "put": {
+                "summary": "Create or change a recurring schedule (cron or every); each run is an entry <name>@<ts>",
+                "parameters": path,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleInput"}}},
+                },
+                "responses": {
+                    "201": _json("Schedule", "Created"),
+                    "200": _json("Schedule", "Changed (or unchanged)"),
+                    **_errors(400, 409, 413, 503),
+                },
+            },
+            "get": {
+                "summary": "One schedule, with its next runs",
+                "parameters": path,
+                "responses": {"200": _json("Schedule", "The schedule"), **_errors(400, 404, 503)},
+            },
+            "delete": {
+                "summary": "Stop a schedule: its pending run is cancelled, its past runs stay readable",
+                "parameters": path,
+                "responses": {"200": _json("Schedule", "The schedule as it was"), **_errors(400, 404, 503)},
+            },
+        },
+        "/schedule/": {
+            "get": {
+                "summary": "Every schedule (paginated)",
+                "parameters": listing,
+                "responses": {"200": _json("ScheduleList", "A page of schedules"), **_errors(400, 503)},
+            }
+        },
+    }
 
 
 @cache
@@ -471,6 +606,7 @@ def document(limits: Limits) -> dict[str, Any]:
                     },
                 }
             },
+            **_schedule_paths(limits, name),
             "/stats": {
                 "get": {
                     "summary": "Calls per minute by outcome, and lateness p50 / p99, as the dispatcher recorded them",
@@ -506,6 +642,9 @@ def document(limits: Limits) -> dict[str, Any]:
         "components": {
             "schemas": {
                 "TaskInput": _task_input(limits),
+                "ScheduleInput": _schedule_input(limits),
+                "Schedule": _schedule(),
+                "ScheduleList": SCHEDULE_LIST,
                 "TaskBatch": _batch(limits),
                 "BatchResults": BATCH_RESULTS,
                 "Task": _task(),

@@ -12,7 +12,14 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from callme.clock import Clock, SystemClock
-from callme.dynamodb import DynamoDBLeaseStore, DynamoDBStatsStore, DynamoDBTaskRepository, connect
+from callme.dynamodb import (
+    DynamoDBLeaseStore,
+    DynamoDBScheduleRepository,
+    DynamoDBStatsStore,
+    DynamoDBTaskRepository,
+    connect,
+)
+from callme.schedule_service import ScheduleService
 from callme.sealing import HeaderVault
 from callme.service import TaskService
 from callme.settings import Settings
@@ -107,6 +114,12 @@ def _secret(secret_id: str) -> str:
     return str(parameters.get_secret(secret_id, max_age=300))
 
 
+@cache
+def schedule_service() -> ScheduleService:
+    schedules = DynamoDBScheduleRepository(_api_client(), settings().schedule_table_name, api_repository())
+    return ScheduleService(schedules, api_repository(), clock(), settings().limits)
+
+
 def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
     for built in (
@@ -119,6 +132,7 @@ def reset() -> None:
         api_repository,
         api_stats,
         task_service,
+        schedule_service,
         vault,
         caller,
         _static_signer,
@@ -177,17 +191,25 @@ def dispatch_engine(
     from callme.dispatch import DispatchEngine  # noqa: PLC0415 (the dispatcher's own)
 
     config = settings().dispatch
+    clock = clock or SystemClock()
     return DispatchEngine(
         repository(),
         leases(),
         caller(),
-        clock or SystemClock(),
+        clock,
         config,
         observer,
         on_leased=on_leased,
         listeners=listeners,
         stats=stats(),
+        schedules=schedule_runs(clock),
     )
+
+
+def schedule_runs(clock: Clock) -> ScheduleService:
+    """The schedules as the dispatcher moves them on, on its storage client."""
+    schedules = DynamoDBScheduleRepository(_dispatcher_client(), settings().schedule_table_name, repository())
+    return ScheduleService(schedules, repository(), clock, settings().limits)
 
 
 def outcome_publisher() -> OutcomePublisher:

@@ -8,8 +8,7 @@ purpose, and on any request that leaves the stack's origin. Screenshots go to
 .pytest_cache/console-screenshots/ (look at them).
 
 The last hour's charts are drawn from the real /stats of a stack whose dispatcher ran in the current
-minute. /schedule/ does not exist yet: its view is checked against the shape DESIGN.md fixes, answered
-by Playwright's request routing, and against the real stack, which has no such route.
+minute. The Schedules tab reads the real GET /schedule/.
 """
 
 from __future__ import annotations
@@ -535,43 +534,39 @@ def test_a_404_from_stats_is_no_stats_yet(watched: Callable[..., Watched]) -> No
 
 
 def test_the_schedules_tab_is_hidden_while_the_api_has_none(watched: Callable[..., Watched]) -> None:
-    page = watched().open()
+    watch = watched()
+    features(watch.page, schedules=False)  # an API without the /schedule routes
+    page = watch.open()
     expect(page.get_by_role("link", name="Entries")).to_be_visible()
     expect(page.get_by_role("link", name="Schedules")).to_be_hidden()
 
 
-def test_schedules_show_their_next_runs(watched: Callable[..., Watched]) -> None:
-    watch = watched()
-    watch.expect_failure("/status/digest", "404")  # its runs: this stack has no schedules, so none
-    page = watch.page
-    runs = [next_minute() + 3600 * k for k in range(1, 6)]
-    answer = {
-        "schedules": [
-            {
-                "task_name": "digest",
-                "cron": "0 9 * * MON-FRI",
-                "timezone": "Europe/Paris",
-                "paused": False,
-                "next_runs": runs,
-            },
-            {"task_name": "sync", "every": "15m", "timezone": "UTC", "paused": True, "next_runs": []},
-        ]
-    }
-    features(page, schedules=True)
-    page.route("**/schedule/", lambda route: route.fulfill(json=answer))
-    watch.open()
+def test_schedules_show_their_next_runs(watched: Callable[..., Watched], stack_factory: Any) -> None:
+    own = stack_factory()  # a stack of its own, so that the schedules' runs stay out of the other tests' lists
+    for name, timing in (
+        ("digest", {"cron": "0 9 * * MON-FRI", "timezone": "Europe/Paris"}),
+        ("sync", {"every": "15m", "paused": True}),
+    ):
+        response = own.request("PUT", f"/schedule/{name}", {"callback": "https://example.com/hooks", **timing})
+        assert response.status_code == 201, response.text
+    runs = own.request("GET", "/schedule/digest").json()["next_runs"]
+    page = watched(origin=own.url).open()
     page.get_by_role("link", name="Schedules").click()
     rows = page.locator("#schedules-body tr")
     expect(rows).to_have_count(2)
-    expect(rows.nth(0).locator("td").nth(1)).to_have_text("active")
-    expect(rows.nth(0).locator("td").nth(2)).to_have_text("0 9 * * MON-FRI")
-    expect(rows.nth(0).locator("td").nth(4).locator("time")).to_have_count(3)
-    assert plain(rows.nth(0).locator("time").first.inner_text()) == local_text(runs[0])
-    expect(rows.nth(1).locator("td").nth(1)).to_have_text("paused")
-    expect(rows.nth(1).locator("td").nth(2)).to_have_text("every 15m")
+    digest = rows.filter(has=page.get_by_role("link", name="digest", exact=True))
+    sync = rows.filter(has=page.get_by_role("link", name="sync", exact=True))
+    expect(digest.locator("td").nth(1)).to_have_text("active")
+    expect(digest.locator("td").nth(2)).to_have_text("0 9 * * MON-FRI")
+    expect(digest.locator("td").nth(4).locator("time")).to_have_count(3)
+    assert plain(digest.locator("time").first.inner_text()) == local_text(runs[0])
+    expect(sync.locator("td").nth(1)).to_have_text("paused")
+    expect(sync.locator("td").nth(2)).to_have_text("every 15m")
+    shot(page, "schedules")
     page.get_by_role("link", name="digest").click()
     expect(page).to_have_url(re.compile(r"#/entries\?name=digest$"))
-    expect(page.locator("#entries-empty")).to_have_text("Task digest has no entries.")
+    expect(row(page, "digest")).to_have_count(1)  # its pending run, an ordinary entry
+    expect(row(page, "digest").locator("td").nth(1)).to_have_text("pending")
 
 
 # -- authentication and failures ------------------------------------------------------------------------
@@ -784,5 +779,5 @@ def test_the_console_files_are_served_with_their_types_and_a_strict_policy(stack
     assert (missing.status_code, missing.json()) == (404, {"error": "the console has no file 'nothing.js'"})
     assert json.loads(stack.request("GET", "/console/config.json").text) == {
         "auth": "none",
-        "features": {"stats": True, "schedules": False},
+        "features": {"stats": True, "schedules": True},
     }

@@ -605,6 +605,7 @@ def test_every_domain_error_has_its_status_in_the_api_s_one_mapping() -> None:
     expected = {
         errors.InvalidRequest: (400, {}),
         errors.TaskNotFound: (404, {}),
+        errors.ScheduleNotFound: (404, {}),
         errors.Conflict: (409, {}),
         errors.PayloadTooLarge: (413, {}),
         errors.ServiceUnavailable: (503, {"Retry-After": "1"}),

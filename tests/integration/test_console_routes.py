@@ -109,7 +109,7 @@ def test_the_config_says_how_the_api_authenticates(
     response = get(lambda_context, "/console/config.json")
     assert response["statusCode"] == 200
     assert response["headers"]["cache-control"] == "no-store"
-    assert json.loads(response["body"]) == {"auth": auth, "features": {"stats": True, "schedules": False}}
+    assert json.loads(response["body"]) == {"auth": auth, "features": {"stats": True, "schedules": True}}
 
 
 def test_the_config_shows_the_optional_views_once_their_routes_exist(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,7 +36,8 @@ REFUSALS = {
     ),
     "task_name": r"task_name .* differs from .* in the path",
     "headers": (
-        r"headers( holds \d+ headers| take \d+ bytes|: '.*' (is not a valid header name|cannot be set)"
+        # a name is quoted as Python's repr quotes it: in double quotes when it holds a single quote
+        r"headers( holds \d+ headers| take \d+ bytes|: (['\"]).*\2 (is not a valid header name|cannot be set)"
         r"|: '.*' and '.*' are the same header| cannot be accepted)"
     ),
     "on_failure": (

@@ -124,7 +124,7 @@ def test_every_aws_metric_exists_for_a_resource_of_this_template(
     dashboard: dict[str, Any], stack: Stack, template: dict[str, Any]
 ) -> None:
     functions = {stack.ref(name) for name in ("ApiFunction", "DispatcherFunction")}
-    tables = {stack.ref(name): name for name in ("TasksTable", "LeasesTable", "StatsTable")}
+    tables = {stack.ref(name): name for name in ("TasksTable", "LeasesTable", "StatsTable", "SchedulesTable")}
     indexes = {
         stack.ref(name): {index["IndexName"] for index in resource["Properties"].get("GlobalSecondaryIndexes", [])}
         for name, resource in template["Resources"].items()
@@ -229,10 +229,10 @@ def test_the_dynamodb_errors_alarm_adds_up_every_operation_callme_makes(
 ) -> None:
     """SystemErrors exist per table and operation only; one missing operation would go unwatched. The
     operations are the ones the functions are granted (the IAM proof shows the code makes no other), and
-    TransactWriteItems, which IAM authorises as its PutItems. The stats table's have an alarm of their
-    own (an alarm takes at most 10 metrics)."""
+    TransactWriteItems, which IAM authorises as its PutItems. The stats and schedules tables' have an
+    alarm each of their own (an alarm takes at most 10 metrics)."""
     watched: set[tuple[str, str]] = set()
-    for name in ("DynamoDBErrorsAlarm", "StatsErrorsAlarm"):
+    for name in ("DynamoDBErrorsAlarm", "StatsErrorsAlarm", "DynamoDBScheduleErrorsAlarm"):
         alarm = template["Resources"][name]["Properties"]
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
         assert alarm["TreatMissingData"] == "notBreaching"
@@ -241,7 +241,7 @@ def test_the_dynamodb_errors_alarm_adds_up_every_operation_callme_makes(
         assert len(alarm["Metrics"]) <= 10, "CloudWatch takes at most 10 metrics in an alarm"
         watched |= system_errors_of(stack, alarm["Metrics"])
     granted = set()
-    tables = {name: stack.ref(name) for name in ("TasksTable", "LeasesTable", "StatsTable")}
+    tables = {name: stack.ref(name) for name in ("TasksTable", "LeasesTable", "StatsTable", "SchedulesTable")}
     for function in ("ApiFunction", "DispatcherFunction"):
         for policy in stack.resolve(template["Resources"][function]["Properties"]["Policies"]):
             for statement in policy["Statement"]:

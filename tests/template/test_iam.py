@@ -31,6 +31,7 @@ import pytest
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from moto import mock_aws
 
+from callme.clock import FixedClock
 from handlers import api, dispatcher, eventbridge, fanout, wiring
 from local.lambda_context import LocalContext
 from local.template import table_definitions
@@ -359,6 +360,13 @@ def walk_every_route(context: LocalContext) -> list[tuple[str, str]]:
         ("GET", "/stats?minutes=15", None, 200),
         ("PUT", "/task/sealed", {"trigger_at": "+1h", "callback": callback, "headers": {"Authorization": "x"}}, 201),
         ("POST", "/tasks", {"tasks": [{"task_name": "batch", "trigger_at": "+1h", "callback": callback}] * 2}, 200),
+        ("PUT", "/schedule/proof-schedule", {"every": "1h", "callback": callback}, 201),
+        ("PUT", "/schedule/proof-schedule", {"every": "2h", "callback": callback}, 200),
+        ("PUT", "/schedule/proof-schedule", {"every": "2h", "callback": callback, "paused": True}, 200),
+        ("GET", "/schedule/proof-schedule", None, 200),
+        ("GET", "/schedule/?limit=1", None, 200),
+        ("DELETE", "/schedule/proof-schedule", None, 200),
+        ("GET", "/schedule/proof-schedule", None, 404),
     ]
     for method, target, body, expected in follow_ups:
         status, answer = call_api(context, method, target, body)
@@ -452,6 +460,46 @@ def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deploymen
     assert deployment.stack.ref("HeadersKeySecret") in read
     publishes = deployment.stack.parameters.get("OutcomeEvents") == "Enabled"
     assert (("events", "PutEvents") in operations) == publishes
+    assert not deployment.refused(), "\n".join(deployment.refused())
+
+
+def test_the_dispatcher_may_make_every_call_a_schedule_s_runs_make(deployment: Deployment, sink: Sink) -> None:
+    """A schedule's runs at their minute (the chain moved on, the next run made, the call) and after an
+    outage (missed runs recorded skipped, the latest called), through the fan-out, on a chosen clock."""
+    with deployment.running("ApiFunction") as context:
+        status, schedule = call_api(context, "PUT", "/schedule/proof", {"every": "1m", "callback": sink.on("/proof")})
+    assert status == 201, schedule
+    first = schedule["next_runs"][0]
+    for at in (first + 2, first + 6 * 60 + 2):  # its first minute, then after five missed minutes
+        with deployment.running("DispatcherFunction") as context:
+            clock = FixedClock(at)
+            before = len(deployment.recorder.calls)
+            answer = dispatcher.dispatch(load_event("dispatcher-scheduled"), context, clock)
+            invocations = [
+                json.loads(call.params["Payload"])
+                for call in deployment.recorder.calls[before:]
+                if (call.service, call.operation) == ("lambda", "Invoke")
+            ]
+            assert answer["fanned_out"] == [invocation["shard"] for invocation in invocations]
+            for invocation in invocations:
+                dispatcher.dispatch(invocation, context, clock)
+    assert [call.headers["callme-entry"] for call in sink.calls("/proof")] == [f"proof@{first}", f"proof@{first + 360}"]
+    with deployment.running("ApiFunction") as context:
+        status, runs = call_api(context, "GET", "/status/proof")
+    assert status == 200, runs
+    states = [run["task_state"] for run in runs["tasks"]]
+    assert states == ["successful", *["skipped"] * 5, "successful", "pending"], states
+    # The sweep, at its minute, makes a next run that was lost (deleted here behind the code's back).
+    lost = {"task_name": {"S": "proof"}, "trigger_at": {"N": str(first + 420)}}
+    boto3.client("dynamodb", region_name=REGION).delete_item(TableName=deployment.stack.refs["TasksTable"], Key=lost)
+    sweep_minute = (first + 420) // 900 * 900 + 900
+    with deployment.running("DispatcherFunction") as context:
+        dispatcher.dispatch(load_event("dispatcher-scheduled"), context, FixedClock(sweep_minute + 2))
+    with deployment.running("ApiFunction") as context:
+        assert call_api(context, "GET", f"/status/proof@{first + 420}")[0] == 200
+    operations = {(c.service, c.operation) for c in deployment.recorder.calls if c.function == "DispatcherFunction"}
+    assert {("dynamodb", "Query"), ("dynamodb", "PutItem"), ("dynamodb", "BatchGetItem")} <= operations
+    assert ("dynamodb", "Scan") in operations
     assert not deployment.refused(), "\n".join(deployment.refused())
 
 

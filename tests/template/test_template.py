@@ -328,6 +328,21 @@ def test_tasks_table_keeps_data_safe_and_expires_finished_entries(resources: dic
     assert table["UpdateReplacePolicy"] == "Retain"
 
 
+def test_schedules_table_two_items_a_schedule_kept_like_the_tasks(resources: dict[str, Any]) -> None:
+    table = resources["SchedulesTable"]
+    props = table["Properties"]
+    assert props["KeySchema"] == [
+        {"AttributeName": "schedule_name", "KeyType": "HASH"},
+        {"AttributeName": "part", "KeyType": "RANGE"},
+    ]
+    assert "GlobalSecondaryIndexes" not in props  # the tasks table's due index is the sweep (callme.schedule)
+    assert "TimeToLiveSpecification" not in props  # a schedule lives until DELETE /schedule/<name>
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["DeletionProtectionEnabled"] is True
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
 def test_leases_table(resources: dict[str, Any]) -> None:
     props = resources["LeasesTable"]["Properties"]
     assert props["AttributeDefinitions"] == [{"AttributeName": "shard", "AttributeType": "N"}]
@@ -339,7 +354,7 @@ def test_local_table_definitions_match_the_template(template: dict[str, Any], re
     """The local stack creates its tables from template.yaml: the requests are the template's tables,
     and DynamoDB (moto) accepts them and reports the same keys, index and TTL back."""
     definitions = table_definitions(template)
-    assert set(definitions) == {"TasksTable", "LeasesTable", "StatsTable"}
+    assert set(definitions) == {"TasksTable", "LeasesTable", "StatsTable", "SchedulesTable"}
     assert definitions["TasksTable"]["ttl_attribute"] == "expires_at"
     assert definitions["StatsTable"]["ttl_attribute"] == "expires_at", "stats expire with the entries' retention"
     assert definitions["LeasesTable"]["ttl_attribute"] is None
@@ -393,6 +408,7 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
     assert common["CALLME_TABLE_NAME"] == {"Ref": "TasksTable"}
     assert common["CALLME_LEASE_TABLE_NAME"] == {"Ref": "LeasesTable"}
     assert common["CALLME_STATS_TABLE_NAME"] == {"Ref": "StatsTable"}
+    assert common["CALLME_SCHEDULE_TABLE_NAME"] == {"Ref": "SchedulesTable"}
     for function in FUNCTIONS:
         variables = {**common, **resources[function]["Properties"].get("Environment", {}).get("Variables", {})}
         unknown = {name for name in variables if name.startswith("CALLME_")} - read
@@ -409,11 +425,15 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
 
 
 def test_api_function_grants(resources: dict[str, Any]) -> None:
-    """The API reads and writes entries of the tasks table, reads the stats and the headers key (to
+    """The API reads and writes entries of the tasks table and schedules, reads the stats and the headers key (to
     seal the header values it stores), and nothing else: no leases, no index beyond the table, no
     signing key, no invoking anything."""
     assert grants(inline_statements(resources["ApiFunction"])) == {
         *((f"dynamodb:{operation}", "${TasksTable.Arn}") for operation in ("GetItem", "PutItem", "Query", "Scan")),
+        *(
+            (f"dynamodb:{operation}", "${SchedulesTable.Arn}")
+            for operation in ("PutItem", "DeleteItem", "Query", "Scan")
+        ),
         ("dynamodb:Query", "${StatsTable.Arn}"),
         ("secretsmanager:GetSecretValue", "${HeadersKeySecret}"),
     }
@@ -432,6 +452,9 @@ def test_dispatcher_grants(resources: dict[str, Any], outcome_events: str) -> No
         ("dynamodb:PutItem", "${TasksTable.Arn}"),
         ("dynamodb:GetItem", "${LeasesTable.Arn}"),  # the most shards ever used (callme.ports.LeaseStore.widest)
         ("dynamodb:PutItem", "${LeasesTable.Arn}"),
+        ("dynamodb:Query", "${SchedulesTable.Arn}"),
+        ("dynamodb:PutItem", "${SchedulesTable.Arn}"),
+        ("dynamodb:Scan", "${SchedulesTable.Arn}"),
         ("dynamodb:PutItem", "${StatsTable.Arn}"),
         ("secretsmanager:GetSecretValue", "${SigningSecret}"),
         ("secretsmanager:GetSecretValue", "${HeadersKeySecret}"),
