@@ -38,7 +38,7 @@ REFUSALS = {
     "headers": (
         # a name is quoted as Python's repr quotes it: in double quotes when it holds a single quote
         r"headers( holds \d+ headers| take \d+ bytes|: (['\"]).*\2 (is not a valid header name|cannot be set)"
-        r"|: '.*' and '.*' are the same header| cannot be accepted)"
+        r"""|: ['"].*['"] and ['"].*['"] are the same header| cannot be accepted)"""
     ),
     "on_failure": (
         r"on_failure .*(is not a valid URL|has no host|has an invalid host|must not carry credentials"

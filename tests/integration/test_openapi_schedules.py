@@ -25,11 +25,14 @@ from tests.integration.test_openapi_document import limits_in_force, served_docu
 __all__ = ["limits_in_force"]  # the fixture, shared
 
 BOUND_FORMS = r"is not a relative time|is neither a Unix timestamp|must be a Unix timestamp"
+QUOTED = r"""['"].*['"]"""  # a value as Python's repr quotes it: '...', or "..." when it holds a '
 REFUSALS = {
     "timing": r"a schedule (takes exactly one of cron and every|needs cron)",
-    "cron": r"cron ('.*': |must be a string|must not be empty|is too long)",
-    "every": r"every ('.*' is (not an interval|too short|too long)|must be a string|must not be empty|is too long)",
-    "timezone": r"timezone ('.*' is not an IANA time zone name|must be a string|must not be empty|is too long)",
+    "cron": rf"cron ({QUOTED}: |must be a string|must not be empty|is too long)",
+    "every": (
+        rf"every ({QUOTED} is (not an interval|too short|too long)|must be a string|must not be empty|is too long)"
+    ),
+    "timezone": rf"timezone ({QUOTED} is not an IANA time zone name|must be a string|must not be empty|is too long)",
     "bounds": (
         rf"(start_at|end_at) .*({BOUND_FORMS}|is in the past|is too far ahead|is not on a minute boundary)"
         r"|end_at \d+ is before start_at|the schedule never runs between"
