@@ -4,7 +4,6 @@ the entry's end told to the listeners once."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -187,7 +186,7 @@ def test_a_hook_record_changed_by_another_run_meanwhile_is_left_as_it_is(
     def delivered_by_another(task: Task) -> None:
         current = repo.get(task.key)
         assert current is not None and current.on_failure_call is not None
-        other = current.after_hook_call(replace(current.on_failure_call.after_call(clock.now(), 1, 200, None)), 1.0)
+        other = current.after_hook_call(current.on_failure_call.after_call(clock.now(), 1, 200, None), 1.0)
         repo.save(other, current.revision)
 
     caller.during_hook = delivered_by_another
