@@ -15,10 +15,10 @@ server taking requests in turn (the local stack's embedded DynamoDB).
 
 ``simulate_burst`` follows a burst of entries all due at second 0 of one minute, minute after
 minute until every one is done: EventBridge Scheduler's tick, the coordinator's look at every shard,
-one asynchronous invocation per busy shard, or per busy slice of a shard with more than ``split_at``
-due, each started warm or cold within the function's concurrency limit, each run waiting for its
-slices' leases while the previous one still holds them, and what a run leaves pending going to the
-next minute's run.
+one asynchronous invocation per busy shard, or, for a shard with more than ``split_at`` due, about
+one per ``split_at`` due (at most one per busy slice), each started warm or cold within the
+function's concurrency limit, each run waiting for its slices' leases while the previous one still
+holds them, and what a run leaves pending going to the next minute's run.
 
 Aggregated rather than per entry: the runs of a burst whose inputs are the same (same pending
 entries, window, flags) are the same run shifted in time, so each distinct run is simulated once
@@ -781,8 +781,9 @@ class _Burst:
     def tick(self, now: float, minute: int) -> bool:
         """The scheduled invocation: look at every shard (``peekers`` at a time, a shard's slices
         one after another, counting a sliced shard's due entries up to ``split_at``), then invoke
-        one run per busy slice of a shard with more than ``split_at`` due, one run over all the
-        busy slices of a lighter one. False once nothing is pending or running any more."""
+        one run over all the busy slices of a shard with at most ``split_at`` due, and about one
+        run per ``split_at`` due (at most one per busy slice, each holding every n-th of them) of a
+        heavier one. False once nothing is pending or running any more."""
         design = self.design
         busy = {k[0] for k, c in self.chains.items() if sum(c.pending) or c.lease_free_at > now}
         if not busy:
@@ -795,7 +796,10 @@ class _Burst:
             parts = [(shard, part) for part in range(design.slices)]
             due = sum(sum(self.chains[k].pending) for k in parts)
             held = [k for k in parts if sum(self.chains[k].pending) or self.chains[k].lease_free_at > now]
-            targets += [tuple(held)] if design.slices == 1 or due <= design.split_at else [(k,) for k in held]
+            runs = (
+                1 if design.slices == 1 or due <= design.split_at else min(len(held), math.ceil(due / design.split_at))
+            )
+            targets += [tuple(held[first::runs]) for first in range(runs)]
         for n, chains in enumerate(targets):
             accepted = looked + (n // design.fanout_parallelism + 1) * self.platform.invoke
             self.push(accepted + self.async_start(), "invoke", (chains, minute, accepted, 0))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import queue
 import random
 import threading
@@ -261,8 +262,8 @@ class DispatchEngine:
         """The runs this minute needs (a cheap, eventually consistent look at every shard that can
         hold entries, those of larger shard or slice counts used before included): for each shard
         with an entry due by ``minute``, one run holding all its busy slices, or, when more than
-        ``split_at`` entries are due in it, one run per busy slice. The shards are looked at
-        PEEKERS at a time."""
+        ``split_at`` entries are due in it, about one run per ``split_at`` of them (``_shares``).
+        The shards are looked at PEEKERS at a time."""
         shards = self.leases.widest(self.repository.shards)
         slices = self.leases.widest_slices(self.repository.slices)
         with ThreadPoolExecutor(max_workers=min(PEEKERS, shards), thread_name_prefix="peek") as peekers:
@@ -272,19 +273,26 @@ class DispatchEngine:
     def _shares(self, shard: int, slices: int, minute: int) -> list[RunShare]:
         """One shard's runs. With one slice, a one-item peek, as before slices existed; with more,
         its slices' entries counted, in all no further than one past ``split_at`` (a bounded read:
-        callme.ports.TaskRepository.count_due), then a peek at each slice left."""
+        callme.ports.TaskRepository.count_due), then a peek at each slice left. A shard found
+        heavier is split into about one run per ``split_at`` entries due (estimated from the slices
+        counted: the hash spreads a shard's entries evenly over its slices), at most one per busy
+        slice, each holding every n-th of its busy slices."""
         if slices == 1:
             return [RunShare(shard, (0,))] if self.repository.has_due(due_slot(shard, 0), minute) else []
-        left = self.config.split_at + 1
+        split_at = self.config.split_at
+        left, counted, sized = split_at + 1, 0, 0
         busy = []
         for part in range(slices):
-            counted = self.repository.count_due(due_slot(shard, part), minute, max(1, left))
-            left -= counted
-            if counted:
+            found = self.repository.count_due(due_slot(shard, part), minute, max(1, left))
+            if left > 1:
+                counted, sized = counted + found, sized + 1
+            left -= found
+            if found:
                 busy.append(part)
         if left > 0:
             return [RunShare(shard, tuple(busy))] if busy else []
-        return [RunShare(shard, (part,)) for part in busy]
+        runs = min(len(busy), math.ceil(counted * slices / sized / split_at))
+        return [RunShare(shard, tuple(busy[first::runs])) for first in range(runs)]
 
     def whole(self, shard: int) -> RunShare:
         """A run's share of ``shard`` when it is given no slices: all of them."""

@@ -79,7 +79,7 @@ class DispatchConfig:
     record_attempts: int  # tries of each outcome write on top of botocore's own retries
     lease_wait_seconds: float | None = None  # how long to wait for a shard another run holds (None: a lease)
     host_share: int = 100  # percent of the concurrency one callback host may take in one run (100: no limit)
-    split_at: int = 1000  # entries due in a shard beyond which it is split, one run per slice
+    split_at: int = 1000  # entries due in a shard beyond which it is split, about one run per this many
 
     @property
     def host_calls(self) -> int:
@@ -157,8 +157,8 @@ class Settings:
     # -- the dispatcher (DispatchConfig, CallerConfig)
     dispatch_concurrency: int = 64
     dispatch_host_share: int = 100  # percent of a run's concurrency one callback host may take
-    # A shard with more entries due than this is split, one run per slice: about what one run calls
-    # in 8 s (a run calls some 128 fast callbacks a second: README, Performance).
+    # A shard with more entries due than this is split, about one run per this many (at most one per
+    # slice): about what one run calls in 8 s (some 128 fast callbacks a second: README, Performance).
     dispatch_split_at: int = 1000
     run_seconds: float = 40.0
     connect_timeout: float = 3.0

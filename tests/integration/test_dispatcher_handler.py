@@ -118,7 +118,7 @@ def test_in_aws_a_scheduled_invocation_fans_out_one_invocation_per_busy_shard(
 def test_in_aws_a_shard_with_more_than_one_run_s_work_is_fanned_out_one_invocation_per_slice(
     dispatch_env: None, lambda_context: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sliced = {"DUE_SHARDS": "1", "DISPATCH_SLICES": "3", "DISPATCH_SPLIT_AT": "4"}
+    sliced = {"DUE_SHARDS": "1", "DISPATCH_SLICES": "3", "DISPATCH_SPLIT_AT": "2"}
     twelve_due(lambda_context, sink, monkeypatch, FANOUT="lambda", DISPATCHER_FUNCTION="callme-dispatcher", **sliced)
     invoked = lambda_invocations(monkeypatch)
     answer = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)

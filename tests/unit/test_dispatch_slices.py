@@ -58,7 +58,7 @@ class CountingRepository:
 
 def test_a_heavy_shard_is_split_one_run_per_busy_slice_and_a_light_one_is_one_run() -> None:
     repo = InMemoryTaskRepository(2, 4)
-    light, heavy = names_in(0, 2, 6), names_in(1, 2, 3 * SPLIT_AT)
+    light, heavy = names_in(0, 2, 6), names_in(1, 2, 10 * SPLIT_AT)
     for name in light + heavy:
         add(repo, name)
     assert len(slices_of(repo, light)) > 1, "the light shard's entries are in several slices"
@@ -68,6 +68,18 @@ def test_a_heavy_shard_is_split_one_run_per_busy_slice_and_a_light_one_is_one_ru
     assert plan[1:] == [RunShare(1, (part,)) for part in range(4)], "one run per slice of the heavy shard"
 
 
+def test_a_shard_of_a_few_runs_work_is_split_into_as_many_runs_holding_its_slices_apart() -> None:
+    repo = InMemoryTaskRepository(1, 8)
+    for name in names_in(0, 1, 3 * SPLIT_AT - 2):
+        add(repo, name)
+    busy = slices_of(repo, names_in(0, 1, 3 * SPLIT_AT - 2))
+    engine = make_engine(repo, InMemoryLeaseStore(), ScriptedCaller(), FixedClock(T0 + 5), split_at=SPLIT_AT)
+    plan = engine.plan(T0)
+    held = [part for share in plan for part in share.slices]
+    assert 2 <= len(plan) <= 4, "about one run per split's worth, estimated from the slices counted"
+    assert sorted(held) == sorted(busy) and len(held) == len(set(held)), "every busy slice, in one run"
+
+
 def test_a_shard_at_the_split_is_still_one_run() -> None:
     repo = InMemoryTaskRepository(1, 4)
     for name in names_in(0, 1, SPLIT_AT):
@@ -75,7 +87,7 @@ def test_a_shard_at_the_split_is_still_one_run() -> None:
     engine = make_engine(repo, InMemoryLeaseStore(), ScriptedCaller(), FixedClock(T0 + 5), split_at=SPLIT_AT)
     assert engine.plan(T0) == [RunShare(0, (0, 1, 2, 3))]
     add(repo, "one-more")
-    assert len(engine.plan(T0)) == 4
+    assert len(engine.plan(T0)) == 2
 
 
 def test_with_one_slice_each_shard_costs_one_peek_as_before_slices() -> None:
@@ -132,7 +144,7 @@ def test_overlapping_runs_of_slices_and_of_whole_shards_call_each_entry_once() -
     for name in names[::5]:
         caller.scripts[f"{name}@{T0}"] = [503, 200]  # retried: rewritten while the other runs look
     plan = fanned_out(repo, leases, caller)
-    assert len(plan) == 4, "shard 0 split in its 3 slices, shard 1 one run"
+    assert len(plan) == 4, "shard 0 split in its 3 slices (30 due), shard 1 one run"
     expected = Counter({f"{name}@{T0}": 1 for name in names}) + Counter(f"{name}@{T0}" for name in names[::5])
     assert caller.count() == expected
     assert {repo.get(TaskKey(name, T0)).state for name in names} == {TaskState.SUCCESSFUL}  # type: ignore[union-attr]

@@ -203,9 +203,10 @@ def test_a_concurrency_limit_delays_runs_and_is_never_exceeded() -> None:
     assert max(run.started for run in burst.runs) > 1.0  # some had to wait for a slot
 
 
-def test_a_heavy_shard_runs_one_run_per_slice_and_a_light_one_a_single_run() -> None:
+def test_a_heavy_shard_runs_one_run_per_split_s_worth_and_a_light_one_a_single_run() -> None:
     design = Design(shards=2, slices=4, split_at=1000, concurrency=1000, writers=1000, reserved_concurrency=0)
-    for entries, runs in ((4000, 8), (2000, 2)):  # 2,000 or 1,000 due in each shard
+    design = replace(design, table_write_units=1e6, index_write_units=1e6)  # nothing throttled
+    for entries, runs in ((12000, 8), (4000, 4), (2000, 2)):  # 6,000, 2,000 or 1,000 due in each shard
         workload = Workload(entries, (Endpoints(1.0, INSTANT),))
         burst = simulate_burst(design, instant_platform(), run_of(0, INSTANT), workload)
         assert len(burst.runs) == runs and burst.left == 0
