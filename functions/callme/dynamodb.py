@@ -47,6 +47,7 @@ from .ports import (
     StaleEntry,
     StaleSchedule,
     TransactionRefused,
+    check_sealed,
     check_storable,
     list_windows,
     listed_shard,
@@ -515,7 +516,7 @@ def to_row(task: Task, shards: int) -> dict[str, Any]:
     row: dict[str, Any] = {
         "task_name": task.key.name,
         "trigger_at": task.key.trigger_at,
-        **{k: v for k, v in asdict(definition).items() if k not in ("headers", "on_failure")},
+        **_definition_row(definition),
         "task_state": task.state.value,
         "created_at": _decimal(task.created_at),
         "updated_at": _decimal(task.updated_at),
@@ -538,11 +539,6 @@ def to_row(task: Task, shards: int) -> dict[str, Any]:
     }
     row.update({k: v for k, v in optional.items() if v is not None})
     check_storable(task)
-    if isinstance(definition.headers, SealedHeaders):
-        row["header_names"] = list(definition.headers.names)
-        row["headers_sealed"] = definition.headers.sealed
-    if definition.on_failure is not None:
-        row["on_failure"] = definition.on_failure
     if task.on_failure_call is not None:
         row["on_failure_call"] = _hook_row(task.on_failure_call)
     shard = listed_shard(task, shards)
@@ -550,6 +546,17 @@ def to_row(task: Task, shards: int) -> dict[str, Any]:
         row["due_shard"] = shard
         row["due_minute"] = task.key.trigger_at
     return {k: _serializer.serialize(v) for k, v in row.items()}
+
+
+def _definition_row(definition: TaskDefinition) -> dict[str, Any]:
+    """How to call, as an entry's or a schedule's item stores it (read back by ``_definition``)."""
+    row = {k: v for k, v in asdict(definition).items() if k not in ("headers", "on_failure")}
+    if isinstance(definition.headers, SealedHeaders):
+        row["header_names"] = list(definition.headers.names)
+        row["headers_sealed"] = definition.headers.sealed
+    if definition.on_failure is not None:
+        row["on_failure"] = definition.on_failure
+    return row
 
 
 def _hook_row(call: HookCall) -> dict[str, Any]:
@@ -783,10 +790,11 @@ def _revision(item: Mapping[str, Any] | None) -> str | None:
 
 
 def _schedule_row(schedule: Schedule) -> dict[str, Any]:
+    check_sealed(schedule.definition, f"schedule {schedule.name!r}")
     row: dict[str, Any] = {
         "schedule_name": schedule.name,
         "part": SCHEDULE_PART,
-        **asdict(schedule.definition),
+        **_definition_row(schedule.definition),
         **schedule.recurrence.to_dict(),
         "paused": schedule.paused,
         "created_at": _decimal(schedule.created_at),
