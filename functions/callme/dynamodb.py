@@ -695,26 +695,26 @@ class DynamoDBScheduleRepository:
 
     def page(self, after: str | None, limit: int, fits: Callable[[Scheduled], bool] | None = None) -> SchedulePage:
         """Schedules in the table's own (stable) order, resuming after the schedule ``after``: at most
-        ``limit``, and no more than ``fits`` takes."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": "part = :schedule",
-            "ExpressionAttributeValues": {":schedule": {"S": SCHEDULE_PART}},
-        }
+        ``limit``, and no more than ``fits`` takes. One consistent Scan reads both items of each
+        schedule (a schedule's items are adjacent), so a page costs its Scan calls, not a read per
+        schedule; a schedule whose two items are from different changes, or were split by the
+        Scan's page, is read again on its own."""
+        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
         if after is not None:
             request["ExclusiveStartKey"] = {"schedule_name": {"S": after}, "part": {"S": SCHEDULE_PART}}
-        names: list[str] = []
-        while len(names) <= limit:
-            request["Limit"] = 2 * (limit + 1 - len(names))  # two items a schedule; the filter keeps one
+        parts: dict[str, dict[str, Any]] = {}  # by name, in the table's order: part -> item
+        while len(parts) <= limit:
+            request["Limit"] = 2 * (limit + 1 - len(parts))  # two items a schedule
             with _answered():
                 response = self._client.scan(**request)
-            names += [item["schedule_name"]["S"] for item in response.get("Items", [])]
+            for item in response.get("Items", []):
+                parts.setdefault(item["schedule_name"]["S"], {})[item["part"]["S"]] = item
             if "LastEvaluatedKey" not in response:
                 break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         found: list[Scheduled] = []
-        for name in names:
-            scheduled = self.get(name)
+        for name, items in parts.items():
+            scheduled = _scheduled(items.get(SCHEDULE_PART), items.get(CHAIN_PART)) or self.get(name)
             if scheduled is None:
                 continue  # deleted meanwhile
             if len(found) == limit or (fits is not None and not fits(scheduled)):

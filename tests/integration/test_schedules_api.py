@@ -167,6 +167,27 @@ def test_list_pages_by_name_and_start_from(client: Client) -> None:
     assert client("GET", "/schedule") == client("GET", "/schedule/")
 
 
+def test_a_page_of_schedules_costs_one_scan_not_a_read_per_schedule(client: Client) -> None:
+    names = [f"s{i:02}" for i in range(30)]
+    for name in names:
+        assert client.put(name, every="1h")[0] == 201
+    asked: list[str] = []
+    storage = wiring.schedule_service().schedules._client
+    storage.meta.events.register("before-call.dynamodb", lambda model, **_: asked.append(model.name))
+    seen: list[str] = []
+    start_from = ""
+    for _ in range(5):
+        status, page = client("GET", f"/schedule/?limit=10{start_from}")
+        assert status == 200, page
+        seen += [s["task_name"] for s in page["schedules"]]
+        assert all(s["next_runs"] for s in page["schedules"])
+        if "next" not in page:
+            break
+        start_from = f"&start_from={page['next']}"
+    assert sorted(seen) == names and len(seen) == 30
+    assert set(asked) == {"Scan"} and len(asked) <= 4, asked  # one Scan a page (the last may need one more)
+
+
 def test_list_pages_stop_before_the_answer_outgrows_lambdas_limit(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
