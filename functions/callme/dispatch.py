@@ -670,9 +670,10 @@ class _Run:
 
     def _wait(self, now: float) -> float | None:
         """How long the loop may wait before it has something to do without being woken: the next
-        timer (when a call could start), the next renewal. None: until a job finishes."""
+        timer (when a call could start), the next renewal. None: until a job finishes (a renewal
+        under way is one: its end wakes the loop, which must not poll for it meanwhile)."""
         wake = []
-        if not self.leases.lost:
+        if not self.leases.lost and self.leases.renewing is None:
             wake.append(self.leases.renew_at)
         if (self.timers or self.ready or self.backlog) and self._room() and self.leases.has_room(now):
             wake.append(min(self.timers[0].ready_at if self.timers else now, self.stop_at))

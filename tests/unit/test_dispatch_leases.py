@@ -196,3 +196,44 @@ def test_a_dead_run_costs_at_most_one_lease(repo: TaskRepository, leases: LeaseS
     assert T0 + 5 + config.lease_seconds <= started <= T0 + 5 + config.lease_seconds + 0.5
     assert (report.busy_shards, report.succeeded) == ([shard], 1)
     assert state(repo, "orphan").state is TaskState.SUCCESSFUL
+
+
+class CountingClock:
+    """Real time from ``start``, counting how often it is read."""
+
+    def __init__(self, start: float) -> None:
+        self.inner = real_clock_from(start)
+        self.reads = 0
+
+    def now(self) -> float:
+        self.reads += 1
+        return self.inner.now()
+
+
+class SlowRenewals(LeaseLog):
+    """The real leases, each renewal taking ``delay`` seconds (a slow or throttled table)."""
+
+    def __init__(self, real: LeaseStore, clock: Any, delay: float) -> None:
+        super().__init__(real, clock)
+        self.delay = delay
+
+    def renew(self, shard: int, owner: str, until: float) -> bool:
+        time.sleep(self.delay)
+        return super().renew(shard, owner, until)
+
+
+def test_a_run_waits_without_spinning_while_its_leases_are_being_renewed(
+    repo: TaskRepository, leases: LeaseStore
+) -> None:
+    # One call of 1.2 s, with the lease renewed every 0.3 s and each renewal taking 0.25 s: the
+    # run's loop has nothing to do for most of that time, and must wait for it, not poll for it
+    # (a loop polling the clock burns a core the calls and writes need)
+    [name] = one_shard_entries(1)
+    add(repo, name)
+    clock = CountingClock(T0 + 1)
+    config = dispatch_config(heartbeat_seconds=0.3, call_budget=3.0, record_seconds=0.2, concurrency=1)
+    slow = SlowRenewals(leases, clock, 0.25)
+    report = DispatchEngine(repo, slow, TimedCaller(clock, 1.2), clock, config).run([0])
+    assert report.succeeded == 1
+    assert len(slow.renewed) >= 2, "its leases were renewed during the call"
+    assert clock.reads < 200, f"the clock was read {clock.reads} times"
