@@ -2,8 +2,8 @@
 
 A scheduled invocation peeks at every shard of the ``due`` index. In AWS (CALLME_FANOUT=lambda) it
 invokes itself asynchronously once per run the minute needs (callme.dispatch.DispatchEngine.plan:
-one per busy shard, or one per busy slice of a shard with more work than one run), so they run in
-parallel in their own invocations; locally (inline) it dispatches every busy slot itself. An
+one per busy shard, or several over the slices of a shard with more work than one run), so they
+run in parallel in their own invocations; locally (inline) it dispatches every busy slot itself. An
 invocation carrying a ``shard`` (and its ``slices``) dispatches those.
 """
 
@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 import callme.callback
 import callme.signing  # noqa: F401
 from callme.clock import Clock, SystemClock, minute_of
-from callme.dispatch import DispatchEngine
+from callme.dispatch import DispatchEngine, RunReport
 from callme.errors import ServiceUnavailable
 from callme.outcomes import PublishReport
 from callme.ports import CallResult, RunShare
@@ -112,6 +112,7 @@ def dispatch(
         report = engine.run(shards, deadline)
     finally:
         events = _published(publisher.close(publish_until))
+    _hooks(report)
     logger.info("dispatch run", extra={**asdict(report), "outcome_events": events})
     return {**asdict(report), "outcome_events": events}
 
@@ -134,6 +135,14 @@ def _published(report: PublishReport) -> dict[str, int]:
         for entry, why in report.failed:
             logger.warning("outcome event not published", extra={"entry": entry, "reason": why})
     return {"published": report.published, "failed": len(report.failed), "puts": report.puts}
+
+
+def _hooks(report: RunReport) -> None:
+    """Count the failure hooks the run delivered and gave up on (FailureHooksAlarm watches these)."""
+    if report.hooks_delivered:
+        _metric("hooks_delivered", report.hooks_delivered, MetricUnit.Count)
+    if report.hooks_failed:
+        _metric("hooks_failed", report.hooks_failed, MetricUnit.Count)
 
 
 def _sweep_schedules(clock: Clock) -> None:
