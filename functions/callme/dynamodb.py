@@ -47,6 +47,7 @@ from .ports import (
     StaleEntry,
     StaleSchedule,
     TransactionRefused,
+    check_sealed,
     check_storable,
     list_windows,
     listed_shard,
@@ -522,7 +523,7 @@ def to_row(task: Task, shards: int) -> dict[str, Any]:
     row: dict[str, Any] = {
         "task_name": task.key.name,
         "trigger_at": task.key.trigger_at,
-        **{k: v for k, v in asdict(definition).items() if k not in ("headers", "on_failure")},
+        **_definition_row(definition),
         "task_state": task.state.value,
         "created_at": _decimal(task.created_at),
         "updated_at": _decimal(task.updated_at),
@@ -545,11 +546,6 @@ def to_row(task: Task, shards: int) -> dict[str, Any]:
     }
     row.update({k: v for k, v in optional.items() if v is not None})
     check_storable(task)
-    if isinstance(definition.headers, SealedHeaders):
-        row["header_names"] = list(definition.headers.names)
-        row["headers_sealed"] = definition.headers.sealed
-    if definition.on_failure is not None:
-        row["on_failure"] = definition.on_failure
     if task.on_failure_call is not None:
         row["on_failure_call"] = _hook_row(task.on_failure_call)
     shard = listed_shard(task, shards)
@@ -557,6 +553,17 @@ def to_row(task: Task, shards: int) -> dict[str, Any]:
         row["due_shard"] = shard
         row["due_minute"] = task.key.trigger_at
     return {k: _serializer.serialize(v) for k, v in row.items()}
+
+
+def _definition_row(definition: TaskDefinition) -> dict[str, Any]:
+    """How to call, as an entry's or a schedule's item stores it (read back by ``_definition``)."""
+    row = {k: v for k, v in asdict(definition).items() if k not in ("headers", "on_failure")}
+    if isinstance(definition.headers, SealedHeaders):
+        row["header_names"] = list(definition.headers.names)
+        row["headers_sealed"] = definition.headers.sealed
+    if definition.on_failure is not None:
+        row["on_failure"] = definition.on_failure
+    return row
 
 
 def _hook_row(call: HookCall) -> dict[str, Any]:
@@ -695,26 +702,26 @@ class DynamoDBScheduleRepository:
 
     def page(self, after: str | None, limit: int, fits: Callable[[Scheduled], bool] | None = None) -> SchedulePage:
         """Schedules in the table's own (stable) order, resuming after the schedule ``after``: at most
-        ``limit``, and no more than ``fits`` takes."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": "part = :schedule",
-            "ExpressionAttributeValues": {":schedule": {"S": SCHEDULE_PART}},
-        }
+        ``limit``, and no more than ``fits`` takes. One consistent Scan reads both items of each
+        schedule (a schedule's items are adjacent), so a page costs its Scan calls, not a read per
+        schedule; a schedule whose two items are from different changes, or were split by the
+        Scan's page, is read again on its own."""
+        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
         if after is not None:
             request["ExclusiveStartKey"] = {"schedule_name": {"S": after}, "part": {"S": SCHEDULE_PART}}
-        names: list[str] = []
-        while len(names) <= limit:
-            request["Limit"] = 2 * (limit + 1 - len(names))  # two items a schedule; the filter keeps one
+        parts: dict[str, dict[str, Any]] = {}  # by name, in the table's order: part -> item
+        while len(parts) <= limit:
+            request["Limit"] = 2 * (limit + 1 - len(parts))  # two items a schedule
             with _answered():
                 response = self._client.scan(**request)
-            names += [item["schedule_name"]["S"] for item in response.get("Items", [])]
+            for item in response.get("Items", []):
+                parts.setdefault(item["schedule_name"]["S"], {})[item["part"]["S"]] = item
             if "LastEvaluatedKey" not in response:
                 break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         found: list[Scheduled] = []
-        for name in names:
-            scheduled = self.get(name)
+        for name, items in parts.items():
+            scheduled = _scheduled(items.get(SCHEDULE_PART), items.get(CHAIN_PART)) or self.get(name)
             if scheduled is None:
                 continue  # deleted meanwhile
             if len(found) == limit or (fits is not None and not fits(scheduled)):
@@ -790,10 +797,11 @@ def _revision(item: Mapping[str, Any] | None) -> str | None:
 
 
 def _schedule_row(schedule: Schedule) -> dict[str, Any]:
+    check_sealed(schedule.definition, f"schedule {schedule.name!r}")
     row: dict[str, Any] = {
         "schedule_name": schedule.name,
         "part": SCHEDULE_PART,
-        **asdict(schedule.definition),
+        **_definition_row(schedule.definition),
         **schedule.recurrence.to_dict(),
         "paused": schedule.paused,
         "created_at": _decimal(schedule.created_at),

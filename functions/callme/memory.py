@@ -29,6 +29,7 @@ from .ports import (
     StaleEntry,
     StaleSchedule,
     TransactionRefused,
+    check_sealed,
     check_storable,
     list_windows,
     listed_shard,
@@ -179,6 +180,8 @@ class InMemoryScheduleRepository:
         return SchedulePage(page, False)
 
     def apply(self, change: Change) -> None:
+        if change.schedule is not None:
+            check_sealed(change.schedule.definition, f"schedule {change.name!r}")
         entries = self._tasks._entries
         with self._tasks._lock:
             stored = self._schedules.get(change.name)

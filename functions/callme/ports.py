@@ -17,7 +17,7 @@ from typing import Protocol
 from .headers import HeaderSet
 from .schedule import Chain, Change, Scheduled
 from .stats import MinuteStats
-from .task import Task, TaskKey
+from .task import Task, TaskDefinition, TaskKey
 
 MAX_TRANSACTION_WRITES = 100  # writes one ``reschedule`` holds at most (DynamoDB's TransactWriteItems)
 READ_BATCH = 100  # keys ``get_many`` reads in one round trip (DynamoDB's BatchGetItem): batch that many
@@ -91,8 +91,14 @@ Fits = Callable[[Task], bool]
 def check_storable(task: Task) -> None:
     """ValueError unless ``task`` may be stored: its header values sealed (callme.sealing), since no
     storage keeps them in clear."""
-    if isinstance(task.definition.headers, HeaderSet):
-        raise ValueError(f"the headers of {task.key} are not sealed; callme never stores their values in clear")
+    check_sealed(task.definition, task.key)
+
+
+def check_sealed(definition: TaskDefinition, owner: object) -> None:
+    """ValueError unless the header values of ``definition`` (an entry's or a schedule's, named by
+    ``owner``) are sealed or absent."""
+    if isinstance(definition.headers, HeaderSet):
+        raise ValueError(f"the headers of {owner} are not sealed; callme never stores their values in clear")
 
 
 def shard_of(key: TaskKey, shards: int) -> int:

@@ -6,7 +6,7 @@ decide through the storage ports, again from a fresh read when a concurrent writ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .clock import Clock
 from .errors import ScheduleNotFound, ServiceUnavailable
@@ -22,7 +22,8 @@ from .schedule import (
     plan_removal,
     plan_turn,
 )
-from .service import contended
+from .sealing import HeaderVault
+from .service import contended, sealed
 from .settings import Limits
 from .task import Task, TaskKey, TaskName, TaskState
 from .validation import ScheduleListing
@@ -64,17 +65,27 @@ class _Entries:
 
 
 class ScheduleService:
-    def __init__(self, schedules: ScheduleRepository, tasks: TaskRepository, clock: Clock, limits: Limits) -> None:
+    def __init__(
+        self,
+        schedules: ScheduleRepository,
+        tasks: TaskRepository,
+        clock: Clock,
+        limits: Limits,
+        vault: HeaderVault | None = None,
+    ) -> None:
         self.schedules = schedules
         self.tasks = tasks
         self.clock = clock
         self.limits = limits
+        self.vault = vault or HeaderVault(lambda: None)
 
     # -- the API ------------------------------------------------------------------------------------
 
     def put_schedule(self, request: ScheduleRequest) -> tuple[Scheduled, bool]:
         """Create or change a schedule; returns it as stored and whether it was created. Of concurrent
-        changes one applies at a time, each planned on what the one before left."""
+        changes one applies at a time, each planned on what the one before left. Header values are
+        sealed under the schedule's name, which is its runs' task name, so every run sends them."""
+        request = replace(request, definition=sealed(self.vault, request.name, request.definition))
         for _ in contended():
             current = self.schedules.get(request.name)
             change = plan_change(current, request, _Entries(self.tasks, request.name).at, self.limits.retention_seconds)

@@ -96,7 +96,7 @@ class TaskService:
         Returns the stored entry and whether it was created (as opposed to replaced).
         """
         now = request.received_at
-        definition = self._sealed(request)
+        definition = sealed(self.vault, request.key.name, request.definition)
         task = Task.new(request.key, definition, now)
 
         def write(current: Task | None) -> tuple[Task, bool]:
@@ -108,17 +108,6 @@ class TaskService:
             return replacement, False
 
         return settle(request.key, write)
-
-    def _sealed(self, request: TaskRequest) -> TaskDefinition:
-        """The definition as stored: its header values sealed. A deployment without a headers key
-        refuses headers rather than store them in clear."""
-        headers = request.definition.headers
-        if headers is None:
-            return request.definition
-        try:
-            return replace(request.definition, headers=self.vault.seal(request.key.name, headers))
-        except SealingError as exc:
-            raise InvalidRequest(f"headers cannot be accepted: {exc.message}") from None
 
     def put_tasks(self, requests: Sequence[TaskRequest | CallmeError]) -> list[tuple[Task, bool] | CallmeError]:
         """Register a batch: each request as ``put_task`` would, concurrently, each on its own (a
@@ -359,6 +348,17 @@ class _Rescheduling:
 
 
 R = TypeVar("R")
+
+
+def sealed(vault: HeaderVault, name: str, definition: TaskDefinition) -> TaskDefinition:
+    """``definition`` as stored for the task (or schedule) ``name``: its header values sealed. A
+    deployment without a headers key refuses headers rather than store them in clear."""
+    if definition.headers is None:
+        return definition
+    try:
+        return replace(definition, headers=vault.seal(name, definition.headers))
+    except SealingError as exc:
+        raise InvalidRequest(f"headers cannot be accepted: {exc.message}") from None
 
 
 def settle(target: object, write: Callable[[Task | None], R], seen: Task | None = None) -> R:

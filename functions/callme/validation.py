@@ -33,9 +33,8 @@ TASK_FIELDS = (
     "headers",
     "on_failure",
 )
-# A schedule's runs take no custom headers yet: they would have to be sealed with the schedule.
 SCHEDULE_FIELDS = (
-    *(field for field in TASK_FIELDS if field not in ("trigger_at", "headers")),
+    *(field for field in TASK_FIELDS if field != "trigger_at"),
     "cron",
     "every",
     "timezone",
@@ -248,8 +247,6 @@ def parse_schedule_request(
     forms; ``start_at``, the anchor of ``every``, may be past) and ``paused``."""
     if "trigger_at" in body:
         raise InvalidRequest('a schedule has no trigger_at: give cron (e.g. "0 9 * * MON-FRI") or every (e.g. "15m")')
-    if "headers" in body:
-        raise InvalidRequest("a schedule takes no headers (not supported on schedules yet)")
     _reject_unknown(body, SCHEDULE_FIELDS)
     if body.get("callback") is None:
         raise InvalidRequest("callback is required")

@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 import callme.callback
 import callme.signing  # noqa: F401
 from callme.clock import Clock, SystemClock, minute_of
+from callme.dispatch import RunReport
 from callme.errors import ServiceUnavailable
 from callme.outcomes import PublishReport
 from callme.ports import CallResult
@@ -105,6 +106,7 @@ def dispatch(
         report = engine.run(shards, deadline)
     finally:
         events = _published(publisher.close(publish_until))
+    _hooks(report)
     logger.info("dispatch run", extra={**asdict(report), "outcome_events": events})
     return {**asdict(report), "outcome_events": events}
 
@@ -118,6 +120,14 @@ def _published(report: PublishReport) -> dict[str, int]:
         for entry, why in report.failed:
             logger.warning("outcome event not published", extra={"entry": entry, "reason": why})
     return {"published": report.published, "failed": len(report.failed), "puts": report.puts}
+
+
+def _hooks(report: RunReport) -> None:
+    """Count the failure hooks the run delivered and gave up on (FailureHooksAlarm watches these)."""
+    if report.hooks_delivered:
+        _metric("hooks_delivered", report.hooks_delivered, MetricUnit.Count)
+    if report.hooks_failed:
+        _metric("hooks_failed", report.hooks_failed, MetricUnit.Count)
 
 
 def _sweep_schedules(clock: Clock) -> None:

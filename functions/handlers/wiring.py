@@ -117,7 +117,7 @@ def _secret(secret_id: str) -> str:
 @cache
 def schedule_service() -> ScheduleService:
     schedules = DynamoDBScheduleRepository(_api_client(), settings().schedule_table_name, api_repository())
-    return ScheduleService(schedules, api_repository(), clock(), settings().limits)
+    return ScheduleService(schedules, api_repository(), clock(), settings().limits, vault())
 
 
 def reset() -> None:

@@ -165,15 +165,17 @@ def test_the_stack_logs_every_request_and_why_the_gateway_refused_one(stack: Loc
 
 
 def test_fifty_parallel_clients_get_every_answer_right(stack: LocalStack) -> None:
-    """50 clients for 3 s, mixing PUTs and GETs with and without ?pretty: no reset, no 5xx, and each
-    answer is its own request's (a PUT's is its entry, a GET's is indented only when asked)."""
+    """50 clients at once, each 2 PUTs and 2 GETs with and without ?pretty: no reset, no 5xx, and each
+    answer is its own request's (a PUT's is its entry, a GET's is indented only when asked). It holds
+    no speed goal: on a loaded machine it only takes longer."""
     failures: list[str] = []
     done: list[int] = []
-    stop = time.monotonic() + 3
+    start = threading.Barrier(50)
 
     def client(number: int) -> None:
         session, count = requests.Session(), 0
-        while time.monotonic() < stop:
+        start.wait()
+        while count < 4:
             name = f"load-{number}-{count}"
             try:
                 if count % 2 == 0:
@@ -197,4 +199,4 @@ def test_fifty_parallel_clients_get_every_answer_right(stack: LocalStack) -> Non
     for thread in threads:
         thread.join()
     assert failures == []
-    assert len(done) == 50 and sum(done) >= 100
+    assert done == [4] * 50

@@ -15,7 +15,13 @@ pytestmark = pytest.mark.e2e
 def test_every_minute_makes_three_calls_in_three_minutes_each_its_own_entry_and_delete_stops_it(
     stack: LocalStack, sink: Sink
 ) -> None:
-    body = {"every": "1m", "callback": sink.on("/beat", 200), "callback_method": "POST", "payload": '{"beat": 1}'}
+    body = {
+        "every": "1m",
+        "callback": sink.on("/beat", 200),
+        "callback_method": "POST",
+        "payload": '{"beat": 1}',
+        "headers": {"Authorization": "Bearer beat-t0ken"},
+    }
     response = stack.request("PUT", "/schedule/heartbeat", body)
     assert response.status_code == 201, response.text
     first = response.json()["next_runs"][0]
@@ -30,6 +36,9 @@ def test_every_minute_makes_three_calls_in_three_minutes_each_its_own_entry_and_
     assert [entry["schedule"] for entry in entries] == ["heartbeat"] * 3
     assert [call.headers["webhook-id"] for call in calls] == [entry["webhook_id"] for entry in entries]
     assert len({entry["webhook_id"] for entry in entries}) == 3
+    # Every run sends the schedule's headers, the runs the dispatcher made after the first included.
+    assert [call.headers["authorization"] for call in calls] == ["Bearer beat-t0ken"] * 3
+    assert [entry["headers"] for entry in entries] == [{"Authorization": "***"}] * 3
     for call in calls:
         Webhook(stack.secret).verify(call.body, call.headers)
 

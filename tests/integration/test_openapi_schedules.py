@@ -39,7 +39,9 @@ REFUSALS = {
     ),
     "ends": r"the schedule has no run after now",
 }
-TASK_RULES = {rule: TASK_REFUSALS[rule] for rule in ("callback", "task_name", "payload", "body", "on_failure")}
+TASK_RULES = {
+    rule: TASK_REFUSALS[rule] for rule in ("callback", "task_name", "payload", "body", "on_failure", "headers")
+}
 SCHEDULE_VALUES = {
     **{field: values for field, values in TASK_VALUES.items() if field != "trigger_at"},
     "timezone": st.sampled_from(["UTC", "Europe/Lisbon", "America/New_York", "Australia/Lord_Howe"]),

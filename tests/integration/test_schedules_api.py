@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from callme.task import TaskKey
 from handlers import api, wiring
 from local.dynamodb import TABLE_NAMES
 from tests.conftest import api_event, stored_items
@@ -166,6 +167,27 @@ def test_list_pages_by_name_and_start_from(client: Client) -> None:
     assert client("GET", "/schedule") == client("GET", "/schedule/")
 
 
+def test_a_page_of_schedules_costs_one_scan_not_a_read_per_schedule(client: Client) -> None:
+    names = [f"s{i:02}" for i in range(30)]
+    for name in names:
+        assert client.put(name, every="1h")[0] == 201
+    asked: list[str] = []
+    storage = wiring.schedule_service().schedules._client
+    storage.meta.events.register("before-call.dynamodb", lambda model, **_: asked.append(model.name))
+    seen: list[str] = []
+    start_from = ""
+    for _ in range(5):
+        status, page = client("GET", f"/schedule/?limit=10{start_from}")
+        assert status == 200, page
+        seen += [s["task_name"] for s in page["schedules"]]
+        assert all(s["next_runs"] for s in page["schedules"])
+        if "next" not in page:
+            break
+        start_from = f"&start_from={page['next']}"
+    assert sorted(seen) == names and len(seen) == 30
+    assert set(asked) == {"Scan"} and len(asked) <= 4, asked  # one Scan a page (the last may need one more)
+
+
 def test_list_pages_stop_before_the_answer_outgrows_lambdas_limit(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,7 +222,9 @@ def test_list_pages_stop_before_the_answer_outgrows_lambdas_limit(
         ({"every": "1h", "callback": "http://10.0.0.8/"}, "not a public address"),
         ({"every": "1h", "task_name": "other"}, "differs from 'digest'"),
         ({"every": "1h", "start_at": "+6hx"}, "start_at '+6hx' is not a relative time"),
-        ({"every": "1h", "headers": {"X-Team": "ops"}}, "a schedule takes no headers"),
+        ({"every": "1h", "headers": {"Host": "evil.example"}}, "'Host' cannot be set"),
+        ({"every": "1h", "headers": {"X-Evil": "a\r\nb"}}, "the value of 'X-Evil' holds a carriage return (CR)"),
+        ({"every": "1h", "headers": ["X-Team"]}, "headers must be an object"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_problem_and_nothing_is_written(
@@ -247,3 +271,57 @@ def test_runs_are_entries_of_the_task_that_delete_task_can_skip(client: Client) 
     assert status == 200 and skipped["task_state"] == "cancelled" and skipped["schedule"] == "digest"
     # the schedule goes on: the dispatcher makes the next run at the skipped run's minute
     assert client("GET", "/schedule/digest")[1]["paused"] is False
+
+
+# -- headers ----------------------------------------------------------------------------------------
+
+SECRET = "Bearer sch3dul3-t0k3n"
+
+
+def test_a_schedule_s_headers_are_masked_in_every_answer_and_sealed_in_both_tables(
+    client: Client, aws: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    status, schedule = client.put("digest", every="1h", headers={"Authorization": SECRET, "X-Team": "ops"})
+    assert status == 201, schedule
+    assert schedule["headers"] == {"Authorization": "***", "X-Team": "***"}
+    [run] = client.pending("digest")
+    assert run["headers"] == {"Authorization": "***", "X-Team": "***"}
+    answers = [schedule, client("GET", "/schedule/digest"), client("GET", "/schedule/"), client.runs("digest")]
+    assert all(SECRET not in json.dumps(answer) and "ops" not in json.dumps(answer) for answer in answers)
+    stored = stored_items(aws) + stored_items(aws, TABLE_NAMES["SchedulesTable"])
+    assert SECRET not in json.dumps(stored) and "sch3dul3" not in json.dumps(stored)
+    assert [item["headers_sealed"]["S"][:3] for item in stored if "headers_sealed" in item] == ["v1."] * 2
+    # The run's values open under its task name, the schedule's: the dispatcher sends them as stored.
+    entry = wiring.api_repository().get(TaskKey("digest", run["trigger_at"]))
+    assert entry is not None and entry.definition.headers is not None
+    assert wiring.vault().reveal("digest", entry.definition.headers).pairs == (
+        ("Authorization", SECRET),
+        ("X-Team", "ops"),
+    )
+    logged = capfd.readouterr()
+    assert SECRET not in logged.out + logged.err
+
+
+def test_the_same_schedule_with_the_same_headers_again_changes_nothing(client: Client, aws: Any) -> None:
+    first = client.put("digest", every="1h", headers={"Authorization": SECRET})
+    stored = stored_items(aws), stored_items(aws, TABLE_NAMES["SchedulesTable"])
+    again = client.put("digest", every="1h", headers={"Authorization": SECRET})
+    assert (first[0], again[0]) == (201, 200) and first[1] == again[1]
+    assert (stored_items(aws), stored_items(aws, TABLE_NAMES["SchedulesTable"])) == stored
+    # New header values replace the pending run's, as a new payload would.
+    changed = client.put("digest", every="1h", headers={"Authorization": "Bearer next"})
+    assert changed[0] == 200
+    [run] = client.pending("digest")
+    entry = wiring.api_repository().get(TaskKey("digest", run["trigger_at"]))
+    assert entry is not None and entry.definition.headers is not None
+    assert wiring.vault().reveal("digest", entry.definition.headers).pairs == (("Authorization", "Bearer next"),)
+
+
+def test_without_a_headers_key_a_schedule_with_headers_is_refused_and_nothing_is_written(
+    client: Client, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CALLME_HEADERS_KEY")
+    wiring.reset()
+    status, answer = client.put("digest", every="1h", headers={"Authorization": SECRET})
+    assert status == 400 and "headers key" in answer["error"] and SECRET not in answer["error"]
+    assert stored_items(aws) == [] and stored_items(aws, TABLE_NAMES["SchedulesTable"]) == []

@@ -109,7 +109,8 @@ def test_the_dashboard_shows_what_issue_13_asks_for(dashboard: dict[str, Any]) -
         for namespace, name, dims, _ in [parse(line)]
     }
     callme = {name for namespace, name, _ in drawn if namespace == "callme"}
-    assert callme == {"calls", "succeeded", "failed", "skipped", "retried", "lateness"}
+    outcomes = {"calls", "succeeded", "failed", "skipped", "retried", "lateness"}
+    assert callme == outcomes | {"hooks_delivered", "hooks_failed"}  # and the failure hooks' (issue 12)
     assert {("AWS/Lambda", name) for name in ("Duration", "Errors", "Throttles")} <= {(n, m) for n, m, _ in drawn}
     assert {"4XXError", "5XXError", "Latency"} <= {m for n, m, _ in drawn if n == "AWS/ApiGateway"}
     throttles = {(m, d) for n, m, d in drawn if n == "AWS/DynamoDB" and "Throttle" in m}
@@ -171,6 +172,7 @@ def test_expressions_use_metrics_of_their_own_graph(dashboard: dict[str, Any]) -
 
 def test_callme_metrics_are_the_ones_the_dispatcher_emits(
     dashboard: dict[str, Any],
+    template: dict[str, Any],
     aws: Any,
     lambda_context: Any,
     sink: Sink,
@@ -183,9 +185,9 @@ def test_callme_metrics_are_the_ones_the_dispatcher_emits(
     wiring.reset()
     entries = {
         "succeeds": {"callback": sink.on("/ok", 200)},
-        "fails": {"callback": sink.on("/gone", 404), "retry": 0},
+        "fails": {"callback": sink.on("/gone", 404), "retry": 0, "on_failure": sink.on("/told", 204)},
         "retries": {"callback": sink.on("/flaky", 503, 503, 200), "retry": 3},
-        "too-late": {"callback": sink.on("/late", 200), "max_delay": 2},
+        "too-late": {"callback": sink.on("/late", 200), "max_delay": 2, "on_failure": sink.on("/refused", 410)},
     }
     for name, fields in entries.items():
         body = json.dumps({"trigger_at": "+0m", **fields})
@@ -196,6 +198,7 @@ def test_callme_metrics_are_the_ones_the_dispatcher_emits(
     report = dispatcher.dispatch({"scheduled_time": "now"}, lambda_context, OffsetClock(300))
     dispatcher.metrics.flush_metrics()
     assert (report["succeeded"], report["failed"], report["skipped"]) == (2, 1, 1), report
+    assert (report["hooks_delivered"], report["hooks_failed"]) == (1, 1), report  # a 410 is not retried
     documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     emitted = {
         (directive["Namespace"], metric["Name"], tuple((d, doc[d]) for names in directive["Dimensions"] for d in names))
@@ -208,8 +211,10 @@ def test_callme_metrics_are_the_ones_the_dispatcher_emits(
         if isinstance(line[0], str) and line[0] == "callme":
             namespace, name, dims, _ = parse(line)
             assert (namespace, name, tuple(dims.items())) in emitted, f"{title}: the dispatcher never emits {line}"
-    template_alarm = ("callme", "lateness", (("service", "callme"),))
-    assert template_alarm in emitted  # LateCallbacksAlarm watches it too
+    for alarm in ("LateCallbacksAlarm", "FailureHooksAlarm"):  # they watch callme's metrics too
+        props = template["Resources"][alarm]["Properties"]
+        watched = (props["Namespace"], props["MetricName"], tuple((d["Name"], d["Value"]) for d in props["Dimensions"]))
+        assert watched in emitted, f"{alarm}: the dispatcher never emits {watched}"
 
 
 def system_errors_of(stack: Stack, metrics: list[dict[str, Any]]) -> set[tuple[str, str]]:
