@@ -18,9 +18,10 @@ from botocore.exceptions import ReadTimeoutError
 
 from callme.clock import FixedClock
 from callme.dispatch import DispatchEngine
+from callme.dynamodb import DynamoDBTaskRepository
 from callme.errors import ServiceUnavailable
 from callme.ports import CallResult
-from callme.task import Task, TaskState
+from callme.task import Task, TaskDefinition, TaskKey, TaskState
 from handlers import api, wiring
 from tests.conftest import api_event, dispatch_config, stored_items
 
@@ -281,3 +282,18 @@ def _key() -> Any:
     from callme.task import TaskKey
 
     return TaskKey("job", 1858809600)
+
+
+@pytest.mark.parametrize("who", ["dispatcher", "api"])
+def test_a_request_the_table_refuses_is_storage_unavailable_without_botocore_checking_it_first(
+    aws: Any, who: str
+) -> None:
+    # botocore does not check requests against the API's shapes (its CPU per write, for requests all
+    # built by the adapters): one DynamoDB refuses still ends as ServiceUnavailable, as the check's
+    # ParamValidationError did, never as a crash or a lost error
+    repository = wiring.repository() if who == "dispatcher" else wiring.api_repository()
+    refused = DynamoDBTaskRepository(repository._client, "x", repository.shards)  # shorter than a table name may be
+    with pytest.raises(ServiceUnavailable, match="storage is unavailable"):
+        refused.get(TaskKey("entry", 1858809600))
+    with pytest.raises(ServiceUnavailable, match="storage is unavailable"):
+        refused.insert(Task.new(TaskKey("entry", 1858809600), TaskDefinition(callback="http://example.com/x"), 0))
