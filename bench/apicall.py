@@ -11,7 +11,6 @@ threads (the embedded DynamoDB runs in a process of its own, so its work is not 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 import uuid
@@ -21,7 +20,7 @@ from typing import Any
 from local.gateway import proxy_event
 from local.lambda_context import LocalContext
 
-from .capacity import CALLBACK, LEASE_TABLE, STATS_TABLE, TASK_TABLE, payload_of
+from .capacity import CALLBACK, payload_of, use_tables
 
 BATCH_SIZE = 100
 
@@ -62,16 +61,7 @@ def _timed(
 ) -> dict[str, Any]:
     """Each request through the real handler, in this thread: wall and CPU time of all but the first
     ``warmup``; each must answer its expected status (and pass ``check``)."""
-    os.environ.update(
-        {
-            "CALLME_TABLE_NAME": TASK_TABLE,
-            "CALLME_LEASE_TABLE_NAME": LEASE_TABLE,
-            "CALLME_STATS_TABLE_NAME": STATS_TABLE,
-            "CALLME_DYNAMODB_ENDPOINT": endpoint,
-            "POWERTOOLS_SERVICE_NAME": "callme",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-        }
-    )
+    use_tables(endpoint, "WARNING")
     from handlers import api, wiring
 
     wiring.reset()

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.capacity import CALLBACK, LEASE_TABLE, STATS_TABLE, TASK_TABLE  # noqa: E402
+from bench.capacity import CALLBACK, TASK_TABLE, use_tables  # noqa: E402
 from bench.services import DynamoDBService, use_local_credentials  # noqa: E402
 
 API_TIMEOUT = 10  # seconds: the api function's Timeout in template.yaml
@@ -52,16 +52,7 @@ def fill(endpoint: str, entries: int) -> None:
 def cancel_until_done(
     endpoint: str, entries: int, timeout: float = API_TIMEOUT, storage_cpu: Callable[[], float] = lambda: 0.0
 ) -> dict[str, Any]:
-    os.environ.update(
-        {
-            "CALLME_TABLE_NAME": TASK_TABLE,
-            "CALLME_LEASE_TABLE_NAME": LEASE_TABLE,
-            "CALLME_STATS_TABLE_NAME": STATS_TABLE,
-            "CALLME_DYNAMODB_ENDPOINT": endpoint,
-            "POWERTOOLS_SERVICE_NAME": "callme",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-        }
-    )
+    use_tables(endpoint)
     from handlers import api, wiring
     from local.gateway import proxy_event
     from local.lambda_context import LocalContext

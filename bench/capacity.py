@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -341,6 +342,20 @@ class InstantCaller:
     def call_on_failure(self, task: Task) -> CallResult:
         now = self.clock.now() if self.clock else time.time()
         return CallResult(started_at=now, duration_ms=1, status=204)
+
+
+def use_tables(endpoint: str, log_level: str = "ERROR") -> None:
+    """Point the handlers (``handlers.wiring``) at the benchmark's tables in the DynamoDB at ``endpoint``."""
+    os.environ.update(
+        {
+            "CALLME_TABLE_NAME": TASK_TABLE,
+            "CALLME_LEASE_TABLE_NAME": LEASE_TABLE,
+            "CALLME_STATS_TABLE_NAME": STATS_TABLE,
+            "CALLME_DYNAMODB_ENDPOINT": endpoint,
+            "POWERTOOLS_SERVICE_NAME": "callme",
+            "POWERTOOLS_LOG_LEVEL": log_level,
+        }
+    )
 
 
 def client_for(endpoint: str) -> Any:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.capacity import CALLBACK, LEASE_TABLE, TASK_TABLE, CapacityMeter, client_for, payload_of  # noqa: E402
+from bench.capacity import CALLBACK, TASK_TABLE, CapacityMeter, client_for, payload_of, use_tables  # noqa: E402
 from bench.report import Figure, figure, table  # noqa: E402
 from bench.services import DynamoDBService, use_local_credentials  # noqa: E402
 from callme.clock import minute_of  # noqa: E402
@@ -60,15 +60,7 @@ def fill(endpoint: str, finished: int, payload_bytes: int) -> list[str]:
 
 def measure(endpoint: str, finished: int, repetitions: int, payload_bytes: int) -> dict[str, Any]:
     """Fill the table once, then time and price each kind of page ``repetitions`` times."""
-    os.environ.update(
-        {
-            "CALLME_TABLE_NAME": TASK_TABLE,
-            "CALLME_LEASE_TABLE_NAME": LEASE_TABLE,
-            "CALLME_DYNAMODB_ENDPOINT": endpoint,
-            "POWERTOOLS_SERVICE_NAME": "callme",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-        }
-    )
+    use_tables(endpoint)
     from handlers import api, wiring
 
     future = fill(endpoint, finished, payload_bytes)
