@@ -15,14 +15,16 @@ server taking requests in turn (the local stack's embedded DynamoDB).
 
 ``simulate_burst`` follows a burst of entries all due at second 0 of one minute, minute after
 minute until every one is done: EventBridge Scheduler's tick, the coordinator's look at every shard,
-one asynchronous invocation per busy shard (or slice of it), each started warm or cold within the
-function's concurrency limit, each run waiting for its shard's lease while the previous one still
-holds it, and what a run leaves pending going to the next minute's run.
+one asynchronous invocation per busy shard, or, for a shard with more than ``split_at`` due, about
+one per ``split_at`` due (at most one per busy slice), each started warm or cold within the
+function's concurrency limit, each run waiting for its slices' leases while the previous one still
+holds them, and what a run leaves pending going to the next minute's run.
 
 Aggregated rather than per entry: the runs of a burst whose inputs are the same (same pending
 entries, window, flags) are the same run shifted in time, so each distinct run is simulated once
-and reused (the shards are taken as holding equal shares of the entries); the runs of one shard
-share its index partition's limit equally, and all runs share the table's. Not modelled: failures
+and reused (the shards and their slices are taken as holding equal shares of the entries); each
+slice has an index partition of its own (callme.ports.due_slot), and all runs share the table's.
+Not modelled: failures
 and crashes, callbacks that fail and are retried, the api's writes during the burst, DynamoDB
 splitting partitions under sustained load, network time between the dispatcher and the endpoints
 other than the endpoint latency.
@@ -149,7 +151,7 @@ class Storage:
 class Limits:
     """What one run may use of the partitions it shares; None is no limit (the local stack)."""
 
-    index_write: float | None = None  # write units/s of its shard's index partition
+    index_write: float | None = None  # write units/s of its slice's index partition
     table_write: float | None = None
     index_read: float | None = None  # read units/s
     table_read: float | None = None
@@ -576,8 +578,12 @@ def simulate_run(spec: RunSpec) -> RunResult:
 class Design:
     """How dispatch is built and deployed: what the engineers changing it choose."""
 
-    shards: int = 8  # partitions of the due index (template DueShards)
-    slices: int = 1  # runs per busy shard, each over its own part of the shard's entries
+    shards: int = 8  # shards of the due index (template DueShards)
+    # Slices per shard (template DispatchSlices), each a partition of the index of its own with its
+    # own lease: a shard with more than ``split_at`` entries due gets one run per slice, a lighter
+    # one a single run over all its slices.
+    slices: int = 1
+    split_at: int = 1000
     concurrency: int = 64  # calls in flight per run (DispatchConcurrency)
     writers: int = 16
     readers: int = 4
@@ -587,7 +593,8 @@ class Design:
     # of a shard's before any call: "always", after a "recent" release, or "never"
     consistent_read: str = "before_call"
     lease_renew_seconds: float = 4.0  # a short lease renewed this often (a write each); 0: one long lease
-    fanout_parallelism: int = 1  # asynchronous invocations the coordinator makes at once
+    fanout_parallelism: int = 10  # asynchronous invocations the coordinator makes at once (INVOKERS)
+    peekers: int = 8  # shards the coordinator looks at at once (PEEKERS)
     reserved_concurrency: int = 0  # the dispatcher's (DispatcherReservedConcurrency); 0: the account's
     memory_mb: int = 1024
     timeout: float = 75.0
@@ -630,7 +637,7 @@ class Platform:
 class RunRecord:
     """A run as it happened in a burst."""
 
-    chain: tuple[int, int]
+    chain: tuple[tuple[int, int], ...]  # the (shard, slice) it holds: one, or all the busy ones of a shard
     minute: int
     invoked: float  # its asynchronous invocation was accepted
     executing: float  # it took an execution environment (a cold start follows, if any)
@@ -661,14 +668,13 @@ class Burst:
 
 
 def partition_limits(design: Design, platform: Platform) -> Limits:
-    """Each run's share of what it writes to: its shard's index partition is shared by the shard's
-    slices, the table by every run; neither more than its warm throughput allows."""
-    index_key_writes = min(platform.partition_write_units, design.index_write_units / design.shards)
-    index_key_reads = min(platform.partition_read_units, design.index_read_units / design.shards)
+    """Each run's share of what it writes to: a slice's index partition is its own (a slot of the
+    index: callme.ports.due_slot), the table is shared by every run; neither more than its warm
+    throughput allows."""
     return Limits(
-        index_write=index_key_writes / design.slices,
+        index_write=min(platform.partition_write_units, design.index_write_units / design.runs),
         table_write=design.table_write_units / design.runs,
-        index_read=index_key_reads / design.slices,
+        index_read=min(platform.partition_read_units, design.index_read_units / design.runs),
         table_read=design.table_read_units / design.runs,
     )
 
@@ -710,6 +716,7 @@ class _Burst:
         self.scheduler_delay = platform.scheduler_delay.sampler(rng)
         self.async_start = platform.async_start.sampler(rng)
         self.peek = platform.peek.sampler(rng)
+        self.page_item = template.storage.page_item
         self.limit = design.reserved_concurrency or platform.account_concurrency
         self.window = min(design.run_seconds, design.timeout - design.call_budget - 2)
         self.deadline = workload.max_delay_minutes * 60.0
@@ -772,58 +779,85 @@ class _Burst:
         return cold
 
     def tick(self, now: float, minute: int) -> bool:
-        """The scheduled invocation: look at every shard, invoke one run per slice of a busy one.
-        False once nothing is pending or running any more."""
+        """The scheduled invocation: look at every shard (``peekers`` at a time, a shard's slices
+        one after another, counting a sliced shard's due entries up to ``split_at``), then invoke
+        one run over all the busy slices of a shard with at most ``split_at`` due, and about one
+        run per ``split_at`` due (at most one per busy slice, each holding every n-th of them) of a
+        heavier one. False once nothing is pending or running any more."""
         design = self.design
         busy = {k[0] for k, c in self.chains.items() if sum(c.pending) or c.lease_free_at > now}
         if not busy:
             return any(kind != "tick" for _, _, kind, _ in self.events)
         cold = self.environment()
         started = now + (self.platform.cold_start if cold else 0.0)
-        looked = started + sum(self.peek() for _ in range(design.shards))  # one shard after another
-        targets = [k for k in self.chains if k[0] in busy]
-        for n, chain in enumerate(targets):
+        looked = started + self.look(busy)
+        targets: list[tuple[tuple[int, int], ...]] = []
+        for shard in sorted(busy):
+            parts = [(shard, part) for part in range(design.slices)]
+            due = sum(sum(self.chains[k].pending) for k in parts)
+            held = [k for k in parts if sum(self.chains[k].pending) or self.chains[k].lease_free_at > now]
+            runs = (
+                1 if design.slices == 1 or due <= design.split_at else min(len(held), math.ceil(due / design.split_at))
+            )
+            targets += [tuple(held[first::runs]) for first in range(runs)]
+        for n, chains in enumerate(targets):
             accepted = looked + (n // design.fanout_parallelism + 1) * self.platform.invoke
-            self.push(accepted + self.async_start(), "invoke", (chain, minute, accepted, 0))
+            self.push(accepted + self.async_start(), "invoke", (chains, minute, accepted, 0))
         ended = looked + math.ceil(len(targets) / design.fanout_parallelism) * self.platform.invoke
         self.coordinators.append((now, ended, cold))
         self.push(ended, "done", None)
         return True
 
-    def invoke(self, now: float, chain: tuple[int, int], minute: int, accepted: float, tries: int) -> None:
+    def look(self, busy: set[int]) -> float:
+        """How long the coordinator's look at every shard takes: ``peekers`` shards at a time, each
+        a one-item Query per slice; a sliced busy shard's count reads up to ``split_at`` + 1 entries
+        (one Query page for them, then a peek at each slice left)."""
+        design = self.design
+        per_shard = [sum(self.peek() for _ in range(design.slices)) for _ in range(design.shards)]
+        if design.slices > 1:
+            for shard in busy:
+                due = sum(sum(self.chains[(shard, part)].pending) for part in range(design.slices))
+                per_shard[shard] += min(due, design.split_at + 1) * self.page_item
+        waves = [per_shard[i : i + design.peekers] for i in range(0, design.shards, design.peekers)]
+        return sum(max(wave) for wave in waves)
+
+    def invoke(self, now: float, chains: tuple[tuple[int, int], ...], minute: int, accepted: float, tries: int) -> None:
         if self.executing >= self.limit:  # throttled: Lambda keeps the event and tries again later
-            self.push(now + min(2.0**tries, ASYNC_RETRY_CAP), "invoke", (chain, minute, accepted, tries + 1))
+            self.push(now + min(2.0**tries, ASYNC_RETRY_CAP), "invoke", (chains, minute, accepted, tries + 1))
             return
         cold = self.environment()
         started = now + (self.platform.cold_start if cold else 0.0)
-        ended = self.run_once(RunRecord(chain, minute, accepted, now, started, started, started, cold, None))
+        ended = self.run_once(RunRecord(chains, minute, accepted, now, started, started, started, cold, None))
         self.push(ended, "done", None)
 
     def run_once(self, run: RunRecord) -> float:
-        """The run of one invocation: wait for the lease, dispatch; when it ends."""
-        design, chain = self.design, self.chains[run.chain]
+        """The run of one invocation: wait for the leases of its slices, dispatch; when it ends.
+        (A run over several slices waits for the last of their leases; what it leaves pending is
+        put back in its first slice.)"""
+        design, chains = self.design, [self.chains[k] for k in run.chain]
         waited = 0.0
-        if chain.lease_free_at > run.started:
-            waited = LEASE_POLL * math.ceil((chain.lease_free_at - run.started) / LEASE_POLL)
+        free_at = max(chain.lease_free_at for chain in chains)
+        if free_at > run.started:
+            waited = LEASE_POLL * math.ceil((free_at - run.started) / LEASE_POLL)
             if waited > min(design.lease_wait, self.window):  # gives up: the shard waits a minute
                 run.ended = run.leased = run.started + min(design.lease_wait, self.window)
                 self.runs.append(run)
                 return run.ended
         run.leased = run.started + waited
+        released = [chain.released_at for chain in chains if chain.released_at is not None]
         consistent = design.consistent_read == "always" or (
-            design.consistent_read == "recent"
-            and chain.released_at is not None
-            and run.leased - chain.released_at < design.fresh_release
+            design.consistent_read == "recent" and bool(released) and run.leased - max(released) < design.fresh_release
         )
         skip_after: float | None = round(self.deadline - run.leased, 1)
         if skip_after is not None and skip_after > self.window + 1:
             skip_after = None
-        run.key = (chain.pending, consistent, round(self.window - waited, 1), skip_after)
+        pending = tuple(chain.pending for chain in chains)
+        run.key = (pending, consistent, round(self.window - waited, 1), skip_after)
         result = self.results.get(run.key)
         if result is None:
             spec = replace(
                 self.template,
-                shards=(chain.pending,),
+                shards=pending,
                 window=self.window - waited,
                 deadline=design.timeout - waited,
                 skip_after=skip_after,
@@ -832,11 +866,12 @@ class _Burst:
             )
             result = self.results[run.key] = simulate_run(spec)
         run.ended = run.leased + result.end
-        chain.pending = result.leftover
-        if result.timed_out:  # Lambda ended it: its lease runs out by itself
-            chain.lease_free_at, chain.released_at = run.leased + design.lease_seconds, None
-        else:
-            chain.lease_free_at = chain.released_at = run.ended
+        for n, chain in enumerate(chains):
+            chain.pending = result.leftover if n == 0 else tuple(0 for _ in result.leftover)
+            if result.timed_out:  # Lambda ended it: its lease runs out by itself
+                chain.lease_free_at, chain.released_at = run.leased + design.lease_seconds, None
+            else:
+                chain.lease_free_at = chain.released_at = run.ended
         self.runs.append(run)
         return run.ended
 

@@ -63,8 +63,9 @@ from bench.simmodel import (  # noqa: E402
     simulate_burst,
     simulate_run,
 )
-from callme.dispatch import READERS, WRITERS  # noqa: E402
+from callme.dispatch import PEEKERS, READERS, WRITERS  # noqa: E402
 from callme.task import TaskDefinition  # noqa: E402
+from handlers.fanout import INVOKERS  # noqa: E402
 from local.template import load_template  # noqa: E402
 
 SIZES = (2_000, 100_000, 1_000_000)
@@ -123,13 +124,13 @@ ASSUMED = {
     "endpoints, slow": SLOW.describe(),
     "callback hosts": str(HOSTS),
     "EventBridge Scheduler tick after second 0": SCHEDULER_DELAY.describe(),
-    "coordinator's Invoke call (async)": f"{INVOKE_SECONDS * 1000:g} ms each, one after another",
+    "coordinator's Invoke call (async)": f"{INVOKE_SECONDS * 1000:g} ms each",
     "async invocation to handler start": ASYNC_START.describe(),
     "cold start": f"{SANDBOX_SECONDS * 1000:g} ms sandbox + the measured import, at the function's vCPU share",
     "DynamoDB PutItem": WRITE.describe(),
     "DynamoDB Query page": f"{PAGE.describe()} + {PAGE_ITEM * 1e6:g} us per item",
     "DynamoDB BatchGetItem (100)": BATCH_GET.describe(),
-    "has_due Query (peek)": PEEK.describe(),
+    "has_due Query (peek)": f"{PEEK.describe()}; a count of due entries: {PAGE_ITEM * 1e6:g} us per entry more",
     "partition limits": "1,000 WCU/s and 3,000 RCU/s per partition; new on-demand table and index: 4,000 WCU/s",
     "TLS": "not counted (the measured calls are plain HTTP on loopback)",
 }
@@ -146,8 +147,11 @@ def today() -> Design:
     engine = CALLME.dispatch
     return Design(
         shards=int(parameters["DueShards"]["Default"]),
-        slices=1,
+        slices=int(parameters["DispatchSlices"]["Default"]),
+        split_at=engine.split_at,
         concurrency=int(parameters["DispatchConcurrency"]["Default"]),
+        fanout_parallelism=INVOKERS,
+        peekers=PEEKERS,
         writers=WRITERS,
         readers=READERS,
         reserved_concurrency=int(parameters["DispatcherReservedConcurrency"]["Default"]),
@@ -346,13 +350,14 @@ def summarize(b: Burst, m: Measured, cost_inputs: cost.Inputs, today_usd: float 
     """A burst's figures: lateness, what is left undone, partitions, concurrency, cost (against
     ``today_usd``, or against itself when None: it is today's)."""
     design, entries = b.design, b.workload.entries
-    # Runs that are the same run at the same time are summed up once, counted as many times.
+    # Runs that are the same run at the same time are summed up once, counted as many times. A run's
+    # writes go to the index partition of its (first) slot: each slice is an index partition of its own.
     same = Counter((run.key, round(run.leased / BIN), run.chain[0]) for run, _ in b.instances())
     by_time: Counter[tuple[Any, int]] = Counter()
-    by_shard: dict[int, Counter[tuple[Any, int]]] = {}
-    for (key, shift, shard), n in same.items():
+    by_slot: dict[tuple[int, int], Counter[tuple[Any, int]]] = {}
+    for (key, shift, slot), n in same.items():
         by_time[(key, shift)] += n
-        by_shard.setdefault(shard, Counter())[(key, shift)] += n
+        by_slot.setdefault(slot, Counter())[(key, shift)] += n
     calls = [(b.results[key].calls, shift * BIN, n) for (key, shift), n in by_time.items()]
     records = [(b.results[key].records, shift * BIN, n) for (key, shift), n in by_time.items()]
     results = [(b.results[key], n) for (key, _), n in by_time.items()]
@@ -368,8 +373,8 @@ def summarize(b: Burst, m: Measured, cost_inputs: cost.Inputs, today_usd: float 
     records += [(end, 0.0, never_recorded)] if never_recorded > 0 else []
     table = shifted_sum((b.results[key].demand, shift, n) for (key, shift), n in by_time.items())
     shard_peaks: dict[frozenset[tuple[tuple[Any, int], int]], float] = {}
-    for runs in by_shard.values():
-        alike = frozenset(runs.items())  # shards whose runs are alike have the same peak
+    for runs in by_slot.values():
+        alike = frozenset(runs.items())  # slots whose runs are alike have the same peak
         if alike not in shard_peaks:
             shard_peaks[alike] = peak_per_second(
                 shifted_sum((b.results[key].demand, shift, n) for (key, shift), n in runs.items())
@@ -382,9 +387,16 @@ def summarize(b: Burst, m: Measured, cost_inputs: cost.Inputs, today_usd: float 
     run_seconds = sum(run.ended - run.executing for run in b.runs)
     coordinator_seconds = sum(e - a for a, e, _ in b.coordinators)
     minutes = max(1, b.minutes)
-    renewals = 0.0
+    # Lease writes: each slot a run holds is taken, renewed every heartbeat, and released.
+    leases = sum(len(run.chain) for run in b.runs) * cost_inputs.lease_write_units_per_shard_run
     if design.lease_renew_seconds:
-        renewals = sum((run.ended - run.leased) // design.lease_renew_seconds for run in b.runs)
+        leases += sum(len(run.chain) * ((run.ended - run.leased) // design.lease_renew_seconds) for run in b.runs)
+    # The coordinator's look: a one-item Query per slot, and a sliced busy shard's count up to split_at + 1.
+    counted = 0 if design.slices == 1 else min(entries, design.split_at + 1) * design.shards
+    look_units = (
+        cost_inputs.peek_read_units_per_minute / cost_inputs.shards * design.runs
+        + math.ceil(counted * m.item_bytes / 4096) * 0.5 / minutes
+    )
     consistent_units = sum(r.consistent_read_units * n for r, n in results)
     inputs = replace(
         cost_inputs,
@@ -392,8 +404,8 @@ def summarize(b: Burst, m: Measured, cost_inputs: cost.Inputs, today_usd: float 
         coordinator_seconds_per_minute=coordinator_seconds / minutes * design.memory_mb / cost.DISPATCHER_MEMORY_MB,
         callbacks_per_minute=max(1, round(entries / minutes)),
         shards=max(1, round(len(b.runs) / minutes)),
-        lease_write_units_per_shard_run=cost_inputs.lease_write_units_per_shard_run + renewals / max(1, len(b.runs)),
-        peek_read_units_per_minute=cost_inputs.peek_read_units_per_minute * design.shards / cost_inputs.shards,
+        lease_write_units_per_shard_run=leases / max(1, len(b.runs)),
+        peek_read_units_per_minute=look_units,
         # the model's own consistent reads stand for the measured run's
         read_units_per_task=cost_inputs.read_units_per_task
         - cost_inputs.read_units_before_call_per_task
@@ -450,19 +462,18 @@ def meets(s: dict[str, Any], goal: Goal = GOAL) -> dict[str, bool]:
 
 
 def scaled(base: Design, shards: int, slices: int, concurrency: int, memory_mb: int = 1024) -> Design:
-    """A design for a burst, with what it needs around it: a fan-out that invokes 50 at once, the
-    account's concurrency instead of 20 reserved, the index pre-warmed to a whole partition per
-    shard, the table to 100,000 writes a second."""
+    """A design for a burst, with what it needs around it: the account's concurrency instead of a
+    reservation, the index pre-warmed to a whole partition per slot (each slice of each shard), the
+    table to 100,000 writes a second. The fan-out and the look at the shards are callme's own."""
     return replace(
         base,
         shards=shards,
         slices=slices,
         concurrency=concurrency,
         memory_mb=memory_mb,
-        fanout_parallelism=50,
         reserved_concurrency=0,
-        index_write_units=1000.0 * shards,
-        index_read_units=3000.0 * shards,
+        index_write_units=1000.0 * shards * slices,
+        index_read_units=3000.0 * shards * slices,
         table_write_units=100_000.0,
         table_read_units=100_000.0,
     )
@@ -471,11 +482,13 @@ def scaled(base: Design, shards: int, slices: int, concurrency: int, memory_mb: 
 def sweep_designs(base: Design) -> list[Design]:
     """Designs for a million in a minute: shards, slices, concurrency and memory."""
     grid = [
-        (shards, slices, concurrency) for shards in (32, 64, 128) for slices in (1, 2, 4) for concurrency in (64, 256)
+        (shards, slices, concurrency)
+        for shards, slices in ((8, 16), (8, 32), (8, 64), (32, 8), (64, 4), (90, 4), (128, 1), (128, 2))
+        for concurrency in (64, 256)
     ]
     designs = [scaled(base, *point) for point in grid]
     # A whole vCPU: one run calls about twice as fast.
-    return [*designs, scaled(base, 32, 4, 256, 1769), scaled(base, 64, 2, 256, 1769)]
+    return [*designs, scaled(base, 8, 24, 256, 1769), scaled(base, 8, 32, 256, 1769)]
 
 
 def cost_inputs(results: dict[str, Any]) -> cost.Inputs:
@@ -485,19 +498,23 @@ def cost_inputs(results: dict[str, Any]) -> cost.Inputs:
 HEADROOM = 0.8  # runs keep their core about 80 % busy over the goal's 30 s; partitions are kept to 80 %
 
 
-def sizing(m: Measured, entries: int, latency: float, concurrency: int, memory_mb: int = 1024) -> dict[str, Any]:
-    """The arithmetic the model's runs bear out: how many runs, shards and slices a burst needs.
+def sizing(
+    m: Measured, entries: int, latency: float, concurrency: int, shards: int, memory_mb: int = 1024
+) -> dict[str, Any]:
+    """The arithmetic the model's runs bear out: how many runs, and slices of ``shards``, a burst needs.
 
     A run calls at most ``rate`` callbacks a second: its one core's worth (the measured CPU per
     callback stretched to the function's vCPU share), or ``concurrency / latency`` if that is less,
     and about ``HEADROOM`` of it on the whole (its start, its reads, calls waiting for the core).
     To call ``entries`` by the goal's p99, the runs have the goal less the start (the tick, a cold
-    start, the fan-out and the reads) to call them in. One index partition takes 1,000 writes a
-    second, and a run's writes come in bursts: while its core has only outcomes to write, one
-    every ``write`` CPU; kept to ``HEADROOM`` of the limit (entries are not hashed exactly evenly,
-    and the api writes new entries into the index meanwhile), a shard can have
-    ``HEADROOM * 1000 // (1 / write)`` runs at most, and the table's warm throughput must take
-    every run's bursts at once. Every run is one concurrent execution."""
+    start, the fan-out and the reads) to call them in. The shards stay what the everyday minutes
+    need (``shards``, so that a light minute is one run per busy shard, as without slices), and
+    each is split into enough slices for the burst. Each slice is an index partition of its own,
+    which takes 1,000 writes a second, and a run's writes come in bursts: while its core has only
+    outcomes to write, one every ``write`` CPU; that must stay under ``HEADROOM`` of the limit
+    (entries are not hashed exactly evenly, and the api writes new entries into the index
+    meanwhile), and the table's warm throughput must take every run's bursts at once. Every run is
+    one concurrent execution."""
     scale = 1769 / min(memory_mb, 1769)
     # an entry read from the index, then again just before its call (its share of that request)
     cpu = (m.call_cpu + m.write_cpu + 2 * m.read_item_cpu + m.read_page_cpu / concurrency) * scale
@@ -506,16 +523,16 @@ def sizing(m: Measured, entries: int, latency: float, concurrency: int, memory_m
     start = SCHEDULER_DELAY.median + SANDBOX_SECONDS + m.cold_import * scale + 1.0  # 1 s to fan out and read
     seconds = GOAL.lateness_p99 - start
     runs = math.ceil(entries / (HEADROOM * rate * seconds))
-    per_shard = max(1, int(HEADROOM * GOAL.partition_units // write_burst))
     return {
         "concurrency": concurrency,
         "cpu_ms_per_callback": round(cpu * 1000, 3),
         "run_rate_per_second": round(rate, 1),
         "write_burst_per_second": round(write_burst, 1),
+        "one_run_fits_a_partition": write_burst <= HEADROOM * GOAL.partition_units,
         "seconds_to_call": round(seconds, 1),
         "runs": runs,
-        "runs_per_shard_at_most": per_shard,
-        "shards_at_least": math.ceil(runs / per_shard),
+        "shards": shards,
+        "slices_at_least": math.ceil(runs / shards),
         "table_write_units": round(runs * write_burst / HEADROOM),  # the runs' bursts, at 80 % of it
         "lambda_concurrency": runs + 1,
     }
@@ -554,15 +571,20 @@ def simulate(results: dict[str, Any], with_sweep: bool = True) -> dict[str, Any]
             reference = out["bursts"][f"{SIZES[0]}.{kind}"]["cost_per_million_usd"] if size != SIZES[0] else None
             out["bursts"][f"{size}.{kind}"] = summarize(b, m, inputs, reference)
     out["sizing"] = {
-        kind: sizing(m, GOAL.entries, latency.median, concurrency)
+        kind: sizing(m, GOAL.entries, latency.median, concurrency, design.shards)
         for kind, latency, concurrency in (("fast", FAST, design.concurrency), ("slow", SLOW, SIZED_CONCURRENCY))
     }
-    # The design the arithmetic gives, for slow endpoints (it serves fast ones too), simulated.
+    # The design the arithmetic gives, for slow endpoints (it serves fast ones too), simulated; and the
+    # same design on an ordinary minute (2,000 due), which must cost what today's does.
     z = out["sizing"]["slow"]
-    sized = scaled(design, z["shards_at_least"], z["runs_per_shard_at_most"], SIZED_CONCURRENCY)
+    sized = scaled(design, z["shards"], z["slices_at_least"], SIZED_CONCURRENCY)
     today_usd = {kind: out["bursts"][f"{SIZES[0]}.{kind}"]["cost_per_million_usd"] for kind in kinds}
     out["sized"] = {"design": asdict(sized)} | {
         kind: summarize(burst(m, sized, GOAL.entries, latency), m, inputs, today_usd[kind])
+        for kind, latency in kinds.items()
+    }
+    out["sized_light"] = {
+        kind: summarize(burst(m, sized, SIZES[0], latency), m, inputs, today_usd[kind])
         for kind, latency in kinds.items()
     }
     if with_sweep:
@@ -723,25 +745,26 @@ def _render_sizing(sim: dict[str, Any]) -> list[str]:
             f"Sizing, a million due, {kind} endpoints: a run at concurrency {z['concurrency']} calls"
             f" {z['run_rate_per_second']:g}/s at most ({z['cpu_ms_per_callback']:g} ms of CPU each at 1,024 MB),"
             f" {HEADROOM:.0%} of it on the whole; in {z['seconds_to_call']:g} s that is {z['runs']} runs;"
-            f" writes come in bursts of up to {z['write_burst_per_second']:g}/s a run, so at most"
-            f" {z['runs_per_shard_at_most']} a shard (an index partition kept to {HEADROOM:.0%} of 1,000 WCU/s):"
-            f" >= {z['shards_at_least']} shards, the table warm for {z['table_write_units']:,} WCU/s,"
-            f" {z['lambda_concurrency']} concurrent executions"
+            f" {z['shards']} shards (the everyday's) x >= {z['slices_at_least']} slices; a run's writes come"
+            f" in bursts of up to {z['write_burst_per_second']:g}/s, on an index partition of its own"
+            f" ({'within' if z['one_run_fits_a_partition'] else 'past'} {HEADROOM:.0%} of 1,000 WCU/s);"
+            f" the table warm for {z['table_write_units']:,} WCU/s, {z['lambda_concurrency']} concurrent executions"
         )
     sized = Design(**sim["sized"]["design"])
     lines.append(
-        f"That design, a million due ({sized.label()}, fan-out 50 at once, the account's concurrency,"
-        " the index and the table pre-warmed):"
+        f"That design, a million due ({sized.label()}, fan-out {sized.fanout_parallelism} at once, the account's"
+        " concurrency, the index and the table pre-warmed), and on an ordinary minute:"
     )
     lines.append(_burst_header())
     lines += [_burst_row(f"{GOAL.entries:,} {kind}", sim["sized"][kind]) for kind in KINDS]
+    lines += [_burst_row(f"{SIZES[0]:,} {kind}", sim["sized_light"][kind]) for kind in KINDS]
     return lines
 
 
 def _render_sweep(sweep: list[dict[str, Any]]) -> list[str]:
     lines = [
-        f"A million due in one minute, other designs (fan-out 50 at once, the account's concurrency, the index"
-        f" pre-warmed to a partition per shard, the table to 100,000 WCU/s); goal: p99 < {GOAL.lateness_p99:g} s,"
+        f"A million due in one minute, other designs (the account's concurrency, the index"
+        f" pre-warmed to a partition per slot, the table to 100,000 WCU/s); goal: p99 < {GOAL.lateness_p99:g} s,"
         f" none skipped, partitions < 1,000 WCU/s, concurrency <= {GOAL.concurrency:,}, cost <= today's"
         " (the model's, at 2,000 a minute):",
         f"  {'design':<44} {'p99 fast':>8} {'slow':>6} {'not called':>10} {'index':>6} {'table':>7}"

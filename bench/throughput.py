@@ -95,6 +95,7 @@ class TimedRepository:
     def __init__(self, inner: DynamoDBTaskRepository) -> None:
         self.inner = inner
         self.shards = inner.shards
+        self.slices = inner.slices
         self.recorded: dict[str, float] = {}
         self.times = StorageTimes()
 
@@ -135,8 +136,11 @@ class TimedRepository:
     ) -> Page:
         return self.inner.all_entries(after, lowest, now, limit, fits)
 
-    def has_due(self, shard: int, up_to: int) -> bool:
-        return self.inner.has_due(shard, up_to)
+    def has_due(self, slot: int, up_to: int) -> bool:
+        return self.inner.has_due(slot, up_to)
+
+    def count_due(self, slot: int, up_to: int, most: int) -> int:
+        return self.inner.count_due(slot, up_to, most)
 
     def due(self, shard: int, up_to: int) -> Iterator[Task]:
         """The shard's entries; the time to read them all is noted once they have been."""
@@ -171,6 +175,9 @@ class TimedLeases:
 
     def widest(self, shards: int) -> int:
         return self.inner.widest(shards)
+
+    def widest_slices(self, slices: int) -> int:
+        return self.inner.widest_slices(slices)
 
 
 class LatenessObserver:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import queue
 import random
 import threading
@@ -46,14 +47,26 @@ from urllib.parse import urlsplit
 from .clock import Clock, minute_of
 from .errors import ServiceUnavailable
 from .hooks import HookCall, HookState
-from .ports import READ_BATCH, Caller, CallResult, Lease, LeaseStore, StaleEntry, StatsStore, TaskRepository
+from .ports import (
+    READ_BATCH,
+    Caller,
+    CallResult,
+    Lease,
+    LeaseStore,
+    RunShare,
+    StaleEntry,
+    StatsStore,
+    TaskRepository,
+    due_slot,
+)
 from .schedule import Taken
 from .settings import DispatchConfig
 from .stats import StatsTally
 from .task import Attempt, Task, TaskKey, TaskState, Verdict, backoff, judge, next_attempt_at
 
 log = logging.getLogger("callme.dispatch")
-READERS = 4  # shards read at once by one run (in AWS a run has one shard; locally, all of them)
+READERS = 4  # due slots read at once by one run (in AWS a run has one shard or slice; locally, all)
+PEEKERS = 8  # shards the coordinator looks at at once (within storage_connections)
 WRITERS = 16  # outcome writes at once: a write takes a few ms, a call up to its whole budget
 READ_TRIES = 3  # consistent reads of an entry before its call, when one comes back too late
 # Entries read from the index ahead of the calls at most: a 1 MB page of the index holds up to about
@@ -245,11 +258,50 @@ class DispatchEngine:
         self.stats = stats
         self._random = random.Random()
 
-    def busy_shards(self, minute: int) -> list[int]:
-        """Shards with at least one entry due by ``minute`` (a cheap, eventually consistent peek):
-        every shard that can hold entries, those of a larger shard count used before included."""
+    def plan(self, minute: int) -> list[RunShare]:
+        """The runs this minute needs (a cheap, eventually consistent look at every shard that can
+        hold entries, those of larger shard or slice counts used before included): for each shard
+        with an entry due by ``minute``, one run holding all its busy slices, or, when more than
+        ``split_at`` entries are due in it, about one run per ``split_at`` of them (``_shares``).
+        The shards are looked at PEEKERS at a time."""
         shards = self.leases.widest(self.repository.shards)
-        return [s for s in range(shards) if self.repository.has_due(s, minute)]
+        slices = self.leases.widest_slices(self.repository.slices)
+        with ThreadPoolExecutor(max_workers=min(PEEKERS, shards), thread_name_prefix="peek") as peekers:
+            found = peekers.map(lambda shard: self._shares(shard, slices, minute), range(shards))
+            return [share for shares in found for share in shares]
+
+    def _shares(self, shard: int, slices: int, minute: int) -> list[RunShare]:
+        """One shard's runs. With one slice, a one-item peek, as before slices existed; with more,
+        its slices' entries counted, in all no further than one past ``split_at`` (a bounded read:
+        callme.ports.TaskRepository.count_due), then a peek at each slice left. A shard found
+        heavier is split into about one run per ``split_at`` entries due (estimated from the slices
+        counted: the hash spreads a shard's entries evenly over its slices), at most one per busy
+        slice, each holding every n-th of its busy slices."""
+        if slices == 1:
+            return [RunShare(shard, (0,))] if self.repository.has_due(due_slot(shard, 0), minute) else []
+        split_at = self.config.split_at
+        left, counted, sized = split_at + 1, 0, 0
+        busy = []
+        for part in range(slices):
+            found = self.repository.count_due(due_slot(shard, part), minute, max(1, left))
+            if left > 1:
+                counted, sized = counted + found, sized + 1
+            left -= found
+            if found:
+                busy.append(part)
+        if left > 0:
+            return [RunShare(shard, tuple(busy))] if busy else []
+        runs = min(len(busy), math.ceil(counted * slices / sized / split_at))
+        return [RunShare(shard, tuple(busy[first::runs])) for first in range(runs)]
+
+    def whole(self, shard: int) -> RunShare:
+        """A run's share of ``shard`` when it is given no slices: all of them."""
+        return RunShare(shard, tuple(range(self.leases.widest_slices(self.repository.slices))))
+
+    def busy_shards(self, minute: int) -> list[int]:
+        """The due slots the runs of ``plan`` would take, for one run to take them all (the local
+        stack, the benchmarks). With one slice, a slot is its shard's number."""
+        return [slot for share in self.plan(minute) for slot in share.slots]
 
     def run(self, shards: Iterable[int], deadline: float | None = None) -> RunReport:
         """Dispatch everything due in ``shards``; stop starting calls before ``deadline``.

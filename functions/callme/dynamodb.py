@@ -4,10 +4,13 @@ boto3 or botocore.
 Table ``tasks``: hash key ``task_name`` (S), range key ``trigger_at`` (N). Sparse GSI ``due``:
 hash ``due_shard`` (N), range ``due_minute`` (N), projecting all attributes; only active entries
 (pending, running) and finished ones owing a failure hook call carry the two keys, so the index
-holds exactly the work still to do. A task's ``headers`` are stored as their names
+holds exactly the work still to do. ``due_shard`` holds the entry's due slot (callme.ports.due_slot:
+slice x 1000 + shard), so each slice of a shard is an index partition of its own, and the entries
+written before slices existed (the shard's number) are its slice 0. A task's ``headers`` are stored as their names
 (``header_names``) and their values sealed together (``headers_sealed``, callme.sealing): never in
 clear.
-Table ``leases``: hash key ``shard`` (N); one item per shard names the dispatcher run holding it.
+Table ``leases``: hash key ``shard`` (N); one item per due slot names the dispatcher run holding it
+(items -1 and -2 keep the most shards and slices ever used).
 Table ``stats``: hash key ``series`` (S, always ``minute``), range key ``slot`` (S,
 ``<minute, 12 digits>#<run>``): one item per dispatcher run and minute, so a window of minutes is
 one Query over a range of one partition; TTL on ``expires_at``.
@@ -37,6 +40,7 @@ from .headers import SealedHeaders
 from .hooks import HookCall, HookState
 from .ports import (
     LIST_SECONDS,
+    MOST_SHARDS,
     READ_BATCH,
     EntryExists,
     Fits,
@@ -50,7 +54,7 @@ from .ports import (
     check_sealed,
     check_storable,
     list_windows,
-    listed_shard,
+    listed_slot,
 )
 from .recurrence import Recurrence
 from .schedule import Chain, Change, Schedule, Scheduled
@@ -66,6 +70,7 @@ else:
 
 DUE_INDEX = "due"
 WIDEST = -1  # the leases table's item that keeps the most shards entries were spread over
+WIDEST_SLICES = -2  # and the one that keeps the most slices a shard's entries were spread over
 _ABSENT = "attribute_not_exists(task_name)"
 _REVISION = "revision = :expected"
 _UNPROCESSED_ROUNDS = 6
@@ -132,10 +137,13 @@ class _DeadlineGuard:
 class DynamoDBTaskRepository:
     """The entries (callme.ports.TaskRepository) in the ``tasks`` table and its ``due`` index."""
 
-    def __init__(self, client: DynamoDBClient, table: str, shards: int) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, shards: int, slices: int = 1) -> None:
+        if not 1 <= shards <= MOST_SHARDS:
+            raise ValueError(f"shards must be between 1 and {MOST_SHARDS}, got {shards}")
         self._client = client
         self._table = table
         self.shards = shards
+        self.slices = slices
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -299,15 +307,30 @@ class DynamoDBTaskRepository:
         last = _deserialized(request["ExclusiveStartKey"])
         return Page(found, True, after=TaskKey(last["task_name"], int(last["trigger_at"])))
 
-    def has_due(self, shard: int, up_to: int) -> bool:
+    def has_due(self, slot: int, up_to: int) -> bool:
         with _answered():
-            response = self._client.query(**self._due_query(shard, up_to), Limit=1, Select="COUNT")
+            response = self._client.query(**self._due_query(slot, up_to), Limit=1, Select="COUNT")
         return bool(response.get("Count")) or "LastEvaluatedKey" in response
 
-    def due(self, shard: int, up_to: int) -> Iterator[Task]:
-        """Every entry of ``shard`` with work left (callme.task.Task.in_due_index) whose trigger
-        minute is ``up_to`` or earlier, all pages."""
-        request = self._due_query(shard, up_to)
+    def count_due(self, slot: int, up_to: int, most: int) -> int:
+        """A Query with Select=COUNT and Limit ``most``: DynamoDB reads (and charges for) the items
+        it counts, half a read unit per 4 KB of them, so at most ``most`` entries' worth; a page stops
+        at 1 MB, so a count past it takes more than one request."""
+        request: dict[str, Any] = {**self._due_query(slot, up_to), "Select": "COUNT"}
+        counted = 0
+        while counted < most:
+            with _answered():
+                response = self._client.query(**request, Limit=most - counted)
+            counted += int(response.get("Count", 0))
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return min(counted, most)
+
+    def due(self, slot: int, up_to: int) -> Iterator[Task]:
+        """Every entry of due slot ``slot`` with work left (callme.task.Task.in_due_index) whose
+        trigger minute is ``up_to`` or earlier, all pages."""
+        request = self._due_query(slot, up_to)
         while True:
             with _answered():
                 response = self._client.query(**request)
@@ -317,22 +340,22 @@ class DynamoDBTaskRepository:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def _due_query(self, shard: int, up_to: int) -> dict[str, Any]:
+    def _due_query(self, slot: int, up_to: int) -> dict[str, Any]:
         return {
             "TableName": self._table,
             "IndexName": DUE_INDEX,
-            "KeyConditionExpression": "due_shard = :shard AND due_minute <= :up_to",
-            "ExpressionAttributeValues": {":shard": {"N": str(shard)}, ":up_to": {"N": str(up_to)}},
+            "KeyConditionExpression": "due_shard = :slot AND due_minute <= :up_to",
+            "ExpressionAttributeValues": {":slot": {"N": str(slot)}, ":up_to": {"N": str(up_to)}},
         }
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def _row(self, task: Task) -> dict[str, Any]:
-        return to_row(task, self.shards)
+        return to_row(task, self.shards, self.slices)
 
 
 class DynamoDBLeaseStore:
-    """The shards' leases (callme.ports.LeaseStore) in the ``leases`` table."""
+    """The due slots' leases (callme.ports.LeaseStore) in the ``leases`` table."""
 
     def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
@@ -386,26 +409,34 @@ class DynamoDBLeaseStore:
             pass  # the lease ran out and another run took the shard: nothing of ours to release
 
     def widest(self, shards: int) -> int:
-        """Kept in the leases table's item of shard -1: read (half a read unit), and raised (never
-        lowered) by a conditional put only when ``shards`` is more, whose failure returns the count
+        return self._widest(WIDEST, "shards", shards)
+
+    def widest_slices(self, slices: int) -> int:
+        return self._widest(WIDEST_SLICES, "slices", slices)
+
+    def _widest(self, item_key: int, name: str, count: int) -> int:
+        """Kept in the leases table's item ``item_key``: read (half a read unit), and raised (never
+        lowered) by a conditional put only when ``count`` is more, whose failure returns the count
         stored meanwhile."""
+        key = {"shard": {"N": str(item_key)}}
         with _answered():
-            item = self._client.get_item(TableName=self._table, Key={"shard": {"N": str(WIDEST)}}).get("Item")
-        stored = int(item["shards"]["N"]) if item and "shards" in item else 0
-        if stored >= shards:
+            item = self._client.get_item(TableName=self._table, Key=key).get("Item")
+        stored = int(item[name]["N"]) if item and name in item else 0
+        if stored >= count:
             return stored
         try:
             with _answered():
                 self._client.put_item(
                     TableName=self._table,
-                    Item={"shard": {"N": str(WIDEST)}, "shards": {"N": str(shards)}},
-                    ConditionExpression="attribute_not_exists(shards) OR shards < :shards",
-                    ExpressionAttributeValues={":shards": {"N": str(shards)}},
+                    Item={**key, name: {"N": str(count)}},
+                    ConditionExpression="attribute_not_exists(#count) OR #count < :count",
+                    ExpressionAttributeNames={"#count": name},
+                    ExpressionAttributeValues={":count": {"N": str(count)}},
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
         except _ConditionFailed as failed:
-            return max(shards, int((failed.item or {}).get("shards", {}).get("N", shards)))
-        return shards
+            return max(count, int((failed.item or {}).get(name, {}).get("N", count)))
+        return count
 
 
 class DynamoDBStatsStore:
@@ -516,9 +547,10 @@ def _number(value: float) -> str:
     return str(round(value, 3))
 
 
-def to_row(task: Task, shards: int) -> dict[str, Any]:
+def to_row(task: Task, shards: int, slices: int = 1) -> dict[str, Any]:
     """The stored form of an entry. Entries with work left (``in_due_index``) carry the ``due``
-    index keys. ValueError for headers in clear: only sealed values are stored."""
+    index keys, their due slot in ``due_shard``. ValueError for headers in clear: only sealed values
+    are stored."""
     definition = task.definition
     row: dict[str, Any] = {
         "task_name": task.key.name,
@@ -548,9 +580,9 @@ def to_row(task: Task, shards: int) -> dict[str, Any]:
     check_storable(task)
     if task.on_failure_call is not None:
         row["on_failure_call"] = _hook_row(task.on_failure_call)
-    shard = listed_shard(task, shards)
-    if shard is not None:
-        row["due_shard"] = shard
+    slot = listed_slot(task, shards, slices)
+    if slot is not None:
+        row["due_shard"] = slot
         row["due_minute"] = task.key.trigger_at
     return {k: _serializer.serialize(v) for k, v in row.items()}
 
@@ -636,7 +668,7 @@ def to_task(item: Mapping[str, Any]) -> Task:
         schedule=row.get("schedule"),
         settled=bool(row.get("settled", False)),
         on_failure_call=_hook_call(row.get("on_failure_call")),
-        due_shard=_int(row.get("due_shard")),
+        due_slot=_int(row.get("due_shard")),
     )
 
 

@@ -32,7 +32,7 @@ from .ports import (
     check_sealed,
     check_storable,
     list_windows,
-    listed_shard,
+    listed_slot,
 )
 from .schedule import Chain, Change, Scheduled
 from .stats import MinuteStats
@@ -40,11 +40,12 @@ from .task import Task, TaskKey
 
 
 class InMemoryTaskRepository:
-    """The entries in a dictionary (callme.ports.TaskRepository). ``shards`` may be changed between
-    calls, as a redeployed stack changes it."""
+    """The entries in a dictionary (callme.ports.TaskRepository). ``shards`` and ``slices`` may be
+    changed between calls, as a redeployed stack changes them."""
 
-    def __init__(self, shards: int) -> None:
+    def __init__(self, shards: int, slices: int = 1) -> None:
         self.shards = shards
+        self.slices = slices
         self._entries: dict[TaskKey, Task] = {}
         self._lock = threading.Lock()
 
@@ -82,8 +83,8 @@ class InMemoryTaskRepository:
                 self._entries[task.key] = self._listed(task)
 
     def _listed(self, task: Task) -> Task:
-        """``task`` as stored: with the shard it is listed under, as the DynamoDB adapter reads it back."""
-        return replace(task, due_shard=listed_shard(task, self.shards))
+        """``task`` as stored: with the slot it is listed under, as the DynamoDB adapter reads it back."""
+        return replace(task, due_slot=listed_slot(task, self.shards, self.slices))
 
     def get(self, key: TaskKey) -> Task | None:
         with self._lock:
@@ -116,15 +117,18 @@ class InMemoryTaskRepository:
             found, lambda task: _live(task, now) and (lowest is None or task.key.trigger_at >= lowest), limit, fits
         )
 
-    def has_due(self, shard: int, up_to: int) -> bool:
-        return any(True for _ in self.due(shard, up_to))
+    def has_due(self, slot: int, up_to: int) -> bool:
+        return any(True for _ in self.due(slot, up_to))
 
-    def due(self, shard: int, up_to: int) -> Iterator[Task]:
+    def count_due(self, slot: int, up_to: int, most: int) -> int:
+        return min(most, sum(1 for _ in self.due(slot, up_to)))
+
+    def due(self, slot: int, up_to: int) -> Iterator[Task]:
         with self._lock:
             found = [
                 task
                 for key, task in self._entries.items()
-                if task.in_due_index and key.trigger_at <= up_to and task.due_shard == shard
+                if task.in_due_index and key.trigger_at <= up_to and task.due_slot == slot
             ]
         return iter(sorted(found, key=lambda task: (task.key.trigger_at, task.key.name)))
 
@@ -217,11 +221,12 @@ def _revision(item: Task | Chain | None) -> str | None:
 
 
 class InMemoryLeaseStore:
-    """The shards' leases in a dictionary (callme.ports.LeaseStore)."""
+    """The due slots' leases in a dictionary (callme.ports.LeaseStore)."""
 
     def __init__(self) -> None:
         self._leases: dict[int, Lease] = {}
         self._widest = 0
+        self._widest_slices = 0
         self._lock = threading.Lock()
 
     def acquire(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
@@ -251,6 +256,11 @@ class InMemoryLeaseStore:
         with self._lock:
             self._widest = max(self._widest, shards)
             return self._widest
+
+    def widest_slices(self, slices: int) -> int:
+        with self._lock:
+            self._widest_slices = max(self._widest_slices, slices)
+            return self._widest_slices
 
 
 class InMemoryStatsStore:

@@ -101,19 +101,57 @@ def check_sealed(definition: TaskDefinition, owner: object) -> None:
         raise ValueError(f"the headers of {owner} are not sealed; callme never stores their values in clear")
 
 
+MOST_SHARDS = 1000  # DueShards' most: a due slot's number holds its shard and its slice (due_slot)
+
+
+def due_slot(shard: int, part: int) -> int:
+    """The number of slice ``part`` of ``shard``: the ``due`` index partition its entries are listed
+    in, and the lease a run holds to call them. Slice 0 is the shard's own number, so entries and
+    leases written before a shard had slices are its slice 0's."""
+    return part * MOST_SHARDS + shard
+
+
+def shard_of_slot(slot: int) -> int:
+    return slot % MOST_SHARDS
+
+
+def slice_of_slot(slot: int) -> int:
+    return slot // MOST_SHARDS
+
+
 def shard_of(key: TaskKey, shards: int) -> int:
     """The ``due`` shard a new entry is listed in: its key's CRC-32 modulo the shard count."""
     return zlib.crc32(str(key).encode()) % shards
 
 
-def listed_shard(task: Task, shards: int) -> int | None:
-    """The ``due`` shard ``task`` is to be stored under: None once done (out of the index); the
-    one it was stored under before, whatever the shard count is now; else ``shard_of``. An entry
-    with work left (Task.in_due_index: active, owing its failure hook a call, or a skipped run of a
-    schedule not yet settled) is listed."""
+def slot_of(key: TaskKey, shards: int, slices: int = 1) -> int:
+    """The ``due`` slot a new entry is listed in: its shard (``shard_of``), and a slice drawn from
+    the rest of the same hash, so that the slices of every shard are equally used (the hash modulo
+    the slice count would tie a slice to a shard when the two counts share a factor)."""
+    crc = zlib.crc32(str(key).encode())
+    return due_slot(crc % shards, crc // shards % slices)
+
+
+def listed_slot(task: Task, shards: int, slices: int = 1) -> int | None:
+    """The ``due`` slot ``task`` is to be stored under: None once done (out of the index); the one
+    it was stored under before, whatever the shard and slice counts are now; else ``slot_of``. An
+    entry with work left (Task.in_due_index: active, owing its failure hook a call, or a skipped run
+    of a schedule not yet settled) is listed."""
     if not task.in_due_index:
         return None
-    return task.due_shard if task.due_shard is not None else shard_of(task.key, shards)
+    return task.due_slot if task.due_slot is not None else slot_of(task.key, shards, slices)
+
+
+@dataclass(frozen=True)
+class RunShare:
+    """What one dispatcher run is given: a shard and some of its slices (the leases it takes)."""
+
+    shard: int
+    slices: tuple[int, ...]
+
+    @property
+    def slots(self) -> list[int]:
+        return [due_slot(self.shard, part) for part in self.slices]
 
 
 class TaskRepository(Protocol):
@@ -123,7 +161,10 @@ class TaskRepository(Protocol):
     ServiceUnavailable (callme.errors). An entry whose ``expires_at`` has passed is not listed.
     """
 
-    shards: int  # new entries are spread over this many shards; an entry stays in the one it was put in
+    # New entries are spread over this many shards, and each shard's over this many slices (due
+    # slots: ``slot_of``); an entry stays in the slot it was first put in.
+    shards: int
+    slices: int
 
     def insert(self, task: Task) -> None:
         """Store a new entry; EntryExists if its key is taken."""
@@ -162,12 +203,18 @@ class TaskRepository(Protocol):
         trigger minute ``lowest`` on when given. Bounded as ``entries_of``."""
         ...
 
-    def has_due(self, shard: int, up_to: int) -> bool:
-        """Whether ``shard`` lists an entry with work left due by minute ``up_to`` (may lag behind writes)."""
+    def has_due(self, slot: int, up_to: int) -> bool:
+        """Whether due slot ``slot`` lists an entry with work left due by minute ``up_to`` (may lag
+        behind writes)."""
         ...
 
-    def due(self, shard: int, up_to: int) -> Iterator[Task]:
-        """Every entry of ``shard`` with work left (a call to make, or a failure hook owed:
+    def count_due(self, slot: int, up_to: int, most: int) -> int:
+        """How many entries ``slot`` lists due by minute ``up_to``, counting no further than
+        ``most`` (a read bounded by it; may lag behind writes)."""
+        ...
+
+    def due(self, slot: int, up_to: int) -> Iterator[Task]:
+        """Every entry of due slot ``slot`` with work left (a call to make, or a failure hook owed:
         Task.in_due_index) due by minute ``up_to`` (an index that may lag behind writes: read each
         again before acting on it)."""
         ...
@@ -221,15 +268,16 @@ class ScheduleRepository(Protocol):
 
 @dataclass(frozen=True)
 class Lease:
-    """A dispatcher run's hold on a shard, until ``until``."""
+    """A dispatcher run's hold on a due slot (a shard's slice: ``due_slot``), until ``until``."""
 
-    shard: int
+    shard: int  # the slot
     owner: str
     until: float
 
 
 class LeaseStore(Protocol):
-    """The shards' leases: one run at a time works on a shard."""
+    """The due slots' leases: one run at a time works on a slot (a shard's slice; with one slice
+    a slot is its shard)."""
 
     def acquire(self, shard: int, owner: str, now: float, until: float) -> Lease | None:
         """Take the shard if it is free or its holder's lease ran out by ``now``; None if held."""
@@ -246,6 +294,11 @@ class LeaseStore(Protocol):
     def widest(self, shards: int) -> int:
         """Note that entries are being spread over ``shards`` shards; the most shards they were ever
         spread over (at least ``shards``): every shard below it may hold entries."""
+        ...
+
+    def widest_slices(self, slices: int) -> int:
+        """As ``widest``, for the slices each shard's entries are spread over: every slice below
+        the most ever used may hold entries."""
         ...
 
 
@@ -287,9 +340,10 @@ class Caller(Protocol):
 
 
 class Fanout(Protocol):
-    """Hands busy shards to dispatcher runs of their own (in AWS: one asynchronous invocation each)."""
+    """Hands the busy shards' shares to dispatcher runs of their own (in AWS: one asynchronous
+    invocation each)."""
 
-    def hand_over(self, shards: list[int]) -> None: ...
+    def hand_over(self, shares: list[RunShare]) -> None: ...
 
 
 # What one PutEvents takes (EventBridge): at most 10 entries, whose sizes add up to less than 256 KB.

@@ -79,6 +79,7 @@ class DispatchConfig:
     record_attempts: int  # tries of each outcome write on top of botocore's own retries
     lease_wait_seconds: float | None = None  # how long to wait for a shard another run holds (None: a lease)
     host_share: int = 100  # percent of the concurrency one callback host may take in one run (100: no limit)
+    split_at: int = 1000  # entries due in a shard beyond which it is split, about one run per this many
 
     @property
     def host_calls(self) -> int:
@@ -126,6 +127,7 @@ class Settings:
     region: str = "us-east-1"
     dynamodb_endpoint: str | None = None
     due_shards: int = 8
+    dispatch_slices: int = 1  # slices each shard's entries are spread over (one run each when split)
     # The dispatcher's run has a minute, and riding out a slow table beats leaving entries to the next.
     dispatcher_storage: StorageTimeouts = StorageTimeouts(connect=2, read=5, attempts=4)
     # An api request has the function's 10 s. DynamoDB answers in milliseconds: seconds mean a hang,
@@ -155,6 +157,9 @@ class Settings:
     # -- the dispatcher (DispatchConfig, CallerConfig)
     dispatch_concurrency: int = 64
     dispatch_host_share: int = 100  # percent of a run's concurrency one callback host may take
+    # A shard with more entries due than this is split, about one run per this many (at most one per
+    # slice): about what one run calls in 8 s (some 128 fast callbacks a second: README, Performance).
+    dispatch_split_at: int = 1000
     run_seconds: float = 40.0
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
@@ -233,6 +238,7 @@ class Settings:
             backoff_cap=self.backoff_cap,
             record_attempts=self.record_attempts,
             host_share=self.dispatch_host_share,
+            split_at=self.dispatch_split_at,
         )
 
     @cached_property
@@ -266,6 +272,8 @@ class Settings:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or read.default("region"),
             dynamodb_endpoint=env.get("CALLME_DYNAMODB_ENDPOINT") or None,
             due_shards=read.integer("due_shards", "CALLME_DUE_SHARDS", 1, 1000),
+            dispatch_slices=read.integer("dispatch_slices", "CALLME_DISPATCH_SLICES", 1, 100),
+            dispatch_split_at=read.integer("dispatch_split_at", "CALLME_DISPATCH_SPLIT_AT", 1),
             max_body_bytes=read.integer("max_body_bytes", "CALLME_MAX_BODY_BYTES", 1024),
             max_payload_bytes=read.integer("max_payload_bytes", "CALLME_MAX_PAYLOAD_BYTES", 0, 300 * 1024),
             max_url_length=read.integer("max_url_length", "CALLME_MAX_URL_LENGTH", 16, 8192),

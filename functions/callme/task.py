@@ -130,10 +130,11 @@ class Task:
     schedule: str | None = None  # the recurring schedule this entry is a run of
     settled: bool = False  # a cancelled run: its schedule has moved on past it
     on_failure_call: HookCall | None = None  # the failure hook's call, once owed
-    # The ``due`` shard storage listed the entry under (None until stored, and once finished): kept
-    # through every rewrite, so that an entry never moves to another shard, whose run might call it
-    # too, when the number of shards changes. Not part of what the entry is.
-    due_shard: int | None = field(default=None, compare=False)
+    # The ``due`` slot (a shard's slice, callme.ports.due_slot) storage listed the entry under (None
+    # until stored, and once finished): kept through every rewrite, so that an entry never moves to
+    # another slot, whose run might call it too, when the number of shards or slices changes. Not
+    # part of what the entry is.
+    due_slot: int | None = field(default=None, compare=False)
 
     @classmethod
     def new(

@@ -1,9 +1,10 @@
 """The dispatcher: EventBridge Scheduler invokes it every minute.
 
 A scheduled invocation peeks at every shard of the ``due`` index. In AWS (CALLME_FANOUT=lambda) it
-invokes itself asynchronously once per busy shard, so shards run in parallel in their own
-invocations; locally (inline) it dispatches the busy shards itself. An invocation carrying a
-``shard`` dispatches that shard.
+invokes itself asynchronously once per run the minute needs (callme.dispatch.DispatchEngine.plan:
+one per busy shard, or several over the slices of a shard with more work than one run), so they
+run in parallel in their own invocations; locally (inline) it dispatches every busy slot itself. An
+invocation carrying a ``shard`` (and its ``slices``) dispatches those.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 import callme.callback
 import callme.signing  # noqa: F401
 from callme.clock import Clock, SystemClock, minute_of
-from callme.dispatch import RunReport
+from callme.dispatch import DispatchEngine, RunReport
 from callme.errors import ServiceUnavailable
 from callme.outcomes import PublishReport
-from callme.ports import CallResult
+from callme.ports import CallResult, RunShare
 from callme.task import Task, TaskState, Verdict
 
 from . import wiring
@@ -91,15 +92,20 @@ def dispatch(
     # The publisher keeps time on its own clock: it stops sending a little before the function must end.
     publish_until = time.monotonic() + remaining - _PUBLISH_MARGIN
     if "shard" in event:
-        shards = [int(event["shard"])]
+        shards = _given(engine, event).slots
     else:
         _sweep_schedules(clock)
-        shards = engine.busy_shards(minute_of(clock.now()))
         fanout = wiring.fanout(event, context.function_name)
-        if fanout is not None and shards:
-            fanout.hand_over(shards)
-            logger.info("fanned out", extra={"shards": shards, "scheduled_time": event.get("scheduled_time")})
-            return {"fanned_out": shards}
+        if fanout is None:
+            shards = engine.busy_shards(minute_of(clock.now()))
+        else:
+            shares = engine.plan(minute_of(clock.now()))
+            if not shares:
+                return {"due": 0}
+            fanout.hand_over(shares)
+            handed = [{"shard": share.shard, "slices": list(share.slices)} for share in shares]
+            logger.info("fanned out", extra={"runs": handed, "scheduled_time": event.get("scheduled_time")})
+            return {"fanned_out": handed}
     if not shards:
         return {"due": 0}
     try:
@@ -109,6 +115,15 @@ def dispatch(
     _hooks(report)
     logger.info("dispatch run", extra={**asdict(report), "outcome_events": events})
     return {**asdict(report), "outcome_events": events}
+
+
+def _given(engine: DispatchEngine, event: dict[str, Any]) -> RunShare:
+    """The share of a shard a fanned-out invocation dispatches: its ``slices``, or all of them (an
+    invocation made before slices existed)."""
+    shard = int(event["shard"])
+    if "slices" not in event:
+        return engine.whole(shard)
+    return RunShare(shard, tuple(int(part) for part in event["slices"]))
 
 
 def _published(report: PublishReport) -> dict[str, int]:

@@ -49,7 +49,8 @@ def _dispatcher_client() -> DynamoDBClient:
 @cache
 def repository() -> DynamoDBTaskRepository:
     """The dispatcher's."""
-    return DynamoDBTaskRepository(_dispatcher_client(), settings().table_name, settings().due_shards)
+    s = settings()
+    return DynamoDBTaskRepository(_dispatcher_client(), s.table_name, s.due_shards, s.dispatch_slices)
 
 
 @cache
@@ -74,7 +75,8 @@ def _api_client() -> DynamoDBClient:
 @cache
 def api_repository() -> DynamoDBTaskRepository:
     """The api function's."""
-    return DynamoDBTaskRepository(_api_client(), settings().table_name, settings().due_shards)
+    s = settings()
+    return DynamoDBTaskRepository(_api_client(), s.table_name, s.due_shards, s.dispatch_slices)
 
 
 @cache

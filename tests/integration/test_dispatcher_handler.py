@@ -73,14 +73,21 @@ def test_a_scheduled_invocation_calls_what_is_due_and_reports_it(
     assert 0 <= (lateness if isinstance(lateness, float | int) else lateness[0]) < 60
 
 
-def test_in_aws_a_scheduled_invocation_fans_out_one_invocation_per_busy_shard(
-    dispatch_env: None, lambda_context: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CALLME_FANOUT", "lambda")
-    monkeypatch.setenv("CALLME_DISPATCHER_FUNCTION", "callme-dispatcher")
+def twelve_due(context: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    """Twelve entries due now, on a stack set up with ``env`` (CALLME_ variables, without the prefix)."""
+    for name, value in env.items():
+        monkeypatch.setenv(f"CALLME_{name}", value)
     wiring.reset()
     for i in range(12):
-        register(lambda_context, f"job{i}", sink.on(f"/job{i}"))
+        register(context, f"job{i}", sink.on(f"/job{i}"))
+
+
+def each_called_once(sink: Sink) -> bool:
+    return [len(sink.calls(f"/job{i}")) for i in range(12)] == [1] * 12
+
+
+def lambda_invocations(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The events of the asynchronous invocations the fan-out makes (to a stub Lambda client)."""
     invoked: list[dict[str, Any]] = []
 
     class LambdaStub:
@@ -89,15 +96,56 @@ def test_in_aws_a_scheduled_invocation_fans_out_one_invocation_per_busy_shard(
             invoked.append(json.loads(request["Payload"]))
 
     monkeypatch.setattr(fanout, "lambda_client", LambdaStub)
+    return invoked
+
+
+def test_in_aws_a_scheduled_invocation_fans_out_one_invocation_per_busy_shard(
+    dispatch_env: None, lambda_context: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twelve_due(lambda_context, sink, monkeypatch, FANOUT="lambda", DISPATCHER_FUNCTION="callme-dispatcher")
+    invoked = lambda_invocations(monkeypatch)
     answer = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
     shards = sorted(e["shard"] for e in invoked)
-    assert answer == {"fanned_out": shards}
+    assert sorted(answer["fanned_out"], key=lambda run: run["shard"]) == [{"shard": s, "slices": [0]} for s in shards]
     assert len(shards) == len(set(shards)) > 1
     assert sink.received == [], "the coordinator calls nothing itself"
 
     for event in invoked:
         dispatcher.lambda_handler(event, lambda_context)
-    assert [len(sink.calls(f"/job{i}")) for i in range(12)] == [1] * 12
+    assert each_called_once(sink)
+
+
+def test_in_aws_a_shard_with_more_than_one_run_s_work_is_fanned_out_one_invocation_per_slice(
+    dispatch_env: None, lambda_context: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sliced = {"DUE_SHARDS": "1", "DISPATCH_SLICES": "3", "DISPATCH_SPLIT_AT": "2"}
+    twelve_due(lambda_context, sink, monkeypatch, FANOUT="lambda", DISPATCHER_FUNCTION="callme-dispatcher", **sliced)
+    invoked = lambda_invocations(monkeypatch)
+    answer = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
+    runs = [{"shard": 0, "slices": [part]} for part in range(3)]
+    assert sorted(answer["fanned_out"], key=str) == runs
+    assert sorted(({"shard": e["shard"], "slices": e["slices"]} for e in invoked), key=str) == runs
+    for event in invoked + invoked:  # each invocation twice: the second finds its slice's work done
+        dispatcher.lambda_handler(event, lambda_context)
+    assert each_called_once(sink)
+
+
+def test_locally_a_scheduled_invocation_runs_every_busy_slice_itself(
+    dispatch_env: None, lambda_context: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twelve_due(lambda_context, sink, monkeypatch, DISPATCH_SLICES="3", DISPATCH_SPLIT_AT="2")
+    report = dispatcher.lambda_handler(load_event("dispatcher-scheduled"), lambda_context)
+    assert any(slot >= 1000 for slot in report["busy_shards"]), "slots of slices past the first"
+    assert each_called_once(sink)
+
+
+def test_an_invocation_for_a_shard_without_slices_dispatches_all_of_them(
+    dispatch_env: None, lambda_context: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twelve_due(lambda_context, sink, monkeypatch, DUE_SHARDS="1", DISPATCH_SLICES="3")
+    report = dispatcher.lambda_handler({"shard": 0}, lambda_context)  # as fanned out before slices existed
+    assert sorted(report["shards"]) == [0, 1000, 2000]
+    assert each_called_once(sink)
 
 
 def test_an_invocation_for_one_shard_dispatches_only_that_shard(

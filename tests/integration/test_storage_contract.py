@@ -22,7 +22,9 @@ from callme.ports import (
     StatsStore,
     TaskRepository,
     TransactionRefused,
+    due_slot,
     shard_of,
+    slot_of,
 )
 from callme.stats import LATENESS_BOUNDS, Histogram, MinuteStats
 from callme.task import Task, TaskDefinition, TaskKey, TaskState
@@ -314,7 +316,7 @@ def test_an_entry_keeps_its_shard_when_the_shard_count_changes(storage: Storage)
     [task] = stored(storage, entry(name))
     storage.tasks.shards = 8  # redeployed with more shards
     read = storage.tasks.get(task.key)
-    assert read is not None and read.due_shard == old
+    assert read is not None and read.due_slot == old
     retried = replace(read, attempts=1, revision="r2", next_attempt_at=float(T0 + 1))
     storage.tasks.save(retried, read.revision)
     assert [t.key for t in storage.tasks.due(old, T0)] == [task.key], "still where it was"
@@ -323,8 +325,49 @@ def test_an_entry_keeps_its_shard_when_the_shard_count_changes(storage: Storage)
     assert later.key in {t.key for t in storage.tasks.due(shard_of(later.key, 8), T0 + 60)}, "a new one: the new count"
     storage.tasks.save(read.cancelled(NOW, 3600), "r2")
     again = storage.tasks.get(task.key)
-    assert again is not None and again.due_shard is None, "a finished entry is in no shard"
+    assert again is not None and again.due_slot is None, "a finished entry is in no shard"
     assert task.key not in {t.key for t in storage.tasks.due(old, T0)}
+
+
+def test_entries_are_spread_over_the_slices_of_their_shard_each_listed_and_counted_apart(storage: Storage) -> None:
+    storage.tasks.slices = 3
+    tasks = stored(storage, *(entry(f"job{i}") for i in range(60)))
+    slots = {slot: [t.key for t in tasks if slot_of(t.key, SHARDS, 3) == slot] for slot in range(3000)}
+    slots = {slot: keys for slot, keys in slots.items() if keys}
+    assert {due_slot(shard, part) for shard in range(SHARDS) for part in range(3)} == set(slots), "every slice used"
+    for slot, keys in slots.items():
+        assert sorted(t.key for t in storage.tasks.due(slot, T0)) == sorted(keys)
+        assert [storage.tasks.count_due(slot, T0, most) for most in (1, len(keys), 100)] == [1, len(keys), len(keys)]
+        assert storage.tasks.count_due(slot, T0 - 60, 100) == 0 and storage.tasks.has_due(slot, T0)
+    assert {storage.tasks.get(t.key).due_slot for t in tasks} == set(slots)  # type: ignore[union-attr]
+
+
+def test_a_count_of_due_entries_goes_past_a_megabyte_and_stops_at_its_bound(storage: Storage) -> None:
+    names = [f"big{i:02d}" for i in range(200) if shard_of(TaskKey(f"big{i:02d}", T0), SHARDS) == 0][:24]
+    stored(storage, *(entry(name, payload="x" * 60_000) for name in names))
+    assert storage.tasks.count_due(0, T0, 100) == 24, "1.4 MB of entries: more than one page"
+    assert storage.tasks.count_due(0, T0, 20) == 20
+
+
+def test_an_entry_keeps_its_slice_when_the_slice_count_changes(storage: Storage) -> None:
+    name = next(f"job{i}" for i in range(100) if slot_of(TaskKey(f"job{i}", T0), SHARDS, 4) >= 1000)
+    key = TaskKey(name, T0)
+    storage.tasks.slices = 1
+    stored(storage, entry(name))
+    task = storage.tasks.get(key)
+    assert task is not None and task.due_slot == shard_of(key, SHARDS)
+    storage.tasks.slices = 4  # redeployed with slices
+    retried = replace(task, attempts=1, revision="r2", next_attempt_at=float(T0 + 1))
+    storage.tasks.save(retried, task.revision)
+    assert [t.key for t in storage.tasks.due(shard_of(key, SHARDS), T0)] == [key], "still in slice 0"
+    assert storage.tasks.count_due(slot_of(key, SHARDS, 4), T0, 10) == 0
+    stored(storage, entry(name, T0 + 60))
+    later = storage.tasks.get(TaskKey(name, T0 + 60))
+    assert later is not None
+    assert [t.key for t in storage.tasks.due(slot_of(later.key, SHARDS, 4), T0 + 60)] == [later.key], "a new one"
+    storage.tasks.slices = 1  # lowered again: the new one stays in its slice
+    storage.tasks.save(replace(later, attempts=1, revision="r3"), later.revision)
+    assert storage.tasks.get(later.key).due_slot == slot_of(later.key, SHARDS, 4)  # type: ignore[union-attr]
 
 
 # -- leases ---------------------------------------------------------------------------------------
@@ -335,6 +378,23 @@ def test_the_widest_shard_count_is_remembered_and_never_lowered(storage: Storage
     assert storage.leases.widest(4) == 8, "lowered: the shards 4 to 7 may still hold entries"
     assert storage.leases.widest(16) == 16
     assert storage.leases.widest(8) == 16
+
+
+def test_the_widest_slice_count_is_remembered_apart_and_never_lowered(storage: Storage) -> None:
+    assert storage.leases.widest_slices(1) == 1
+    assert storage.leases.widest(8) == 8
+    assert storage.leases.widest_slices(4) == 4
+    assert storage.leases.widest_slices(2) == 4, "lowered: the slices 2 and 3 may still hold entries"
+    assert storage.leases.widest(4) == 8, "each count kept on its own"
+    assert storage.leases.widest_slices(1) == 4
+
+
+def test_the_slices_of_a_shard_are_leased_apart(storage: Storage) -> None:
+    first, second = due_slot(3, 0), due_slot(3, 1)
+    assert storage.leases.acquire(first, "run-a", NOW, NOW + 25) is not None
+    assert storage.leases.acquire(second, "run-b", NOW, NOW + 25) is not None, "another slice: another lease"
+    assert storage.leases.acquire(second, "run-c", NOW + 1, NOW + 26) is None
+    assert storage.leases.acquire(first, "run-c", NOW + 1, NOW + 26) is None
 
 
 def test_a_lease_is_held_until_it_runs_out_and_then_taken_over(storage: Storage) -> None:

@@ -257,6 +257,9 @@ def deployment(
         _create_resources(translated, stack, kept_secret=request.param == "kept secret")
         if request.param == "outcome events":
             stack.parameters["OutcomeEvents"] = "Enabled"
+        if request.param == "sliced":  # one shard of 3 slices, split past 2 entries due: a run per slice
+            stack.parameters.update({"DueShards": 1, "DispatchSlices": 3})
+            monkeypatch.setenv("CALLME_DISPATCH_SPLIT_AT", "2")
         # From here on every new botocore session records its calls; the clients made above are not reused.
         recorder = Recorder()
         handlers = [*botocore.handlers.BUILTIN_HANDLERS, ("before-parameter-build", recorder.record)]
@@ -409,12 +412,12 @@ def test_the_api_function_may_make_every_call_its_routes_make(deployment: Deploy
     assert not deployment.refused(), "\n".join(deployment.refused())
 
 
-@pytest.mark.parametrize("deployment", ["created secret", "kept secret", "outcome events"], indirect=True)
+@pytest.mark.parametrize("deployment", ["created secret", "kept secret", "outcome events", "sliced"], indirect=True)
 def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deployment, sink: Sink) -> None:
-    """The scheduled run fans out one invocation per busy shard; each shard run leases its shard,
-    reads what is due, calls it (signed with the key from Secrets Manager), retries, records every
-    outcome (and, with OutcomeEvents=Enabled, publishes it); a second round right after reads
-    entries again from the table."""
+    """The scheduled run fans out one invocation per busy shard (sliced: per slice of it, counted
+    first); each run leases its shard or slices, reads what is due, calls it (signed with the key from
+    Secrets Manager), retries, records every outcome (and, with OutcomeEvents=Enabled, publishes it);
+    a second round right after reads entries again from the table."""
     for round_ in range(2):
         for i in range(12):
             register(deployment, f"job{round_}-{i}", "+0m", sink.on(f"/job{round_}-{i}"))
@@ -436,7 +439,13 @@ def test_the_dispatcher_may_make_every_call_a_minute_makes(deployment: Deploymen
                 for call in deployment.recorder.calls[before:]
                 if (call.service, call.operation) == ("lambda", "Invoke")
             ]
-            assert sorted(answer["fanned_out"]) == sorted(json.loads(i["Payload"])["shard"] for i in invocations)
+            runs = [
+                {"shard": e["shard"], "slices": e["slices"]}
+                for e in map(json.loads, (i["Payload"] for i in invocations))
+            ]
+            assert sorted(answer["fanned_out"], key=str) == sorted(runs, key=str)
+            if deployment.stack.parameters.get("DispatchSlices") == 3:
+                assert sorted(runs, key=str) == [{"shard": 0, "slices": [part]} for part in range(3)], "split"
             assert {i["FunctionName"] for i in invocations} == {context.function_name}
             for invocation in invocations:
                 report = dispatcher.lambda_handler(json.loads(invocation["Payload"]), context)
@@ -480,7 +489,7 @@ def test_the_dispatcher_may_make_every_call_a_schedule_s_runs_make(deployment: D
                 for call in deployment.recorder.calls[before:]
                 if (call.service, call.operation) == ("lambda", "Invoke")
             ]
-            assert answer["fanned_out"] == [invocation["shard"] for invocation in invocations]
+            assert answer["fanned_out"] == [{"shard": i["shard"], "slices": i["slices"]} for i in invocations]
             for invocation in invocations:
                 dispatcher.dispatch(invocation, context, clock)
     assert [call.headers["callme-entry"] for call in sink.calls("/proof")] == [f"proof@{first}", f"proof@{first + 360}"]

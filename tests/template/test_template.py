@@ -22,6 +22,7 @@ import pytest
 from moto import mock_aws
 
 from callme.sealing import MIN_KEY_LENGTH, key_texts
+from callme.settings import Settings
 from local.gateway import render
 from local.template import TEMPLATE, load_template, table_definitions
 from tests.conftest import settings
@@ -422,6 +423,22 @@ def test_environment_names_are_the_ones_the_code_reads(template: dict[str, Any],
         "Fn::If": ["CreateSigningSecret", {"Ref": "SigningSecret"}, {"Ref": "ExistingSigningSecretArn"}]
     }
     assert resources["SigningSecret"]["Type"] == "AWS::SecretsManager::Secret"
+
+
+def test_the_slice_count_is_a_parameter_both_functions_read(template: dict[str, Any]) -> None:
+    """The api spreads new entries over the slices, the dispatcher covers them: both read the count,
+    within the bounds the settings check."""
+    parameter = template["Parameters"]["DispatchSlices"]
+    assert (parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (1, 1, 100)
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["CALLME_DISPATCH_SLICES"] == {
+        "Ref": "DispatchSlices"
+    }
+    for function in FUNCTIONS:
+        assert sample_environment(template, function)["CALLME_DISPATCH_SLICES"] == "1"
+    environment = sample_environment(template, "DispatcherFunction")
+    assert Settings.from_environ({**environment, "CALLME_DISPATCH_SLICES": "100"}).dispatch_slices == 100
+    with pytest.raises(ValueError, match="CALLME_DISPATCH_SLICES must be between 1 and 100"):
+        Settings.from_environ({**environment, "CALLME_DISPATCH_SLICES": "101"})
 
 
 def test_api_function_grants(resources: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ def test_lowering_the_shard_count_still_finds_the_entries_of_the_shards_left_out
     repo, leases, caller = InMemoryTaskRepository(8), InMemoryLeaseStore(), ScriptedCaller()
     make_engine(repo, leases, caller, FixedClock(T0 - 60)).busy_shards(T0 - 60)  # the stack runs with 8
     before = [add(repo, f"before{i}").key for i in range(40)]
-    assert {repo.get(key).due_shard for key in before} >= {4, 5, 6, 7}  # type: ignore[union-attr]
+    assert {repo.get(key).due_slot for key in before} >= {4, 5, 6, 7}  # type: ignore[union-attr]
     repo.shards = 4  # redeployed
     after = [add(repo, f"after{i}").key for i in range(40)]
     dispatch_minute(repo, leases, caller)

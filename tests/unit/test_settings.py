@@ -16,7 +16,7 @@ def test_only_the_table_names_are_required_and_the_rest_has_defaults() -> None:
     assert (settings.table_name, settings.lease_table_name, settings.stats_table_name) == ("tasks", "leases", "stats")
     assert settings.region == "us-east-1"
     assert settings.dynamodb_endpoint is None
-    assert settings.due_shards == 8
+    assert (settings.due_shards, settings.dispatch_slices, settings.dispatch.split_at) == (8, 1, 1000)
     assert settings.limits == Limits(
         max_body_bytes=131072,
         max_payload_bytes=65536,
@@ -111,6 +111,8 @@ def test_given_values_are_used() -> None:
         "CALLME_DISPATCHER_FUNCTION": "dispatcher",
         "CALLME_SIGNING_SECRET_ID": "arn:secret",
         "CALLME_DISPATCH_HOST_SHARE": "25",
+        "CALLME_DISPATCH_SLICES": "4",
+        "CALLME_DISPATCH_SPLIT_AT": "500",
     }
     settings = Settings.from_environ(env)
     assert settings.region == "eu-west-1"
@@ -124,6 +126,7 @@ def test_given_values_are_used() -> None:
     assert (settings.fanout, settings.dispatcher_function) == ("lambda", "dispatcher")
     assert settings.signing_secret_id == "arn:secret"
     assert (settings.dispatch.host_share, settings.dispatch.host_calls) == (25, 16), "25 % of 64 callers"
+    assert (settings.dispatch_slices, settings.dispatch.split_at) == (4, 500)
 
 
 def test_a_host_share_is_at_least_one_call_and_100_means_no_limit_of_its_own() -> None:
@@ -161,6 +164,9 @@ def test_missing_table_name_is_named(name: str) -> None:
         ("CALLME_RETENTION_DAYS", "0"),
         ("CALLME_DUE_SHARDS", "0"),
         ("CALLME_DUE_SHARDS", "1001"),
+        ("CALLME_DISPATCH_SLICES", "0"),
+        ("CALLME_DISPATCH_SLICES", "101"),
+        ("CALLME_DISPATCH_SPLIT_AT", "0"),
         ("CALLME_DISPATCH_CONCURRENCY", "0"),
         ("CALLME_DISPATCH_HOST_SHARE", "0"),
         ("CALLME_DISPATCH_HOST_SHARE", "101"),

@@ -19,6 +19,7 @@ from bench.simmodel import (
     RunSpec,
     Storage,
     Workload,
+    partition_limits,
     peak_per_second,
     percentile_of_shifted,
     simulate_burst,
@@ -202,6 +203,24 @@ def test_a_concurrency_limit_delays_runs_and_is_never_exceeded() -> None:
     assert max(run.started for run in burst.runs) > 1.0  # some had to wait for a slot
 
 
+def test_a_heavy_shard_runs_one_run_per_split_s_worth_and_a_light_one_a_single_run() -> None:
+    design = Design(shards=2, slices=4, split_at=1000, concurrency=1000, writers=1000, reserved_concurrency=0)
+    design = replace(design, table_write_units=1e6, index_write_units=1e6)  # nothing throttled
+    for entries, runs in ((12000, 8), (4000, 4), (2000, 2)):  # 6,000, 2,000 or 1,000 due in each shard
+        workload = Workload(entries, (Endpoints(1.0, INSTANT),))
+        burst = simulate_burst(design, instant_platform(), run_of(0, INSTANT), workload)
+        assert len(burst.runs) == runs and burst.left == 0
+        assert sum(len(r.calls) for _, r in burst.instances()) == entries
+    assert {len(run.chain) for run in burst.runs} == {4}, "a light shard's run holds every slice"
+
+
+def test_each_slice_has_an_index_partition_of_its_own() -> None:
+    platform = instant_platform()
+    design = Design(shards=2, slices=4, index_write_units=8000.0, index_read_units=24000.0, table_write_units=8000.0)
+    limits = partition_limits(design, platform)
+    assert (limits.index_write, limits.index_read, limits.table_write) == (1000.0, 3000.0, 1000.0)
+
+
 def test_a_run_waits_for_the_lease_the_previous_minute_still_holds() -> None:
     """A run of slow calls that outlasts its minute: the next minute's run of that shard waits."""
     design = Design(shards=1, concurrency=10, run_seconds=58.0)  # calls start up to 58 s, last 14 s
@@ -215,7 +234,8 @@ def test_a_run_waits_for_the_lease_the_previous_minute_still_holds() -> None:
 
 
 def test_today_is_the_template_and_the_engine_as_they_are() -> None:
-    from callme.dispatch import READ_AHEAD, READERS, WRITERS
+    from callme.dispatch import PEEKERS, READ_AHEAD, READERS, WRITERS
+    from handlers.fanout import INVOKERS
     from local.template import load_template
     from tests.conftest import settings
 
@@ -223,13 +243,15 @@ def test_today_is_the_template_and_the_engine_as_they_are() -> None:
     design = simulate.today()
 
     assert design.shards == template["Parameters"]["DueShards"]["Default"]
+    assert design.slices == template["Parameters"]["DispatchSlices"]["Default"]
     assert design.concurrency == template["Parameters"]["DispatchConcurrency"]["Default"]
     assert design.reserved_concurrency == template["Parameters"]["DispatcherReservedConcurrency"]["Default"]
     assert design.memory_mb == template["Resources"]["DispatcherFunction"]["Properties"]["MemorySize"]
     assert design.timeout == template["Resources"]["DispatcherFunction"]["Properties"]["Timeout"]
     assert (design.writers, design.readers, design.read_ahead) == (WRITERS, READERS, READ_AHEAD)
     engine = settings().dispatch  # callme's defaults, from their one home
-    assert design.run_seconds == engine.run_seconds and design.slices == 1
+    assert design.run_seconds == engine.run_seconds and design.split_at == engine.split_at
+    assert (design.fanout_parallelism, design.peekers) == (INVOKERS, PEEKERS)
     assert (design.call_budget, design.lease_renew_seconds) == (engine.call_budget, engine.heartbeat_seconds)
     assert (design.lease_seconds, design.lease_wait) == (engine.lease_seconds, engine.lease_wait)
     assert design.record_attempts == engine.record_attempts
@@ -349,12 +371,15 @@ def test_the_sizing_arithmetic_is_borne_out_by_the_model(simulated: dict[str, An
 
     cpu = 0.002545 * 1769 / 1024  # the dispatch's CPU per callback, at 1,024 MB
     assert z["run_rate_per_second"] == pytest.approx(min(1 / cpu, 256), rel=0.01)
-    assert z["runs_per_shard_at_most"] * z["write_burst_per_second"] <= 1000 * simulate.HEADROOM
-    assert z["shards_at_least"] * z["runs_per_shard_at_most"] >= z["runs"]
+    assert z["one_run_fits_a_partition"] and z["write_burst_per_second"] <= 1000 * simulate.HEADROOM
+    assert z["shards"] == simulate.today().shards, "the everyday's shards, split into slices for the burst"
+    assert z["shards"] * z["slices_at_least"] >= z["runs"]
     sized = simulated["sized"]
-    assert (sized["design"]["shards"], sized["design"]["slices"]) == (z["shards_at_least"], z["runs_per_shard_at_most"])
+    assert (sized["design"]["shards"], sized["design"]["slices"]) == (z["shards"], z["slices_at_least"])
     for kind in ("fast", "slow"):
         assert all(sized[kind]["goal"].values()), (kind, sized[kind]["goal"])
+        light = simulated["sized_light"][kind]
+        assert light["concurrency_peak"] == z["shards"], "an ordinary minute: one run per busy shard, as today"
 
 
 def test_entries_never_called_count_as_late_as_the_minutes_simulated() -> None:
