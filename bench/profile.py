@@ -47,7 +47,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("due index query", ("_Run._read ",)),
     ("scheduling loop", ("_Run._loop ",)),
     ("turn (checks, new state)", ("_Run._read_and_call ", "_Run._attempt ")),
-    ("leases, peek, stats", ("_Leases.renew ", "DispatchEngine.busy_shards ", "DispatchEngine._store_stats ")),
+    ("leases, peek, stats", ("_Leases.renew ", "DispatchEngine._shares ", "DispatchEngine._store_stats ")),
     ("thread pools' hand-offs", ("_worker ", "Thread.run ")),
 )
 OTHER = "other"
