@@ -47,7 +47,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("due index query", ("_Run._read ",)),
     ("scheduling loop", ("_Run._loop ",)),
     ("turn (checks, new state)", ("_Run._read_and_call ", "_Run._attempt ")),
-    ("leases, peek, stats", ("_Leases.renew ", "DispatchEngine.busy_shards ", "DispatchEngine._store_stats ")),
+    ("leases, peek, stats", ("_Leases.renew ", "DispatchEngine._shares ", "DispatchEngine._store_stats ")),
     ("thread pools' hand-offs", ("_worker ", "Thread.run ")),
 )
 OTHER = "other"
@@ -62,11 +62,12 @@ def part_of(frames: list[str]) -> str:
 
 
 def shares(lines: Iterable[str]) -> dict[str, float]:
-    """Each part's share of the samples of a py-spy raw profile (``stack count`` lines)."""
+    """Each part's share of the samples of a py-spy raw profile (``stack count`` lines; any other
+    line, such as one cut short when the sampler was stopped, is left out)."""
     counts: collections.Counter[str] = collections.Counter()
     for line in lines:
         stack, _, count = line.rstrip().rpartition(" ")
-        if stack:
+        if stack and count.isdigit():
             counts[part_of(stack.split(";"))] += int(count)
     total = sum(counts.values()) or 1
     return {name: counts[name] / total for name in [*(p for p, _ in PARTS), OTHER]}
