@@ -152,11 +152,15 @@ def results_view(
     """
     whole = [_result(item, whole=True) for item in items]
     short = [_result(item, whole=False) for item in items]
-    used = sum(answer_format.element_size(result) for result in short)
+    extras = [answer_format.element_size(f) - answer_format.element_size(t) for f, t in zip(whole, short, strict=True)]
+    # An entry with a tiny payload is smaller whole than with the note saying it was left out: it is
+    # always shown whole, and counted so before the others are weighed.
+    used = sum(answer_format.element_size(result) for result in short) + sum(e for e in extras if e <= 0)
     chosen = []
-    for full, trimmed in zip(whole, short, strict=True):
-        extra = answer_format.element_size(full) - answer_format.element_size(trimmed)
-        if used + extra <= budget:
+    for full, trimmed, extra in zip(whole, short, extras, strict=True):
+        if extra <= 0:
+            chosen.append(full)
+        elif used + extra <= budget:
             used += extra
             chosen.append(full)
         else:

@@ -109,3 +109,17 @@ def test_results_past_the_budget_leave_out_payloads_and_say_so(
         first = answer["results"].index(trimmed[0])
         whole = {"status": items[first].status, "task": task_view(items[first].task)}
         assert used - answer_format.element_size(trimmed[0]) + answer_format.element_size(whole) > budget
+
+
+def test_a_tiny_payload_s_note_does_not_crowd_out_an_entry_that_fits_whole() -> None:
+    # Hypothesis found it: an entry with a 2-byte payload is smaller whole than with the note that its
+    # payload was left out, so counting it with the note made the entry before it look too big.
+    answer_format = AnswerFormat(pretty=False)
+    items = [
+        ItemResult(201, make_task(name="t0", payload="x" * 500)),
+        ItemResult(201, make_task(name="t1", payload="ab")),
+    ]
+    whole = [answer_format.element_size({"status": 201, "task": task_view(item.task)}) for item in items if item.task]
+    answer = results_view(items, answer_format, budget=sum(whole))
+    assert [result.get("trimmed") for result in answer["results"]] == [None, None]
+    assert [result["task"]["payload"] for result in answer["results"]] == ["x" * 500, "ab"]
