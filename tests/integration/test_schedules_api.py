@@ -12,7 +12,7 @@ import pytest
 from callme.task import TaskKey
 from handlers import api, wiring
 from local.dynamodb import TABLE_NAMES
-from tests.conftest import api_event, stored_items
+from tests.conftest import HEADERS_KEY, api_event, stored_items
 
 MINUTE = 60
 CALLBACK = "http://example.com/digest"
@@ -325,3 +325,22 @@ def test_without_a_headers_key_a_schedule_with_headers_is_refused_and_nothing_is
     status, answer = client.put("digest", every="1h", headers={"Authorization": SECRET})
     assert status == 400 and "headers key" in answer["error"] and SECRET not in answer["error"]
     assert stored_items(aws) == [] and stored_items(aws, TABLE_NAMES["SchedulesTable"]) == []
+
+
+def test_after_a_key_rotation_the_same_put_seals_the_schedule_s_headers_with_the_new_key(
+    client: Client, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # README: PUT a schedule with headers again after a rotation, before dropping the old key.
+    assert client.put("digest", every="1h", headers={"Authorization": SECRET})[0] == 201
+    old = {item["headers_sealed"]["S"].split(".")[1] for item in stored_items(aws)}
+    new_key = "rotated-headers-key-0123456789-abcdefghijklmn"
+    monkeypatch.setenv("CALLME_HEADERS_KEY", json.dumps({"current": new_key, "previous": HEADERS_KEY}))
+    wiring.reset()
+    assert client.put("digest", every="1h", headers={"Authorization": SECRET})[0] == 200
+    [run] = client.pending("digest")
+    entry = wiring.api_repository().get(TaskKey("digest", run["trigger_at"]))
+    assert entry is not None and entry.definition.headers is not None
+    [schedule] = [i for i in stored_items(aws, TABLE_NAMES["SchedulesTable"]) if i["part"]["S"] == "schedule"]
+    sealed = {entry.definition.headers.sealed.split(".")[1], schedule["headers_sealed"]["S"].split(".")[1]}
+    assert len(sealed) == 1 and sealed != old, "both sealed with the new key"
+    assert wiring.vault().reveal("digest", entry.definition.headers).pairs == (("Authorization", SECRET),)
